@@ -1,0 +1,1 @@
+"""Device docs shipped with pyuse-gateway: one Markdown file per device kind."""

@@ -1,0 +1,179 @@
+"""Builds the gateway from its config, runs tasks, and shuts everything down in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.agent.llm import LLMClient, LLMError
+from gateway.agent.loop import AgentLoop, EventSink, Progress, TaskEvent
+from gateway.agent.prompt import PromptBuilder
+from gateway.config import Config, ConfigError
+from gateway.devices.docs import DocLibrary
+from gateway.devices.registry import Registry
+from gateway.policy import ScopeError, devices_for_task
+from gateway.sandbox.broker import Broker, JobContext
+from gateway.sandbox.session import JobLimits, SandboxSession, ZygoteProcess
+from gateway.store import Store, TaskRecord
+from gateway.transports.embedded_broker import EmbeddedBroker
+from gateway.transports.http import HttpTransport
+from gateway.transports.mqtt import MqttTransport
+from gateway.transports.serial import SerialPorts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskResult:
+    task_id: str
+    status: str  # done | failed | timeout | cancelled
+    answer: str | None
+    error: str | None
+    turns: int
+    tokens: int
+    duration_ms: float
+
+    def summary(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "status": self.status, "answer": self.answer, "turns": self.turns,
+                "tokens": self.tokens, "duration_ms": self.duration_ms}
+
+
+def _ignore(event: TaskEvent) -> None:
+    pass
+
+
+class Gateway:
+    def __init__(self, config: Config, config_source: str = "defaults") -> None:
+        self.config = config
+        self.config_source = config_source
+        self.store: Store | None = None
+        self.docs = DocLibrary()
+        self.registry = Registry(self.docs)
+        self.embedded_broker: EmbeddedBroker | None = None
+        self.http = HttpTransport()
+        self.serial = SerialPorts()
+        self.mqtt = MqttTransport(
+            config.mqtt.host, config.mqtt.port, client_id=f"pyuse-{config.gateway.id}",
+            username=config.mqtt.username, password=config.mqtt.password.get_secret_value(),
+            will=(f"pyuse/{config.gateway.id}/status", b"offline"))
+        self.zygote = ZygoteProcess()
+        self.llm: LLMClient | None = None
+        self.broker: Broker | None = None
+        self.prompts: PromptBuilder | None = None
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        config = self.config
+        data_dir = config.gateway.data_dir
+        (data_dir / "device_docs").mkdir(parents=True, exist_ok=True)
+        self.docs = DocLibrary.load([data_dir / "device_docs"])
+        for problem in self.docs.errors:
+            log.error("device doc skipped: %s", problem)
+        self.registry = Registry(self.docs)
+        problems = self.registry.add_static(config.devices, self.config_source)
+        if problems:
+            raise ConfigError(problems)
+        self.store = Store(config.db_path)
+        interrupted = self.store.mark_interrupted()
+        if interrupted:
+            log.warning("%d task(s) were cut off by a restart and are marked interrupted", interrupted)
+        if config.mqtt.embedded:
+            self.embedded_broker = EmbeddedBroker(config.mqtt.host, config.mqtt.port)
+            await self.embedded_broker.start()
+        await self.http.start()
+        if config.mqtt.embedded or any(device.transport == "mqtt" for device in self.registry.all()):
+            await self.mqtt.start(wait_s=3.0)
+            if self.mqtt.connected:
+                self.mqtt.on_connect.append(self._announce)
+                self._announce()
+        await self.zygote.start()
+        self.broker = Broker(self.docs, self.store, self.http, self.mqtt, self.serial,
+                             rpc_source=f"pyuse-{config.gateway.id}")
+        self.prompts = PromptBuilder(self.docs)
+        if config.llm.configured:
+            self.llm = LLMClient(config.llm)
+
+    def _announce(self) -> None:
+        asyncio.ensure_future(self.mqtt.publish(f"pyuse/{self.config.gateway.id}/status", "online", qos=1,
+                                                retain=True))
+
+    async def close(self) -> None:
+        if self.llm:
+            await self.llm.close()
+        await self.zygote.close()
+        if self.mqtt.connected:
+            await self.mqtt.publish(f"pyuse/{self.config.gateway.id}/status", "offline", qos=1, retain=True)
+        await self.mqtt.close()
+        await self.http.close()
+        self.serial.close()
+        if self.embedded_broker:
+            await self.embedded_broker.close()
+        if self.store:
+            self.store.close()
+
+    def session(self, task_id: str, device_ids: list[str] | None = None) -> SandboxSession:
+        """A sandbox for one task, holding handles for exactly the devices it may use."""
+        assert self.broker is not None
+        devices = devices_for_task(self.registry, device_ids)
+        sandbox = self.config.sandbox
+        scratch = self.config.gateway.data_dir / "scratch" / task_id
+        context = JobContext(task_id, {device.id: device for device in devices})
+        job_config = {"devices": [device.for_job() for device in devices], "scratch_dir": str(scratch),
+                      "memory_mb": sandbox.memory_mb, "cpu_s": sandbox.cpu_s}
+        limits = JobLimits(sandbox.exec_timeout_s, sandbox.memory_mb, sandbox.cpu_s, sandbox.output_limit_bytes)
+        broker = self.broker
+
+        def states() -> dict[str, Any]:
+            return {device.id: device.state for device in devices}
+
+        return SandboxSession(self.zygote, job_config, limits, scratch,
+                              lambda request: broker.handle(context, request), states)
+
+    async def run_task(self, text: str, origin: str = "cli", device_ids: list[str] | None = None,
+                       on_event: EventSink = _ignore) -> TaskResult:
+        assert self.store is not None and self.prompts is not None
+        record = self.store.create_task(text, origin)
+        started = time.time()
+        self.store.update_task(record.id, status="running", started_at=started, model=self.config.llm.model or None)
+        progress = Progress()
+        session: SandboxSession | None = None
+        try:
+            if self.llm is None:
+                raise LLMError("no model is configured")
+            session = self.session(record.id, device_ids)
+            prompt = self.prompts.build(text, devices_for_task(self.registry, device_ids))
+            loop = AgentLoop(self.llm, self.store, self.config.agent)
+            async with asyncio.timeout(self.config.agent.task_timeout_s):
+                await loop.run(record.id, prompt, session, progress, on_event)
+        except TimeoutError:
+            progress.status = "timeout"
+            progress.error = f"the task ran longer than {self.config.agent.task_timeout_s} s ([agent] task_timeout_s)"
+        except asyncio.CancelledError:
+            progress.status = "cancelled"
+            progress.error = "cancelled"
+            raise
+        except (LLMError, ScopeError) as exc:
+            progress.status = "failed"
+            progress.error = str(exc)
+        finally:
+            if session is not None:
+                await asyncio.shield(session.close())
+            finished = time.time()
+            self.store.update_task(record.id, status=progress.status, answer=progress.answer, error=progress.error,
+                                   finished_at=finished, turns=progress.turns, prompt_tokens=progress.prompt_tokens,
+                                   completion_tokens=progress.completion_tokens)
+        return TaskResult(record.id, progress.status, progress.answer, progress.error, progress.turns,
+                          progress.tokens, round((finished - started) * 1000, 1))
+
+    def task(self, task_id: str) -> TaskRecord | None:
+        assert self.store is not None
+        return self.store.get_task(task_id)

@@ -1,0 +1,247 @@
+"""The gateway's configuration: a TOML file validated by pydantic, with environment overrides.
+
+Precedence, lowest to highest: built-in defaults, the TOML file, OPENAI_API_KEY / OPENAI_BASE_URL, PYUSE_*.
+`PYUSE_<SECTION>_<KEY>` sets `[section] key` (e.g. PYUSE_LLM_MODEL, PYUSE_SANDBOX_EXEC_TIMEOUT_S).
+Every problem is reported as one line naming the key, where it came from and what is expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "pyuse"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class GatewaySection(Section):
+    id: str = Field("pyuse", description="names this gateway in MQTT topics; lowercase letters, digits, _ and -")
+    data_dir: Path = Field(default_factory=default_data_dir)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not SLUG.match(value):
+            raise ValueError("expected lowercase letters, digits, '_' or '-', starting with a letter or digit")
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+
+class LLMSection(Section):
+    base_url: str = Field("", description="OpenAI-compatible endpoint; empty means no model is configured")
+    model: str = ""
+    api_key: SecretStr = SecretStr("")
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=10)
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(1024, gt=0, description="cap on one reply")
+    stream: bool = True
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("expected an http:// or https:// URL such as http://127.0.0.1:11434/v1")
+        return value.rstrip("/")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url and self.model)
+
+
+class AgentSection(Section):
+    max_turns: int = Field(8, ge=1, le=100)
+    task_timeout_s: float = Field(180.0, gt=0)
+    max_tokens_per_task: int = Field(40_000, gt=0)
+    observation_limit_chars: int = Field(4000, ge=200)
+
+
+class SandboxSection(Section):
+    exec_timeout_s: float = Field(10.0, gt=0, description="wall-clock limit for one execution")
+    memory_mb: int = Field(512, ge=32, description="address-space limit of a job")
+    cpu_s: int = Field(30, ge=1, description="CPU seconds a job may use over the whole task")
+    output_limit_bytes: int = Field(1 << 20, ge=4096, description="a job printing more is killed")
+
+
+class MqttSection(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    embedded: bool = Field(False, description="start the built-in broker (amqtt) on host:port")
+
+
+class DeviceEntry(Section):
+    """A device declared in the config instead of (or on top of) being discovered."""
+
+    name: str = Field(min_length=1, max_length=100)
+    kind: str = Field(min_length=1, description="a device doc kind, e.g. shelly_switch")
+    id: str | None = None
+    area: str = ""
+    aliases: list[str] = []
+    host: str | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    base_topic: str | None = None
+    topics: list[str] = []
+    serial_port: str | None = None
+    baudrate: int = Field(9600, gt=0)
+    exposed: bool = True
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str | None) -> str | None:
+        if value is not None and not SLUG.match(value):
+            raise ValueError("expected lowercase letters, digits, '_' or '-'")
+        return value
+
+
+class Config(Section):
+    gateway: GatewaySection = GatewaySection()
+    llm: LLMSection = LLMSection()
+    agent: AgentSection = AgentSection()
+    sandbox: SandboxSection = SandboxSection()
+    mqtt: MqttSection = MqttSection()
+    devices: list[DeviceEntry] = []
+
+    @property
+    def db_path(self) -> Path:
+        return self.gateway.data_dir / "pyuse.db"
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+SECTIONS = {name for name in Config.model_fields if name != "devices"}
+
+
+def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> Config:
+    """Read `path` (or only defaults when None), apply the environment, validate everything at once."""
+    env = dict(os.environ) if env is None else env
+    source = str(path) if path else "defaults"
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"{path}: file not found (pass -c with an existing file, or omit it)"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    origins: dict[tuple[str, ...], str] = {}
+    problems = _apply_env(data, env, origins)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems += [_describe(error, data, source, origins) for error in exc.errors()]
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _apply_env(data: dict[str, Any], env: dict[str, str], origins: dict[tuple[str, ...], str]) -> list[str]:
+    problems: list[str] = []
+
+    def put(section: str, key: str, value: str, origin: str) -> None:
+        data.setdefault(section, {})
+        if not isinstance(data[section], dict):
+            problems.append(f"{origin}: cannot set {section}.{key}: [{section}] in the file is not a table")
+            return
+        data[section][key] = value
+        origins[(section, key)] = origin
+
+    if env.get("OPENAI_API_KEY"):
+        put("llm", "api_key", env["OPENAI_API_KEY"], "OPENAI_API_KEY (environment)")
+    if env.get("OPENAI_BASE_URL"):
+        put("llm", "base_url", env["OPENAI_BASE_URL"], "OPENAI_BASE_URL (environment)")
+    for name, value in sorted(env.items()):
+        if not name.startswith("PYUSE_") or name == "PYUSE_CONFIG":
+            continue
+        section, _, key = name[len("PYUSE_"):].lower().partition("_")
+        if section not in SECTIONS or not key:
+            hint = _did_you_mean(section, SECTIONS)
+            problems.append(f"{name} (environment): no such setting; expected PYUSE_<SECTION>_<KEY> "
+                            f"with a section among {', '.join(sorted(SECTIONS))}{hint}")
+            continue
+        put(section, key, value, f"{name} (environment)")
+    return problems
+
+
+def _describe(error: dict[str, Any], data: dict[str, Any], source: str, origins: dict[tuple[str, ...], str]) -> str:
+    loc = tuple(str(part) for part in error["loc"])
+    key = _dotted(loc)
+    origin = origins.get(loc, source)
+    if error["type"] == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        hint = _did_you_mean(loc[-1], set(model.model_fields)) if model else ""
+        return f"{origin}: {key}: unknown key{hint}"
+    got = error.get("input")
+    shown = "" if isinstance(got, dict) or got is None or "api_key" in key or "password" in key else f", got {got!r}"
+    return f"{origin}: {key}: {error['msg'].lower()}{shown}"
+
+
+def _dotted(loc: tuple[str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
+    return text
+
+
+def _model_at(loc: tuple[str, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        if part.isdigit():
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", (annotation,))[0]
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            model = inner
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return None
+    return model
+
+
+def _did_you_mean(word: str, choices: set[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def find_config_file(explicit: Path | None, env: dict[str, str] | None = None) -> Path | None:
+    """-c wins, then $PYUSE_CONFIG, then ./pyuse.toml, then ~/.config/pyuse/pyuse.toml; None means defaults."""
+    env = dict(os.environ) if env is None else env
+    if explicit is not None:
+        return explicit
+    if env.get("PYUSE_CONFIG"):
+        return Path(env["PYUSE_CONFIG"])
+    for candidate in (Path("pyuse.toml"), Path.home() / ".config" / "pyuse" / "pyuse.toml"):
+        if candidate.is_file():
+            return candidate
+    return None

@@ -1,0 +1,266 @@
+"""The broker: performs a job's handle calls on the real transports, after checking each one.
+
+A job names a device and a method; the device's address, port and topics come from the registry, never from
+the job. Each call is checked (exposed to this task? a method of its transport? a path on that device? a
+topic it owns?), performed, and written to the audit table whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.devices.docs import DocLibrary
+from gateway.devices.model import Device
+from gateway.sandbox.messages import CallRequest
+from gateway.store import AuditRecord, Store
+from gateway.transports.http import HttpTransport
+from gateway.transports.mqtt import MqttTransport, topic_matches
+from gateway.transports.serial import SerialPorts
+
+log = logging.getLogger(__name__)
+
+Scalar = str | int | float | bool | None
+
+
+class CallDenied(Exception):
+    """A policy refusal; reaches the model as PermissionError."""
+
+
+class DeviceError(Exception):
+    """The device or transport failed; reaches the model as DeviceError."""
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HttpGet(_Args):
+    path: str = Field(max_length=2000)
+    params: dict[str, Scalar | list[Any] | dict[str, Any]] = {}
+
+
+class HttpPost(_Args):
+    path: str = Field(max_length=2000)
+    json_body: Any = Field(None, alias="json")
+
+
+class HttpRpc(_Args):
+    rpc_method: str = Field(max_length=100, pattern=r"^[A-Za-z0-9_.]+$")
+    params: dict[str, Any] = {}
+
+
+class MqttPublish(_Args):
+    topic: str = Field(min_length=1, max_length=500)
+    payload: Any = ""
+    qos: Literal[0, 1, 2] = 0
+    retain: bool = False
+
+
+class MqttRequest(_Args):
+    topic: str = Field(min_length=1, max_length=500)
+    payload: Any = ""
+    reply_topic: str = Field(min_length=1, max_length=500)
+    timeout: float = Field(5, gt=0, le=60)
+
+
+class MqttWait(_Args):
+    topic: str = Field(min_length=1, max_length=500)
+    timeout: float = Field(5, gt=0, le=60)
+
+
+class SerialQuery(_Args):
+    cmd: str = Field(max_length=1000)
+    timeout: float = Field(2, gt=0, le=30)
+
+
+class SerialWrite(_Args):
+    cmd: str = Field(max_length=1000)
+
+
+@dataclass
+class JobContext:
+    task_id: str
+    devices: dict[str, Device]
+
+
+Handler = Callable[[Device, Any], Awaitable[Any]]
+
+
+class Broker:
+    def __init__(self, docs: DocLibrary, store: Store, http: HttpTransport, mqtt: MqttTransport,
+                 serial: SerialPorts, rpc_source: str) -> None:
+        self.docs = docs
+        self.store = store
+        self.http = http
+        self.mqtt = mqtt
+        self.serial = serial
+        self.rpc_source = rpc_source
+        self._rpc_ids = itertools.count(1)
+        self._methods: dict[str, dict[str, tuple[type[_Args], Handler]]] = {
+            "http": {"get": (HttpGet, self._http_get), "post": (HttpPost, self._http_post),
+                     "rpc": (HttpRpc, self._http_rpc)},
+            "mqtt": {"publish": (MqttPublish, self._mqtt_publish), "request": (MqttRequest, self._mqtt_request),
+                     "wait": (MqttWait, self._mqtt_wait)},
+            "serial": {"query": (SerialQuery, self._serial_query), "write": (SerialWrite, self._serial_write)},
+        }
+
+    async def handle(self, context: JobContext, request: CallRequest) -> dict[str, Any]:
+        """Answer one call from a job: {"id", "ok", "result"} or {"id", "ok": false, "error": {type, message}}."""
+        started = time.perf_counter()
+        device = context.devices.get(request.device)
+        target = _target(request.args)
+        try:
+            if device is None or not device.exposed:
+                raise CallDenied(f"device {request.device!r} is not exposed to this task")
+            methods = self._methods[device.transport]
+            if request.method not in methods:
+                raise ValueError(f"{device.transport} devices have no method {request.method!r}; "
+                                 f"use one of {', '.join(methods)}")
+            schema, handler = methods[request.method]
+            try:
+                args = schema.model_validate(request.args)
+            except ValidationError as exc:
+                raise ValueError(_validation_message(request.method, exc)) from None
+            result = await handler(device, args)
+        except CallDenied as exc:
+            return self._refuse(context, request, target, "denied", "PermissionError", str(exc), started)
+        except ValueError as exc:
+            return self._refuse(context, request, target, "invalid", "ValueError", str(exc), started)
+        except TimeoutError as exc:
+            return self._refuse(context, request, target, "error", "TimeoutError", str(exc) or "timed out",
+                                started)
+        except (ConnectionError, OSError) as exc:
+            return self._refuse(context, request, target, "error", "ConnectionError", _os_message(exc), started)
+        except DeviceError as exc:
+            return self._refuse(context, request, target, "error", "DeviceError", str(exc), started)
+        except asyncio.CancelledError:
+            self._audit(context, request, target, "cancelled", None, started)
+            raise
+        except Exception as exc:  # a transport bug must not take the gateway down
+            log.exception("handle call %s.%s failed", request.device, request.method)
+            return self._refuse(context, request, target, "error", "DeviceError", f"{type(exc).__name__}: {exc}",
+                                started)
+        self._audit(context, request, target, "ok", None, started)
+        return {"id": request.id, "ok": True, "result": result}
+
+    def _refuse(self, context: JobContext, request: CallRequest, target: str | None, outcome: str, error_type: str,
+                message: str, started: float) -> dict[str, Any]:
+        self._audit(context, request, target, outcome, message, started)
+        return {"id": request.id, "ok": False, "error": {"type": error_type, "message": message}}
+
+    def _audit(self, context: JobContext, request: CallRequest, target: str | None, outcome: str,
+               detail: str | None, started: float) -> None:
+        self.store.audit(AuditRecord(
+            task_id=context.task_id, device_id=request.device, method=request.method, target=target,
+            args=request.args, outcome=outcome, detail=detail,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2)))
+
+    # HTTP
+    async def _http_get(self, device: Device, args: HttpGet) -> Any:
+        return await self._http(device, "GET", args.path, params=args.params)
+
+    async def _http_post(self, device: Device, args: HttpPost) -> Any:
+        return await self._http(device, "POST", args.path, json_body=args.json_body)
+
+    async def _http_rpc(self, device: Device, args: HttpRpc) -> Any:
+        doc = self.docs.get(device.kind)
+        frame = {"id": next(self._rpc_ids), "src": self.rpc_source, "method": args.rpc_method,
+                 "params": args.params}
+        reply = await self._http(device, "POST", doc.rpc_path if doc else "/rpc", json_body=frame)
+        if not isinstance(reply, dict):
+            raise DeviceError(f"{args.rpc_method}: the device answered with something that is not an RPC frame")
+        if "error" in reply:
+            error = reply["error"] if isinstance(reply["error"], dict) else {"message": reply["error"]}
+            raise DeviceError(f"{args.rpc_method} failed: error {error.get('code')}: {error.get('message')}")
+        return reply.get("result")
+
+    async def _http(self, device: Device, method: str, path: str, **kwargs: Any) -> Any:
+        check_http_path(path)
+        assert device.host and device.port
+        reply = await self.http.request(method, device.host, device.port, path, **kwargs)
+        if not reply.ok:
+            raise DeviceError(f"HTTP {reply.status} from {method} {path}: {str(reply.body)[:500]}")
+        return reply.body
+
+    # MQTT
+    def _check_topic(self, device: Device, topic: str) -> None:
+        if "+" in topic or "#" in topic:
+            raise ValueError(f"topic {topic!r}: wildcards are not allowed here; name one topic")
+        if not any(topic_matches(owned, topic) for owned in device.topics):
+            raise CallDenied(f"topic {topic!r} does not belong to device {device.id!r} "
+                             f"(it owns {', '.join(device.topics) or 'no topics'})")
+
+    async def _mqtt_publish(self, device: Device, args: MqttPublish) -> None:
+        self._check_topic(device, args.topic)
+        await self.mqtt.publish(args.topic, args.payload, qos=args.qos, retain=args.retain)
+
+    async def _mqtt_request(self, device: Device, args: MqttRequest) -> Any:
+        self._check_topic(device, args.topic)
+        self._check_topic(device, args.reply_topic)
+        message = await self.mqtt.next_message(
+            args.reply_topic, args.timeout, skip_retained=True,
+            before_waiting=lambda: self.mqtt.publish(args.topic, args.payload))
+        return message.decoded()
+
+    async def _mqtt_wait(self, device: Device, args: MqttWait) -> Any:
+        self._check_topic(device, args.topic)
+        return (await self.mqtt.next_message(args.topic, args.timeout)).decoded()
+
+    # serial
+    def _terminator(self, device: Device) -> str:
+        doc = self.docs.get(device.kind)
+        return doc.line_terminator if doc else "\n"
+
+    async def _serial_query(self, device: Device, args: SerialQuery) -> str:
+        check_serial_command(args.cmd)
+        assert device.serial_port
+        return await self.serial.query(device.serial_port, device.baudrate, args.cmd, self._terminator(device),
+                                       args.timeout)
+
+    async def _serial_write(self, device: Device, args: SerialWrite) -> None:
+        check_serial_command(args.cmd)
+        assert device.serial_port
+        await self.serial.write(device.serial_port, device.baudrate, args.cmd, self._terminator(device))
+
+
+def check_http_path(path: str) -> None:
+    """A path on the device itself: absolute, no scheme or authority, no dot segments, no control chars."""
+    bare = path.partition("?")[0]
+    if not bare.startswith("/") or bare.startswith("//") or "\\" in path:
+        raise ValueError(f"path {path!r}: expected a path on the device such as '/rpc/Shelly.GetStatus'")
+    if any(segment in ("..", ".") for segment in bare.split("/")) or "#" in path:
+        raise ValueError(f"path {path!r}: dot segments and fragments are not allowed")
+    if any(ord(char) < 0x20 or ord(char) == 0x7F or char == " " for char in path):
+        raise ValueError(f"path {path!r}: control characters and spaces are not allowed (URL-encode them)")
+
+
+def check_serial_command(command: str) -> None:
+    if any(char in command for char in "\r\n\x00"):
+        raise ValueError("a serial command is one line: no CR, LF or NUL inside")
+
+
+def _target(args: dict[str, Any]) -> str | None:
+    for key in ("path", "topic", "rpc_method", "cmd"):
+        if isinstance(args.get(key), str):
+            return args[key][:500]
+    return None
+
+
+def _validation_message(method: str, exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "arguments"
+        parts.append(f"{name}: {error['msg'].lower()}")
+    return f"{method}(): " + "; ".join(parts)
+
+
+def _os_message(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__

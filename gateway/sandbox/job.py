@@ -1,0 +1,139 @@
+"""The body of a sandbox job: lock down, then run the task's code turn by turn in one namespace.
+
+Stdlib only (runs in a process forked from the zygote, under `python -I -S`). Output goes to fd 1, a pipe
+the gateway reads and caps; the channel carries only control messages and handle calls.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import linecache
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from types import FrameType
+from typing import Any
+
+from pyuse_sandbox_handles import Channel, DeviceError, build_devices  # noqa: I001  (loaded by the zygote)
+from pyuse_sandbox_isolation import lockdown
+
+
+class FinalAnswer(BaseException):
+    """Raised by final_answer(); a BaseException so that `except Exception` in model code cannot swallow it."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__(value)
+        self.value = value
+
+
+class ExecutionTimeout(BaseException):
+    """The execution ran past its wall-clock limit."""
+
+
+class CPUTimeExceeded(BaseException):
+    """The job used up its CPU-seconds budget."""
+
+
+# Tracebacks show these by bare name, like built-in exceptions.
+FinalAnswer.__module__ = ExecutionTimeout.__module__ = CPUTimeExceeded.__module__ = "builtins"
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    raise ExecutionTimeout("this execution ran past its wall-clock limit; do less per turn, or wait less")
+
+
+def _on_xcpu(signum: int, frame: FrameType | None) -> None:
+    raise CPUTimeExceeded("the job used up its CPU-time budget for this task")
+
+
+class Job:
+    def __init__(self, channel: Channel, config: dict[str, Any]) -> None:
+        self.channel = channel
+        self.devices = build_devices(channel, config["devices"])
+        self.deadline = 0.0
+        self.namespace: dict[str, Any] = {
+            "__name__": "__main__",
+            "__builtins__": __builtins__,
+            "devices": self.devices,
+            "final_answer": self.final_answer,
+            "sleep": self.sleep,
+            "DeviceError": DeviceError,
+        }
+
+    @staticmethod
+    def final_answer(value: Any) -> None:
+        """End the task with `value` as the answer to the user."""
+        raise FinalAnswer(value)
+
+    def sleep(self, seconds: float) -> None:
+        """Pause; refuses to sleep past the end of this execution."""
+        left = self.deadline - time.monotonic()
+        if seconds > left:
+            raise ValueError(f"sleep({seconds}) would outlast this execution ({left:.1f} s left); "
+                             "sleep less, or finish and check again in a later turn")
+        time.sleep(max(0.0, seconds))
+
+    def serve(self) -> None:
+        while True:
+            message = self.channel.receive()
+            if message.get("op") != "exec":
+                continue
+            self.devices.update_states(message.get("states", {}))
+            status, answer = self.execute(message["code"], message["turn"], message["timeout"])
+            sys.stdout.flush()
+            self.channel.send({"op": "done", "status": status, "answer": answer})
+
+    def execute(self, source: str, turn: int, timeout: float) -> tuple[str, str | None]:
+        filename = f"<turn {turn}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        self.deadline = time.monotonic() + timeout
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            tree = ast.parse(source, filename, "exec")
+            last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+            exec(compile(tree, filename, "exec"), self.namespace)
+            if last is not None:
+                value = eval(compile(ast.Expression(last.value), filename, "eval"), self.namespace)
+                if value is not None:
+                    self.namespace["_"] = value
+                    print(repr(value))
+            return "ok", None
+        except FinalAnswer as final:
+            return "final", _as_text(final.value)
+        except BaseException as error:  # the model's code may raise anything; report it, keep the job alive
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            sys.stdout.flush()
+            sys.stdout.write(_format_traceback(error))
+            return "error", None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def _format_traceback(error: BaseException) -> str:
+    """The model's frames only: the job's own machinery is noise to it."""
+    own = {os.path.abspath(__file__), os.path.abspath(sys.modules["pyuse_sandbox_handles"].__file__)}
+    summary = traceback.TracebackException.from_exception(error)
+    frames = [frame for frame in summary.stack if os.path.abspath(frame.filename) not in own]
+    summary.stack = traceback.StackSummary.from_list(frames)
+    return "".join(summary.format())
+
+
+def run(config: dict[str, Any], chan_fd: int, out_fd: int) -> None:
+    """Entry point in the forked child; never returns."""
+    lockdown(out_fd, {chan_fd}, config["scratch_dir"], config["memory_mb"], config["cpu_s"])
+    sys.stdout = sys.stderr = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
+                                               errors="backslashreplace", write_through=False)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.signal(signal.SIGXCPU, _on_xcpu)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    channel = Channel(socket.socket(fileno=chan_fd))
+    Job(channel, config).serve()

@@ -1,0 +1,36 @@
+"""Messages a job may send to the gateway. Everything from a job is untrusted: it is size-checked and
+validated here, and anything else ends the job (never the gateway)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+MAX_MESSAGE = 1 << 20
+
+
+class CallRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    op: Literal["call"]
+    id: int = Field(ge=0)
+    device: str = Field(max_length=200)
+    method: str = Field(max_length=40)
+    args: dict[str, Any]
+
+
+class DoneMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    op: Literal["done"]
+    status: Literal["ok", "error", "final"]
+    answer: str | None = Field(None, max_length=100_000)
+
+
+_JOB_MESSAGE: TypeAdapter[CallRequest | DoneMessage] = TypeAdapter(
+    Annotated[CallRequest | DoneMessage, Field(discriminator="op")])
+
+
+def parse_job_message(data: bytes) -> CallRequest | DoneMessage:
+    if len(data) > MAX_MESSAGE:
+        raise ValueError(f"message of more than {MAX_MESSAGE} bytes")
+    return _JOB_MESSAGE.validate_json(data)

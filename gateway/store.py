@@ -1,0 +1,210 @@
+"""SQLite store (WAL): tasks, their steps, and the audit trail of every handle call.
+
+Each write commits at once, so a crash loses at most the step being written, never a finished task.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    status TEXT NOT NULL,
+    answer TEXT,
+    error TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    turns INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    model TEXT
+);
+CREATE INDEX IF NOT EXISTS tasks_created ON tasks(created_at);
+CREATE TABLE IF NOT EXISTS steps (
+    task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+    turn INTEGER NOT NULL,
+    thought TEXT NOT NULL DEFAULT '',
+    code TEXT,
+    observation TEXT,
+    llm_ms REAL,
+    exec_ms REAL,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    prompt_estimate INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (task_id, turn)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    task_id TEXT,
+    device_id TEXT,
+    method TEXT NOT NULL,
+    target TEXT,
+    args TEXT,
+    outcome TEXT NOT NULL,
+    detail TEXT,
+    duration_ms REAL
+);
+CREATE INDEX IF NOT EXISTS audit_task ON audit(task_id);
+"""
+
+FINISHED = ("done", "failed", "timeout", "cancelled", "interrupted")
+
+
+@dataclass
+class TaskRecord:
+    id: str
+    text: str
+    origin: str
+    status: str
+    created_at: float
+    answer: str | None = None
+    error: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    turns: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model: str | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return round((self.finished_at - self.started_at) * 1000, 1)
+
+
+@dataclass
+class StepRecord:
+    task_id: str
+    turn: int
+    thought: str = ""
+    code: str | None = None
+    observation: str | None = None
+    llm_ms: float | None = None
+    exec_ms: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prompt_estimate: int = 0
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class AuditRecord:
+    task_id: str | None
+    device_id: str | None
+    method: str
+    outcome: str
+    target: str | None = None
+    args: Any = None
+    detail: str | None = None
+    duration_ms: float | None = None
+    ts: float = field(default_factory=time.time)
+
+
+def new_task_id() -> str:
+    return secrets.token_hex(6)
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    # tasks
+    def create_task(self, text: str, origin: str, task_id: str | None = None) -> TaskRecord:
+        record = TaskRecord(id=task_id or new_task_id(), text=text, origin=origin, status="queued",
+                            created_at=time.time())
+        self._db.execute("INSERT INTO tasks (id, text, origin, status, created_at) VALUES (?, ?, ?, ?, ?)",
+                         (record.id, record.text, record.origin, record.status, record.created_at))
+        return record
+
+    def update_task(self, task_id: str, **fields: Any) -> None:
+        allowed = set(TaskRecord.__dataclass_fields__) - {"id", "text", "origin", "created_at"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"not task fields: {sorted(unknown)}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        self._db.execute(f"UPDATE tasks SET {assignments} WHERE id = ?", (*fields.values(), task_id))
+
+    def get_task(self, task_id: str) -> TaskRecord | None:
+        """Exact id, or a unique prefix of one (as typed at the command line)."""
+        row = self._db.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        if row is None and task_id:
+            rows = self._db.execute("SELECT * FROM tasks WHERE id LIKE ? || '%' LIMIT 2",
+                                    (task_id.replace("%", "").replace("_", ""),)).fetchall()
+            row = rows[0] if len(rows) == 1 else None
+        return TaskRecord(**dict(row)) if row else None
+
+    def list_tasks(self, limit: int = 20, offset: int = 0) -> list[TaskRecord]:
+        rows = self._db.execute("SELECT * FROM tasks ORDER BY created_at DESC LIMIT ? OFFSET ?",
+                                (limit, offset)).fetchall()
+        return [TaskRecord(**dict(row)) for row in rows]
+
+    def mark_interrupted(self) -> int:
+        """Tasks left queued or running by a crash; called at start-up."""
+        cursor = self._db.execute(
+            "UPDATE tasks SET status = 'interrupted', finished_at = ? WHERE status IN ('queued', 'running')",
+            (time.time(),))
+        return cursor.rowcount
+
+    # steps
+    def add_step(self, step: StepRecord) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO steps (task_id, turn, thought, code, observation, llm_ms, exec_ms,"
+            " prompt_tokens, completion_tokens, prompt_estimate, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (step.task_id, step.turn, step.thought, step.code, step.observation, step.llm_ms, step.exec_ms,
+             step.prompt_tokens, step.completion_tokens, step.prompt_estimate, step.created_at))
+
+    def steps(self, task_id: str) -> list[StepRecord]:
+        rows = self._db.execute("SELECT * FROM steps WHERE task_id = ? ORDER BY turn", (task_id,)).fetchall()
+        return [StepRecord(**dict(row)) for row in rows]
+
+    # audit
+    def audit(self, record: AuditRecord) -> None:
+        args = None if record.args is None else json.dumps(record.args, default=str)[:2000]
+        self._db.execute(
+            "INSERT INTO audit (ts, task_id, device_id, method, target, args, outcome, detail, duration_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.ts, record.task_id, record.device_id, record.method, record.target, args, record.outcome,
+             record.detail, record.duration_ms))
+
+    def audit_rows(self, task_id: str | None = None) -> list[AuditRecord]:
+        query, params = "SELECT * FROM audit ORDER BY id", ()
+        if task_id is not None:
+            query, params = "SELECT * FROM audit WHERE task_id = ? ORDER BY id", (task_id,)
+        records = []
+        for row in self._db.execute(query, params).fetchall():
+            data = dict(row)
+            data.pop("id")
+            data["args"] = json.loads(data["args"]) if data["args"] else None
+            records.append(AuditRecord(**data))
+        return records

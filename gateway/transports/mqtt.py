@@ -1,0 +1,216 @@
+"""The gateway's one MQTT connection (paho-mqtt), bridged into asyncio.
+
+paho runs its network loop in its own thread and reconnects by itself; every callback is handed to the
+event loop with call_soon_threadsafe, so the rest of the gateway only ever sees asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool = False
+
+    def decoded(self) -> Any:
+        """JSON when the payload is JSON, else text."""
+        text = self.payload.decode("utf-8", "replace")
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+
+Listener = Callable[[Message], None]
+
+
+def encode_payload(payload: Any) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode()
+    if isinstance(payload, bool) or payload is None or isinstance(payload, (dict, list)):
+        return json.dumps(payload).encode()
+    return str(payload).encode()
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    return paho.topic_matches_sub(topic_filter, topic)
+
+
+class Subscription:
+    def __init__(self, transport: MqttTransport, topic_filter: str, listener: Listener) -> None:
+        self.transport = transport
+        self.topic_filter = topic_filter
+        self.listener = listener
+
+    def cancel(self) -> None:
+        self.transport._remove(self)
+
+
+class MqttTransport:
+    def __init__(self, host: str, port: int, client_id: str, username: str = "", password: str = "",
+                 will: tuple[str, bytes] | None = None) -> None:
+        self.host, self.port = host, port
+        self._client_id = client_id
+        self._credentials = (username, password)
+        self._will = will
+        self._client: paho.Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listeners: dict[str, list[Subscription]] = {}
+        self._suback: dict[int, asyncio.Future[None]] = {}
+        self._connected = asyncio.Event()
+        self.on_connect: list[Callable[[], None]] = []
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def start(self, wait_s: float = 5.0) -> None:
+        """Connect in the background; returns once connected or after wait_s (paho keeps retrying)."""
+        self._loop = asyncio.get_running_loop()
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=self._client_id, clean_session=True)
+        if self._credentials[0]:
+            client.username_pw_set(*self._credentials)
+        if self._will:
+            client.will_set(self._will[0], self._will[1], qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        self._client = client
+        client.connect_async(self.host, self.port, keepalive=30)
+        client.loop_start()
+        try:
+            await asyncio.wait_for(self._connected.wait(), wait_s)
+        except TimeoutError:
+            log.warning("MQTT broker %s:%s not reachable yet; retrying in the background", self.host, self.port)
+
+    async def close(self) -> None:
+        if self._client is None:
+            return
+        client, self._client = self._client, None
+        await asyncio.to_thread(client.disconnect)
+        await asyncio.to_thread(client.loop_stop)
+        self._connected.clear()
+
+    # paho thread -> event loop
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if not reason.is_failure:
+            self._call(self._connected_now)
+        else:
+            log.warning("MQTT broker refused the connection: %s", reason)
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self._call(self._connected.clear)
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        self._call(self._dispatch, Message(message.topic, bytes(message.payload), bool(message.retain)))
+
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: Any, properties: Any) -> None:
+        self._call(self._subscribed, mid)
+
+    def _call(self, callback: Callable[..., None], *args: Any) -> None:
+        if self._loop and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    # event loop side
+    def _connected_now(self) -> None:
+        self._connected.set()
+        for topic_filter in self._listeners:
+            self._subscribe(topic_filter)
+        for callback in self.on_connect:
+            callback()
+
+    def _dispatch(self, message: Message) -> None:
+        for topic_filter, subscriptions in list(self._listeners.items()):
+            if topic_matches(topic_filter, message.topic):
+                for subscription in list(subscriptions):
+                    try:
+                        subscription.listener(message)
+                    except Exception:
+                        log.exception("MQTT listener for %s failed", topic_filter)
+
+    def _subscribed(self, mid: int) -> None:
+        future = self._suback.pop(mid, None)
+        if future and not future.done():
+            future.set_result(None)
+
+    def _subscribe(self, topic_filter: str) -> asyncio.Future[None]:
+        assert self._client is not None and self._loop is not None
+        future: asyncio.Future[None] = self._loop.create_future()
+        result, mid = self._client.subscribe(topic_filter, qos=1)
+        if result == paho.MQTT_ERR_SUCCESS:
+            self._suback[mid] = future
+        else:
+            future.set_exception(ConnectionError(f"MQTT subscribe to {topic_filter} failed ({result})"))
+        return future
+
+    async def subscribe(self, topic_filter: str, listener: Listener) -> Subscription:
+        """Listen on a filter; returns once the broker has acknowledged it (or at once if already subscribed)."""
+        subscription = Subscription(self, topic_filter, listener)
+        first = topic_filter not in self._listeners
+        self._listeners.setdefault(topic_filter, []).append(subscription)
+        if first and self.connected:
+            try:
+                await asyncio.wait_for(self._subscribe(topic_filter), 5)
+            except (TimeoutError, ConnectionError):
+                subscription.cancel()
+                raise ConnectionError(f"the MQTT broker did not acknowledge a subscription to {topic_filter}")
+        return subscription
+
+    def _remove(self, subscription: Subscription) -> None:
+        subscriptions = self._listeners.get(subscription.topic_filter, [])
+        if subscription in subscriptions:
+            subscriptions.remove(subscription)
+        if not subscriptions and subscription.topic_filter in self._listeners:
+            del self._listeners[subscription.topic_filter]
+            if self._client is not None and self.connected:
+                self._client.unsubscribe(subscription.topic_filter)
+
+    def _require_connection(self) -> paho.Client:
+        if self._client is None or not self.connected:
+            raise ConnectionError(f"not connected to the MQTT broker at {self.host}:{self.port}")
+        return self._client
+
+    async def publish(self, topic: str, payload: Any, qos: int = 0, retain: bool = False) -> None:
+        client = self._require_connection()
+        info = client.publish(topic, encode_payload(payload), qos=qos, retain=retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise ConnectionError(f"MQTT publish to {topic} failed ({paho.error_string(info.rc)})")
+        if qos > 0:
+            await asyncio.to_thread(info.wait_for_publish, 5)
+
+    async def next_message(self, topic_filter: str, timeout: float, *, skip_retained: bool = False,
+                           before_waiting: Callable[[], Any] | None = None) -> Message:
+        """The next message on a filter. `before_waiting` (e.g. a publish) runs once the subscription is live."""
+        self._require_connection()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Message] = loop.create_future()
+
+        def listener(message: Message) -> None:
+            if not future.done() and not (skip_retained and message.retain):
+                future.set_result(message)
+
+        subscription = await self.subscribe(topic_filter, listener)
+        try:
+            if before_waiting is not None:
+                await before_waiting()
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise TimeoutError(f"no message on {topic_filter} within {timeout} s") from None
+        finally:
+            subscription.cancel()

@@ -1,0 +1,1 @@
+"""Protocol-faithful simulated devices for tests and demos (see simulators/base.py)."""

@@ -1,0 +1,149 @@
+"""Shared test equipment: real brokers, real simulators, the scripted model server, a gateway factory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.app import Gateway
+from gateway.config import Config, DeviceEntry
+from gateway.transports.embedded_broker import EmbeddedBroker, free_port
+from simulators.llm import ScriptedLLM
+from simulators.scpi import ScpiPowerSupply
+from simulators.shelly import ShellySwitch
+from simulators.tasmota import TasmotaPlug
+
+
+@dataclass
+class BrokerAddress:
+    host: str
+    port: int
+    kind: str
+
+
+def _wait_for_port(host: str, port: int, timeout: float = 5.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with socket.socket() as probe:
+            if probe.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listening on {host}:{port}")
+
+
+@pytest.fixture
+async def mqtt_broker(tmp_path: Path) -> AsyncIterator[BrokerAddress]:
+    """Mosquitto on a free loopback port when it is installed; the embedded broker (amqtt) otherwise."""
+    port = free_port()
+    mosquitto = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto")
+                                              else None)
+    if mosquitto:
+        conf = tmp_path / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        process = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        try:
+            await asyncio.to_thread(_wait_for_port, "127.0.0.1", port)
+            yield BrokerAddress("127.0.0.1", port, "mosquitto")
+        finally:
+            process.terminate()
+            process.wait(5)
+    else:
+        broker = EmbeddedBroker("127.0.0.1", port)
+        await broker.start()
+        try:
+            yield BrokerAddress("127.0.0.1", port, "amqtt")
+        finally:
+            await broker.close()
+
+
+@pytest.fixture
+async def scripted_llm() -> AsyncIterator[Callable[[dict[str, Any]], Awaitable[ScriptedLLM]]]:
+    servers: list[ScriptedLLM] = []
+
+    async def start(script: dict[str, Any]) -> ScriptedLLM:
+        server = ScriptedLLM(script)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def shelly() -> AsyncIterator[ShellySwitch]:
+    async with ShellySwitch("desk_plug") as device:
+        yield device
+
+
+@pytest.fixture
+async def tasmota(mqtt_broker: BrokerAddress) -> AsyncIterator[TasmotaPlug]:
+    async with TasmotaPlug("tv_plug", "tasmota_A1B2C3", mqtt_broker.host, mqtt_broker.port) as device:
+        yield device
+
+
+@pytest.fixture
+async def psu() -> AsyncIterator[ScpiPowerSupply]:
+    async with ScpiPowerSupply("bench_psu") as device:
+        yield device
+
+
+def make_config(tmp_path: Path, model_server: ScriptedLLM | None = None, devices: list[DeviceEntry] = (),
+                broker: BrokerAddress | None = None, **sections: dict[str, Any]) -> Config:
+    """A config for a test: its own data dir, the scripted model, the given devices and section overrides."""
+    data: dict[str, Any] = {"gateway": {"data_dir": str(tmp_path / "data")},
+                            "sandbox": {"exec_timeout_s": 2.0},
+                            "llm": ({"base_url": model_server.base_url, "model": model_server.model}
+                                    if model_server else {})}
+    if broker:
+        data["mqtt"] = {"host": broker.host, "port": broker.port}
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    config = Config.model_validate(data)
+    config.devices = list(devices)
+    return config
+
+
+def shelly_entry(device: ShellySwitch, **overrides: Any) -> DeviceEntry:
+    return DeviceEntry(**{"id": device.id, "name": "Desk Plug", "area": "office", "kind": "shelly_switch",
+                          "host": device.host, "port": device.port, **overrides})
+
+
+def tasmota_entry(device: TasmotaPlug) -> DeviceEntry:
+    return DeviceEntry(id=device.id, name="TV Plug", area="living room", kind="tasmota_plug",
+                       base_topic=device.topic)
+
+
+def psu_entry(device: ScpiPowerSupply) -> DeviceEntry:
+    return DeviceEntry(id=device.id, name="Bench Supply", area="lab", kind="scpi_psu", serial_port=device.port)
+
+
+@pytest.fixture
+async def gateway_factory() -> AsyncIterator[Callable[[Config], Awaitable[Gateway]]]:
+    gateways: list[Gateway] = []
+
+    async def start(config: Config) -> Gateway:
+        gateway = Gateway(config, "test")
+        await gateway.start()
+        gateways.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in gateways:
+        await gateway.close()
+
+
+def code_reply(code: str, thought: str = "Let me do that.") -> str:
+    return f"Thought: {thought}\n```python\n{code}\n```"
