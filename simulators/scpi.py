@@ -15,8 +15,8 @@ class ScpiPowerSupply(Simulator):
     kind = "scpi_psu"
 
     def __init__(self, device_id: str = "psu", load_ohms: float = 10.0, max_volts: float = 30.0,
-                 max_amps: float = 3.0) -> None:
-        self.id = device_id
+                 max_amps: float = 3.0, name: str = "", area: str = "") -> None:
+        super().__init__(device_id, name, area)
         self.load_ohms = load_ohms
         self.max_volts, self.max_amps = max_volts, max_amps
         self.volts_set, self.amps_set, self.output = 0.0, 1.0, False
@@ -40,7 +40,7 @@ class ScpiPowerSupply(Simulator):
         volts = min(self.volts_set, self.amps_set * self.load_ohms)
         return round(volts, 4), round(volts / self.load_ohms, 4)
 
-    async def start(self) -> None:
+    async def serve(self) -> None:
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
         self.port = os.ttyname(self._slave)

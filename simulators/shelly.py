@@ -13,9 +13,9 @@ from simulators.base import Simulator
 class ShellySwitch(Simulator):
     kind = "shelly_switch"
 
-    def __init__(self, device_id: str = "plug", mac: str = "AABBCCDDEE01", host: str = "127.0.0.1",
-                 port: int = 0, model: str = "SNPL-00112EU", app: str = "PlusPlugS") -> None:
-        self.id = device_id
+    def __init__(self, device_id: str = "plug", name: str = "", area: str = "", mac: str = "AABBCCDDEE01",
+                 host: str = "127.0.0.1", port: int = 0, model: str = "SNPL-00112EU", app: str = "PlusPlugS") -> None:
+        super().__init__(device_id, name, area)
         self.mac = mac.upper()
         self.host, self.port = host, port
         self.model, self.app = model, app
@@ -24,7 +24,7 @@ class ShellySwitch(Simulator):
         self.source = "init"
         self._runner: web.AppRunner | None = None
 
-    async def start(self) -> None:
+    async def serve(self) -> None:
         app = web.Application()
         app.router.add_get("/shelly", self._identity)
         app.router.add_post("/rpc", self._frame)

@@ -20,8 +20,8 @@ class TasmotaPlug(Simulator):
     kind = "tasmota_plug"
 
     def __init__(self, device_id: str = "tasmota_plug", topic: str = "tasmota_A1B2C3", broker_host: str = "127.0.0.1",
-                 broker_port: int = 1883) -> None:
-        self.id = device_id
+                 broker_port: int = 1883, name: str = "", area: str = "") -> None:
+        super().__init__(device_id, name, area)
         self.topic = topic
         self.broker = (broker_host, broker_port)
         self.power = False
@@ -34,7 +34,7 @@ class TasmotaPlug(Simulator):
     def address(self) -> str:
         return f"mqtt://{self.broker[0]}:{self.broker[1]} cmnd/{self.topic}/#"
 
-    async def start(self) -> None:
+    async def serve(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"tasmota-{self.topic}")
         ready = asyncio.create_task(self._ready.wait())
         done, _ = await asyncio.wait({ready, self._task}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
