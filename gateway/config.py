@@ -200,7 +200,13 @@ def _describe(error: dict[str, Any], data: dict[str, Any], source: str, origins:
         return f"{origin}: {key}: unknown key{hint}"
     got = error.get("input")
     shown = "" if isinstance(got, dict) or got is None or "api_key" in key or "password" in key else f", got {got!r}"
-    return f"{origin}: {key}: {error['msg'].lower()}{shown}"
+    return f"{origin}: {key}: {_sentence(error['msg'])}{shown}"
+
+
+def _sentence(message: str) -> str:
+    """pydantic's message as the middle of our line: no 'Value error,' prefix, no leading capital."""
+    message = message.removeprefix("Value error, ")
+    return message[:1].lower() + message[1:]
 
 
 def _dotted(loc: tuple[str, ...]) -> str:

@@ -38,7 +38,8 @@ def clean(text: str, limit: int) -> str:
     kept = " ".join(kept.split())
     if len(kept) > limit:
         kept = kept[: limit - 1] + "…"
-    return json.dumps(kept, ensure_ascii=False)
+    # Escaped angle brackets: device text can never close the <devices> block it sits in.
+    return json.dumps(kept, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
 
 
 def summarize_state(state: dict[str, Any]) -> str:

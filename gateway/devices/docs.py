@@ -1,7 +1,8 @@
 """Device docs: one Markdown file per device kind, with TOML front matter between `+++` lines.
 
 The front matter is for the gateway (transport, owned topics, ...); the body is what the model reads.
-Shipped docs live in the `device_docs` package; users add or override kinds in `<data_dir>/device_docs/`.
+Shipped docs live in the top-level device_docs/ folder (gateway/device_docs links to it, so a wheel carries
+them as package data); users add or override kinds in `<data_dir>/device_docs/`.
 A doc with an error is reported by file and line, and the others still load.
 """
 
@@ -46,7 +47,7 @@ class DocLibrary:
     @classmethod
     def load(cls, extra_dirs: list[Path] = ()) -> DocLibrary:
         library = cls()
-        shipped = importlib.resources.files("device_docs")
+        shipped = importlib.resources.files("gateway.device_docs")
         for entry in sorted(shipped.iterdir(), key=lambda e: e.name):
             if entry.name.endswith(".md"):
                 library._add(entry.read_text(encoding="utf-8"), f"device_docs/{entry.name}")

@@ -1,0 +1,125 @@
+"""The `pyuse` command as a user runs it: a real process against real simulators and the scripted model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from conftest import code_reply
+
+PYUSE = [sys.executable, "-m", "gateway"]
+
+
+async def pyuse(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None,
+                cwd: Path | None = None) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *PYUSE, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})}, cwd=cwd)
+    out, err = await asyncio.wait_for(process.communicate(stdin), 60)
+    return process.returncode, out.decode(), err.decode()
+
+
+def write_config(tmp_path: Path, base_url: str, extra: str = "") -> Path:
+    path = tmp_path / "pyuse.toml"
+    path.write_text(f'[gateway]\ndata_dir = "{tmp_path / "data"}"\n\n[llm]\nbase_url = "{base_url}"\n'
+                    f'model = "scripted"\n{extra}')
+    return path
+
+
+async def test_ask_json_prints_one_json_object_last_and_exits_zero(tmp_path, scripted_llm, shelly):
+    llm = await scripted_llm({"conversations": [{"match": "desk plug on", "replies": [
+        code_reply('devices["desk_plug"].rpc("Switch.Set", id=0, on=True)\nprint("switched")'),
+        "FINAL ANSWER: The desk plug is on."]}]})
+    config = write_config(tmp_path, llm.base_url, f'\n[[devices]]\nid = "desk_plug"\nname = "Desk Plug"\n'
+                                                  f'kind = "shelly_switch"\nhost = "{shelly.host}"\n'
+                                                  f'port = {shelly.port}\n')
+
+    code, out, err = await pyuse("ask", "turn the desk plug on", "-c", str(config), "--json")
+
+    assert code == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert set(summary) == {"task_id", "status", "answer", "turns", "tokens", "duration_ms"}
+    assert summary["status"] == "done" and summary["answer"] == "The desk plug is on." and summary["turns"] == 2
+    assert summary["tokens"] > 0 and summary["duration_ms"] > 0
+    assert shelly.output is True
+    assert '│ devices["desk_plug"].rpc("Switch.Set", id=0, on=True)' in err  # the trace went to stderr
+    assert "→ switched" in err
+
+    code, out, _ = await pyuse("tasks", "-c", str(config))
+    assert code == 0 and summary["task_id"] in out and "done" in out
+    code, out, _ = await pyuse("tasks", summary["task_id"][:6], "-c", str(config))
+    assert code == 0
+    assert "── turn 1 ──" in out and "→ switched" in out
+    assert "desk_plug.rpc Switch.Set → ok" in out
+    assert "answer: The desk plug is on." in out
+
+
+async def test_ask_shows_each_turn_and_exits_nonzero_when_the_task_fails(tmp_path, scripted_llm):
+    llm = await scripted_llm({"conversations": [{"match": "loop", "replies": [code_reply("print(1)")] * 3}]})
+    config = write_config(tmp_path, llm.base_url, "\n[agent]\nmax_turns = 2\n")
+
+    code, out, _ = await pyuse("ask", "loop for ever", "-c", str(config))
+
+    assert code == 1
+    assert out.count("── turn") == 2
+    assert "task failed: no final answer after 2 turns ([agent] max_turns)" in out
+
+
+async def test_ask_without_a_model_says_how_to_configure_one(tmp_path):
+    code, _, err = await pyuse("ask", "hello", env={"PYUSE_GATEWAY_DATA_DIR": str(tmp_path)}, cwd=tmp_path)
+
+    assert code == 2
+    assert "no model is configured" in err and "[llm]" in err and "PYUSE_LLM_BASE_URL" in err
+
+
+async def test_a_bad_config_exits_with_one_line_per_problem(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[llm]\ntimeout_s = "soon"\nbase_url = "localhost:8080"\n\n[sandbox]\nmemroy_mb = 5\n\n'
+                      '[[devices]]\nname = "Lamp"\nkind = "shelly_switch"\nport = 99999\n')
+
+    code, _, err = await pyuse("ask", "x", "-c", str(config), env={"PYUSE_AGENT_MAX_TURNS": "lots"})
+
+    lines = err.strip().splitlines()
+    assert code == 2
+    assert len(lines) == 5, err
+    assert f"config error: {config}: llm.base_url: expected an http:// or https:// URL such as http://127.0.0.1:11434/v1, got 'localhost:8080'" in err
+    assert f"config error: {config}: llm.timeout_s: input should be a valid number" in err
+    assert f"config error: {config}: sandbox.memroy_mb: unknown key (did you mean 'memory_mb'?)" in err
+    assert f"config error: {config}: devices[0].port: input should be less than or equal to 65535" in err
+    assert "config error: PYUSE_AGENT_MAX_TURNS (environment): agent.max_turns: input should be a valid integer" \
+        in err
+
+
+async def test_an_unknown_device_kind_is_a_config_error_naming_the_entry(tmp_path, scripted_llm):
+    llm = await scripted_llm({"conversations": []})
+    config = write_config(tmp_path, llm.base_url, '\n[[devices]]\nname = "Heater"\nkind = "space_heater"\n')
+
+    code, _, err = await pyuse("ask", "x", "-c", str(config))
+
+    assert code == 2
+    assert f"{config}: devices[0].kind: unknown device kind 'space_heater'" in err
+    assert "shelly_switch" in err
+
+
+async def test_demo_without_a_model_starts_the_devices_and_explains(tmp_path):
+    code, out, err = await pyuse("demo", env={"PYUSE_GATEWAY_DATA_DIR": str(tmp_path)},
+                                 stdin=b"devices\nstate\nturn on the desk plug\nquit\n", cwd=tmp_path)
+
+    assert code == 0, err
+    assert "MQTT broker on 127.0.0.1:" in out
+    for device in ("desk_plug", "tv_plug", "bench_psu"):
+        assert device in out
+    assert "No model yet: no model is configured" in out
+    assert "No model is configured, so commands cannot run yet" in out
+    assert "{'output': False}" in out
+
+
+def test_help_lists_the_commands():
+    import subprocess
+
+    result = subprocess.run([*PYUSE, "--help"], capture_output=True, text=True, check=True)
+    for name in ("ask", "tasks", "demo"):
+        assert name in result.stdout

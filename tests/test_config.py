@@ -1,0 +1,90 @@
+"""Configuration: defaults, environment overrides, and errors that name the key and the fix."""
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, find_config_file, load_config
+
+
+def test_defaults_send_nothing_anywhere():
+    config = load_config(None, env={})
+    assert not config.llm.configured
+    assert config.mqtt.host == "127.0.0.1"
+    assert config.mqtt.embedded is False
+
+
+def test_environment_overrides_file_and_openai_variables(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[llm]\nbase_url = "http://127.0.0.1:1/v1"\nmodel = "from-file"\ntimeout_s = 5\n')
+    config = load_config(path, env={"OPENAI_API_KEY": "k1", "OPENAI_BASE_URL": "http://127.0.0.1:2/v1",
+                                    "PYUSE_LLM_MODEL": "from-env", "PYUSE_SANDBOX_EXEC_TIMEOUT_S": "3.5"})
+    assert config.llm.model == "from-env"
+    assert config.llm.base_url == "http://127.0.0.1:2/v1"
+    assert config.llm.api_key.get_secret_value() == "k1"
+    assert config.llm.timeout_s == 5
+    assert config.sandbox.exec_timeout_s == 3.5
+
+
+def test_pyuse_base_url_wins_over_openai_base_url():
+    config = load_config(None, env={"OPENAI_BASE_URL": "http://127.0.0.1:2/v1",
+                                    "PYUSE_LLM_BASE_URL": "http://127.0.0.1:3/v1"})
+    assert config.llm.base_url == "http://127.0.0.1:3/v1"
+
+
+def test_an_unknown_environment_setting_is_reported_with_a_suggestion():
+    with pytest.raises(ConfigError) as error:
+        load_config(None, env={"PYUSE_LMM_MODEL": "x"})
+    assert error.value.problems == [
+        "PYUSE_LMM_MODEL (environment): no such setting; expected PYUSE_<SECTION>_<KEY> with a section among "
+        "agent, gateway, llm, mqtt, sandbox (did you mean 'llm'?)"]
+
+
+def test_secrets_never_appear_in_error_messages(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[llm]\napi_key = 12345\n[mqtt]\npassword = ["hunter2"]\n')
+    with pytest.raises(ConfigError) as error:
+        load_config(path, env={})
+    text = "\n".join(error.value.problems)
+    assert "llm.api_key" in text and "mqtt.password" in text
+    assert "12345" not in text and "hunter2" not in text
+
+
+def test_a_toml_syntax_error_names_the_file_and_line(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[llm]\nmodel = \n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, env={})
+    assert error.value.problems[0].startswith(f"{path}: not valid TOML:")
+    assert "line 2" in error.value.problems[0]
+
+
+def test_a_missing_file_says_so(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_config(tmp_path / "nope.toml", env={})
+    assert "file not found" in error.value.problems[0]
+
+
+def test_config_file_search_order(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert find_config_file(Path("x.toml"), env={"PYUSE_CONFIG": "y.toml"}) == Path("x.toml")
+    assert find_config_file(None, env={"PYUSE_CONFIG": "y.toml"}) == Path("y.toml")
+    (tmp_path / "pyuse.toml").write_text("")
+    assert find_config_file(None, env={}) == Path("pyuse.toml")
+
+
+def test_the_example_config_is_valid_and_documents_every_key():
+    from gateway.config import Config
+
+    example = Path(__file__).parent.parent / "config.example.toml"
+    config = load_config(example, env={})
+    text = example.read_text()
+    for section, model in Config.model_fields.items():
+        if section == "devices":
+            continue
+        for key in model.annotation.model_fields:
+            assert f"{key} =" in text, f"config.example.toml does not document [{section}] {key}"
+    for key in ("name", "kind", "id", "area", "aliases", "host", "port", "base_topic", "topics", "serial_port",
+                "baudrate", "exposed"):
+        assert f"{key} =" in text, f"config.example.toml does not document [[devices]] {key}"
+    assert not config.llm.configured  # the example sends nothing anywhere until the user says where

@@ -1,0 +1,148 @@
+"""The sandbox on its own: a real zygote, real jobs, a broker stand-in that echoes calls."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.sandbox.messages import CallRequest
+from gateway.sandbox.session import JobLimits, SandboxSession, ZygoteProcess
+
+DEVICES = [{"id": "lamp", "name": "Lamp", "kind": "shelly_switch", "transport": "http", "area": "hall",
+            "state": {"output": False}}]
+
+
+async def echo(request: CallRequest) -> dict[str, Any]:
+    return {"id": request.id, "ok": True, "result": {"method": request.method, "args": request.args}}
+
+
+@pytest.fixture
+async def zygote() -> AsyncIterator[ZygoteProcess]:
+    process = ZygoteProcess()
+    await process.start()
+    yield process
+    await process.close()
+
+
+def session(zygote: ZygoteProcess, tmp_path: Path, exec_timeout_s: float = 2.0, memory_mb: int = 256,
+            cpu_s: int = 10, output_limit: int = 1 << 20) -> SandboxSession:
+    scratch = tmp_path / "scratch"
+    config = {"devices": DEVICES, "scratch_dir": str(scratch), "memory_mb": memory_mb, "cpu_s": cpu_s}
+    return SandboxSession(zygote, config, JobLimits(exec_timeout_s, memory_mb, cpu_s, output_limit), scratch, echo,
+                          lambda: {"lamp": {"output": True}})
+
+
+async def test_last_expression_is_echoed_and_none_is_not(zygote, tmp_path):
+    box = session(zygote, tmp_path)
+    assert (await box.execute("x = [1, 2]\nx")).output == "[1, 2]\n"
+    assert (await box.execute("print('hi')\nNone")).output == "hi\n"
+    await box.close()
+
+
+async def test_handles_carry_state_and_calls_reach_the_broker(zygote, tmp_path):
+    box = session(zygote, tmp_path)
+    result = await box.execute('lamp = devices["lamp"]\nprint(lamp.state, lamp.area)\n'
+                               'lamp.rpc("Switch.Set", id=0, on=True)')
+    assert result.output.splitlines() == [
+        "{'output': True} hall",
+        "{'method': 'rpc', 'args': {'rpc_method': 'Switch.Set', 'params': {'id': 0, 'on': True}}}"]
+    assert (await box.execute('[d.id for d in devices.find("LAM")], devices.find(area="kitchen")')).output \
+        == "(['lamp'], [])\n"
+    await box.close()
+
+
+async def test_a_syntax_error_is_reported_with_its_line(zygote, tmp_path):
+    box = session(zygote, tmp_path)
+    result = await box.execute("x = 1\nif x\n    print(x)")
+    assert result.status == "error"
+    assert 'File "<turn 1>", line 2' in result.output and "SyntaxError" in result.output
+    await box.close()
+
+
+async def test_final_answer_cannot_be_swallowed_by_except_exception(zygote, tmp_path):
+    box = session(zygote, tmp_path)
+    result = await box.execute("try:\n    final_answer(42)\nexcept Exception:\n    print('swallowed')")
+    assert result.status == "final" and result.answer == "42" and "swallowed" not in result.output
+    await box.close()
+
+
+async def test_memory_limit_gives_a_memory_error_and_the_job_lives_on(zygote, tmp_path):
+    box = session(zygote, tmp_path, memory_mb=128)
+    result = await box.execute("kept = 7\nblob = bytearray(1 << 30)")
+    assert result.status == "error" and "MemoryError" in result.output
+    assert (await box.execute("kept")).output == "7\n"
+    await box.close()
+
+
+async def test_cpu_budget_stops_a_busy_loop_with_a_traceback(zygote, tmp_path):
+    box = session(zygote, tmp_path, exec_timeout_s=20, cpu_s=1)
+    result = await box.execute("while True:\n    pass")
+    assert result.status == "error" and "CPUTimeExceeded" in result.output
+    await box.close()
+
+
+async def test_output_flood_keeps_head_and_tail_and_kills_the_job(zygote, tmp_path):
+    box = session(zygote, tmp_path, output_limit=200_000)
+    result = await box.execute("print('START')\nfor i in range(10**7):\n    print(i)")
+    assert result.status == "killed"
+    assert result.output.startswith("START\n0\n1\n")
+    assert "bytes of output truncated]..." in result.output
+    assert "output limit exceeded" in result.output and "its variables are lost" in result.output
+    assert len(result.output) < 25_000
+    assert (await box.execute("print('fresh')")).output == "fresh\n"
+    await box.close()
+
+
+async def test_a_job_that_exits_is_replaced_and_the_model_is_told(zygote, tmp_path):
+    box = session(zygote, tmp_path)
+    await box.execute("a = 1")
+    result = await box.execute("import os\nos._exit(3)")
+    assert result.status == "killed" and "exited with code 3" in result.output
+    after = await box.execute("print('a' in globals())")
+    assert after.output == "False\n"
+    await box.close()
+
+
+async def test_scratch_is_writable_and_removed_at_the_end(zygote, tmp_path):
+    box = session(zygote, tmp_path)
+    result = await box.execute("open('notes.txt', 'w').write('hi')\nimport os\nos.listdir('.')")
+    assert result.output == "['notes.txt']\n"
+    assert (tmp_path / "scratch" / "notes.txt").exists()
+    await box.close()
+    assert not (tmp_path / "scratch").exists()
+
+
+async def test_sleep_refuses_to_outlast_the_execution(zygote, tmp_path):
+    box = session(zygote, tmp_path, exec_timeout_s=1)
+    result = await box.execute("sleep(5)")
+    assert "ValueError: sleep(5) would outlast this execution" in result.output
+    await box.close()
+
+
+async def test_the_zygote_is_restarted_when_it_dies(zygote, tmp_path):
+    import os
+    import signal
+
+    box = session(zygote, tmp_path)
+    assert (await box.execute("1 + 1")).output == "2\n"
+    os.kill(zygote.pid, signal.SIGKILL)
+    for _ in range(200):
+        if not zygote.running:
+            break
+        await asyncio.sleep(0.01)
+    result = await box.execute("1 + 2")
+    assert result.status == "killed"  # the job died with its zygote
+    assert (await box.execute("1 + 3")).output == "4\n"
+    await box.close()
+
+
+async def test_a_malformed_message_ends_the_job_not_the_gateway(zygote, tmp_path):
+    box = session(zygote, tmp_path)
+    result = await box.execute('devices["lamp"]._channel._sock.send(b"{not json")\nimport time\ntime.sleep(1)')
+    assert result.status == "killed" and "malformed message" in result.output
+    assert (await box.execute("'ok'")).output == "'ok'\n"
+    await box.close()
