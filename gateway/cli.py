@@ -98,7 +98,7 @@ class TracePrinter:
             if data["thought"]:
                 self.out.write(f"{data['thought']}\n")
             self.out.write("".join(f"  │ {line}\n" for line in data["code"].splitlines()))
-        elif event.kind == "observation":
+        elif event.kind == "observation" and data["observation"]:
             self.out.write("".join(f"  → {line}\n" for line in data["observation"].splitlines()))
         self.out.flush()
 

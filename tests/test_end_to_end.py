@@ -224,3 +224,57 @@ async def test_an_unknown_model_fails_with_the_models_available(tmp_path, script
 
     assert result.status == "failed"
     assert "'gpt-17'" in result.error and "(404)" in result.error and "Models there: scripted" in result.error
+
+
+async def test_a_task_can_be_cancelled_and_is_recorded_as_cancelled(tmp_path, scripted_llm, gateway_factory):
+    llm = await scripted_llm({"conversations": [{"match": "slow", "replies": [code_reply("import time\ntime.sleep(30)")]}]})
+    gateway = await gateway_factory(make_config(tmp_path, llm, sandbox={"exec_timeout_s": 60}))
+    observed: list[str] = []
+
+    task = asyncio.create_task(gateway.run_task("a slow job", on_event=lambda event: observed.append(event.kind)))
+    while "code" not in observed:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+    record = gateway.store.list_tasks(limit=1)[0]
+    assert record.status == "cancelled" and record.finished_at is not None
+    assert not list((tmp_path / "data" / "scratch").iterdir())  # the job and its scratch are gone
+
+
+async def test_the_task_timeout_ends_a_task_that_runs_too_long(tmp_path, scripted_llm, gateway_factory):
+    llm = await scripted_llm({"conversations": [{"match": "nap", "replies": [code_reply("sleep(1.5)")] * 10}]})
+    gateway = await gateway_factory(make_config(tmp_path, llm, agent={"task_timeout_s": 2.0}))
+
+    result = await gateway.run_task("take a nap")
+
+    assert result.status == "timeout"
+    assert "[agent] task_timeout_s" in result.error
+    assert 1 <= result.turns <= 2
+
+
+async def test_the_token_budget_stops_a_task_before_the_call_that_would_exceed_it(tmp_path, scripted_llm,
+                                                                                  gateway_factory):
+    llm = await scripted_llm({"conversations": [{"match": "chatty", "replies": [code_reply("print('x' * 3000)")] * 10}]})
+    gateway = await gateway_factory(make_config(tmp_path, llm, agent={"max_tokens_per_task": 3000}))
+
+    result = await gateway.run_task("a chatty task")
+
+    assert result.status == "failed" and "token budget exhausted" in result.error
+    assert result.tokens <= 3000
+    assert len(llm.requests) == result.turns
+
+
+async def test_non_streaming_mode_gives_the_same_result(tmp_path, scripted_llm, shelly, gateway_factory):
+    llm = await scripted_llm({"conversations": [{"match": "plug on", "replies": [
+        code_reply('devices["desk_plug"].rpc("Switch.Set", id=0, on=True)\nfinal_answer("on")')]}]})
+    gateway = await gateway_factory(make_config(tmp_path, llm, [shelly_entry(shelly)], llm={"stream": False}))
+
+    result = await gateway.run_task("plug on")
+
+    assert result.status == "done" and shelly.output is True
+    assert llm.requests[0].get("stream") in (None, False)
+    assert result.tokens > 0

@@ -101,8 +101,10 @@ class AgentLoop:
             started = time.perf_counter()
             execution = await session.execute(reply.code)
             step.exec_ms = round((time.perf_counter() - started) * 1000, 1)
-            observation = truncate(execution.output.strip() or "(no output: print what you want to see)",
-                                   self.settings.observation_limit_chars)
+            output = execution.output.strip()
+            if not output and execution.status != "final":
+                output = "(no output: print what you want to see)"
+            observation = truncate(output, self.settings.observation_limit_chars)
             step.observation = observation
             self.store.add_step(step)
             emit(TaskEvent(task_id, "observation", {"turn": turn, "status": execution.status,
