@@ -16,7 +16,8 @@ from gateway.devices.docs import DocLibrary
 from gateway.devices.registry import Registry
 from gateway.policy import ScopeError, devices_for_task
 from gateway.sandbox.broker import Broker, JobContext
-from gateway.sandbox.session import JobLimits, SandboxSession, ZygoteProcess
+from gateway.sandbox.manager import Sandbox, SandboxUnavailable
+from gateway.sandbox.session import SandboxSession
 from gateway.store import Store, TaskRecord
 from gateway.transports.embedded_broker import EmbeddedBroker
 from gateway.transports.http import HttpTransport
@@ -59,7 +60,7 @@ class Gateway:
             config.mqtt.host, config.mqtt.port, client_id=f"pyuse-{config.gateway.id}",
             username=config.mqtt.username, password=config.mqtt.password.get_secret_value(),
             will=(f"pyuse/{config.gateway.id}/status", b"offline"))
-        self.zygote = ZygoteProcess()
+        self.sandbox = Sandbox(config.sandbox, config.gateway.data_dir)
         self.llm: LLMClient | None = None
         self.broker: Broker | None = None
         self.prompts: PromptBuilder | None = None
@@ -95,7 +96,7 @@ class Gateway:
             if self.mqtt.connected:
                 self.mqtt.on_connect.append(self._announce)
                 self._announce()
-        await self.zygote.start()
+        await self.sandbox.start()
         self.broker = Broker(self.docs, self.store, self.http, self.mqtt, self.serial,
                              rpc_source=f"pyuse-{config.gateway.id}")
         self.prompts = PromptBuilder(self.docs)
@@ -109,7 +110,7 @@ class Gateway:
     async def close(self) -> None:
         if self.llm:
             await self.llm.close()
-        await self.zygote.close()
+        await self.sandbox.close()
         if self.mqtt.connected:
             await self.mqtt.publish(f"pyuse/{self.config.gateway.id}/status", "offline", qos=1, retain=True)
         await self.mqtt.close()
@@ -124,26 +125,22 @@ class Gateway:
         """A sandbox for one task, holding handles for exactly the devices it may use."""
         assert self.broker is not None
         devices = devices_for_task(self.registry, device_ids)
-        sandbox = self.config.sandbox
-        scratch = self.config.gateway.data_dir / "scratch" / task_id
         context = JobContext(task_id, {device.id: device for device in devices})
-        job_config = {"devices": [device.for_job() for device in devices], "scratch_dir": str(scratch),
-                      "memory_mb": sandbox.memory_mb, "cpu_s": sandbox.cpu_s}
-        limits = JobLimits(sandbox.exec_timeout_s, sandbox.memory_mb, sandbox.cpu_s, sandbox.output_limit_bytes)
         broker = self.broker
 
         def states() -> dict[str, Any]:
             return {device.id: device.state for device in devices}
 
-        return SandboxSession(self.zygote, job_config, limits, scratch,
-                              lambda request: broker.handle(context, request), states)
+        return self.sandbox.session(task_id, [device.for_job() for device in devices],
+                                    lambda request: broker.handle(context, request), states)
 
     async def run_task(self, text: str, origin: str = "cli", device_ids: list[str] | None = None,
                        on_event: EventSink = _ignore) -> TaskResult:
         assert self.store is not None and self.prompts is not None
         record = self.store.create_task(text, origin)
         started = time.time()
-        self.store.update_task(record.id, status="running", started_at=started, model=self.config.llm.model or None)
+        self.store.update_task(record.id, status="running", started_at=started, model=self.config.llm.model or None,
+                               sandbox_layers=",".join(self.sandbox.layers))
         progress = Progress()
         session: SandboxSession | None = None
         try:
@@ -161,7 +158,7 @@ class Gateway:
             progress.status = "cancelled"
             progress.error = "cancelled"
             raise
-        except (LLMError, ScopeError) as exc:
+        except (LLMError, ScopeError, SandboxUnavailable) as exc:
             progress.status = "failed"
             progress.error = str(exc)
         finally:

@@ -80,6 +80,13 @@ class SandboxSection(Section):
     memory_mb: int = Field(512, ge=32, description="address-space limit of a job")
     cpu_s: int = Field(30, ge=1, description="CPU seconds a job may use over the whole task")
     output_limit_bytes: int = Field(1 << 20, ge=4096, description="a job printing more is killed")
+    allow_weak: bool = Field(False, description="run model code even with neither a network namespace nor "
+                                                "seccomp (not recommended)")
+    job_uid: int = Field(64123, ge=1, le=2**31 - 2, description="as root, jobs run as this uid; use one nothing "
+                                                                 "else uses")
+    job_gid: int = Field(64123, ge=1, le=2**31 - 2)
+    python: str = Field("", description="interpreter for jobs; empty: this one, or a system Python the job uid "
+                                         "can read")
 
 
 class MqttSection(Section):

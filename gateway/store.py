@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     turns INTEGER NOT NULL DEFAULT 0,
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
-    model TEXT
+    model TEXT,
+    sandbox_layers TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks(created_at);
 CREATE TABLE IF NOT EXISTS steps (
@@ -63,6 +64,9 @@ CREATE INDEX IF NOT EXISTS audit_task ON audit(task_id);
 
 FINISHED = ("done", "failed", "timeout", "cancelled", "interrupted")
 
+# Statements that bring a store of version N-1 to version N.
+MIGRATIONS = {2: ["ALTER TABLE tasks ADD COLUMN sandbox_layers TEXT"]}
+
 
 @dataclass
 class TaskRecord:
@@ -79,6 +83,7 @@ class TaskRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model: str | None = None
+    sandbox_layers: str | None = None
 
     @property
     def tokens(self) -> int:
@@ -132,7 +137,18 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        fresh = not self._db.execute("SELECT name FROM sqlite_master WHERE name = 'tasks'").fetchone()
+        if fresh:
+            self._db.executescript(SCHEMA)
+        else:
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS.get(target, []):
+                    self._db.execute(statement)
+            self._db.executescript(SCHEMA)  # new tables and indexes
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:

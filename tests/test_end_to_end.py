@@ -162,7 +162,7 @@ async def test_forged_calls_for_unexposed_devices_are_denied_by_the_broker(tmp_p
 
     observation = gateway.store.steps(result.task_id)[0].observation
     assert "refused: device 'desk_plug' is not exposed to this task" in observation
-    assert "direct: [Errno 101] Network is unreachable" in observation
+    assert "direct: [Errno 1] Operation not permitted" in observation  # seccomp: no socket() at all
     assert shelly.output is False
     denied = [row for row in gateway.store.audit_rows(result.task_id) if row.outcome == "denied"]
     assert [(row.device_id, row.target) for row in denied] == [("desk_plug", "Switch.Set")]
@@ -172,8 +172,8 @@ async def test_the_job_environment_holds_no_secret(tmp_path, scripted_llm, gatew
     secret = "sk-test-do-not-leak-0123456789"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     llm = await scripted_llm({"conversations": [{"match": "environment", "replies": [
-        code_reply("import os\nprint(dict(os.environ))\nprint(open('/proc/self/environ','rb').read())\n"
-                   "print(os.getcwd())"),
+        code_reply("import os\nprint(dict(os.environ))\ntry:\n    print(open('/proc/self/environ','rb').read())\n"
+                   "except PermissionError:\n    print('refused')\nprint(os.getcwd())"),
         "FINAL ANSWER: checked"]}]})
     from gateway.config import load_config
 
@@ -186,7 +186,7 @@ async def test_the_job_environment_holds_no_secret(tmp_path, scripted_llm, gatew
 
     observation = gateway.store.steps(result.task_id)[0].observation
     assert observation.splitlines()[0] == "{}"
-    assert observation.splitlines()[1] == "b''"
+    assert observation.splitlines()[1] in ("b''", "refused")  # refused under Landlock
     assert observation.splitlines()[2] == str(tmp_path / "data" / "scratch" / result.task_id)
     assert secret not in observation
 

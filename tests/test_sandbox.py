@@ -1,4 +1,5 @@
-"""The sandbox on its own: a real zygote, real jobs, a broker stand-in that echoes calls."""
+"""The sandbox on its own: the real manager, zygote and locked-down jobs, with a broker stand-in that echoes
+calls back."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from gateway.config import SandboxSection
+from gateway.sandbox.manager import Sandbox
 from gateway.sandbox.messages import CallRequest
-from gateway.sandbox.session import JobLimits, SandboxSession, ZygoteProcess
+from gateway.sandbox.session import SandboxSession
 
 DEVICES = [{"id": "lamp", "name": "Lamp", "kind": "shelly_switch", "transport": "http", "area": "hall",
             "state": {"output": False}}]
@@ -21,30 +24,30 @@ async def echo(request: CallRequest) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def zygote() -> AsyncIterator[ZygoteProcess]:
-    process = ZygoteProcess()
-    await process.start()
-    yield process
-    await process.close()
+async def sandboxes(tmp_path: Path) -> AsyncIterator[list[Sandbox]]:
+    started: list[Sandbox] = []
+    yield started
+    for sandbox in started:
+        await sandbox.close()
 
 
-def session(zygote: ZygoteProcess, tmp_path: Path, exec_timeout_s: float = 2.0, memory_mb: int = 256,
-            cpu_s: int = 10, output_limit: int = 1 << 20) -> SandboxSession:
-    scratch = tmp_path / "scratch"
-    config = {"devices": DEVICES, "scratch_dir": str(scratch), "memory_mb": memory_mb, "cpu_s": cpu_s}
-    return SandboxSession(zygote, config, JobLimits(exec_timeout_s, memory_mb, cpu_s, output_limit), scratch, echo,
-                          lambda: {"lamp": {"output": True}})
+async def make_session(sandboxes: list[Sandbox], tmp_path: Path, **settings: object) -> SandboxSession:
+    sandbox = Sandbox(SandboxSection(**{"exec_timeout_s": 2.0, "memory_mb": 256, "cpu_s": 10, **settings}),
+                      tmp_path)
+    await sandbox.start()
+    sandboxes.append(sandbox)
+    return sandbox.session(f"task{len(sandboxes)}", DEVICES, echo, lambda: {"lamp": {"output": True}})
 
 
-async def test_last_expression_is_echoed_and_none_is_not(zygote, tmp_path):
-    box = session(zygote, tmp_path)
+async def test_last_expression_is_echoed_and_none_is_not(sandboxes, tmp_path):
+    box = await make_session(sandboxes, tmp_path)
     assert (await box.execute("x = [1, 2]\nx")).output == "[1, 2]\n"
     assert (await box.execute("print('hi')\nNone")).output == "hi\n"
     await box.close()
 
 
-async def test_handles_carry_state_and_calls_reach_the_broker(zygote, tmp_path):
-    box = session(zygote, tmp_path)
+async def test_handles_carry_state_and_calls_reach_the_broker(sandboxes, tmp_path):
+    box = await make_session(sandboxes, tmp_path)
     result = await box.execute('lamp = devices["lamp"]\nprint(lamp.state, lamp.area)\n'
                                'lamp.rpc("Switch.Set", id=0, on=True)')
     assert result.output.splitlines() == [
@@ -55,38 +58,38 @@ async def test_handles_carry_state_and_calls_reach_the_broker(zygote, tmp_path):
     await box.close()
 
 
-async def test_a_syntax_error_is_reported_with_its_line(zygote, tmp_path):
-    box = session(zygote, tmp_path)
+async def test_a_syntax_error_is_reported_with_its_line(sandboxes, tmp_path):
+    box = await make_session(sandboxes, tmp_path)
     result = await box.execute("x = 1\nif x\n    print(x)")
     assert result.status == "error"
     assert 'File "<turn 1>", line 2' in result.output and "SyntaxError" in result.output
     await box.close()
 
 
-async def test_final_answer_cannot_be_swallowed_by_except_exception(zygote, tmp_path):
-    box = session(zygote, tmp_path)
+async def test_final_answer_cannot_be_swallowed_by_except_exception(sandboxes, tmp_path):
+    box = await make_session(sandboxes, tmp_path)
     result = await box.execute("try:\n    final_answer(42)\nexcept Exception:\n    print('swallowed')")
     assert result.status == "final" and result.answer == "42" and "swallowed" not in result.output
     await box.close()
 
 
-async def test_memory_limit_gives_a_memory_error_and_the_job_lives_on(zygote, tmp_path):
-    box = session(zygote, tmp_path, memory_mb=128)
+async def test_memory_limit_gives_a_memory_error_and_the_job_lives_on(sandboxes, tmp_path):
+    box = await make_session(sandboxes, tmp_path, memory_mb=128)
     result = await box.execute("kept = 7\nblob = bytearray(1 << 30)")
     assert result.status == "error" and "MemoryError" in result.output
     assert (await box.execute("kept")).output == "7\n"
     await box.close()
 
 
-async def test_cpu_budget_stops_a_busy_loop_with_a_traceback(zygote, tmp_path):
-    box = session(zygote, tmp_path, exec_timeout_s=20, cpu_s=1)
+async def test_cpu_budget_stops_a_busy_loop_with_a_traceback(sandboxes, tmp_path):
+    box = await make_session(sandboxes, tmp_path, exec_timeout_s=20, cpu_s=1)
     result = await box.execute("while True:\n    pass")
     assert result.status == "error" and "CPUTimeExceeded" in result.output
     await box.close()
 
 
-async def test_output_flood_keeps_head_and_tail_and_kills_the_job(zygote, tmp_path):
-    box = session(zygote, tmp_path, output_limit=200_000)
+async def test_output_flood_keeps_head_and_tail_and_kills_the_job(sandboxes, tmp_path):
+    box = await make_session(sandboxes, tmp_path, output_limit_bytes=200_000)
     result = await box.execute("print('START')\nfor i in range(10**7):\n    print(i)")
     assert result.status == "killed"
     assert result.output.startswith("START\n0\n1\n")
@@ -97,8 +100,8 @@ async def test_output_flood_keeps_head_and_tail_and_kills_the_job(zygote, tmp_pa
     await box.close()
 
 
-async def test_a_job_that_exits_is_replaced_and_the_model_is_told(zygote, tmp_path):
-    box = session(zygote, tmp_path)
+async def test_a_job_that_exits_is_replaced_and_the_model_is_told(sandboxes, tmp_path):
+    box = await make_session(sandboxes, tmp_path)
     await box.execute("a = 1")
     result = await box.execute("import os\nos._exit(3)")
     assert result.status == "killed" and "exited with code 3" in result.output
@@ -107,28 +110,29 @@ async def test_a_job_that_exits_is_replaced_and_the_model_is_told(zygote, tmp_pa
     await box.close()
 
 
-async def test_scratch_is_writable_and_removed_at_the_end(zygote, tmp_path):
-    box = session(zygote, tmp_path)
+async def test_scratch_is_writable_and_removed_at_the_end(sandboxes, tmp_path):
+    box = await make_session(sandboxes, tmp_path)
     result = await box.execute("open('notes.txt', 'w').write('hi')\nimport os\nos.listdir('.')")
     assert result.output == "['notes.txt']\n"
-    assert (tmp_path / "scratch" / "notes.txt").exists()
+    assert (tmp_path / "scratch" / "task1" / "notes.txt").exists()
     await box.close()
-    assert not (tmp_path / "scratch").exists()
+    assert not (tmp_path / "scratch" / "task1").exists()
 
 
-async def test_sleep_refuses_to_outlast_the_execution(zygote, tmp_path):
-    box = session(zygote, tmp_path, exec_timeout_s=1)
+async def test_sleep_refuses_to_outlast_the_execution(sandboxes, tmp_path):
+    box = await make_session(sandboxes, tmp_path, exec_timeout_s=1)
     result = await box.execute("sleep(5)")
     assert "ValueError: sleep(5) would outlast this execution" in result.output
     await box.close()
 
 
-async def test_the_zygote_is_restarted_when_it_dies(zygote, tmp_path):
+async def test_the_zygote_is_restarted_when_it_dies(sandboxes, tmp_path):
     import os
     import signal
 
-    box = session(zygote, tmp_path)
+    box = await make_session(sandboxes, tmp_path)
     assert (await box.execute("1 + 1")).output == "2\n"
+    zygote = sandboxes[0].zygote
     os.kill(zygote.pid, signal.SIGKILL)
     for _ in range(200):
         if not zygote.running:
@@ -140,8 +144,8 @@ async def test_the_zygote_is_restarted_when_it_dies(zygote, tmp_path):
     await box.close()
 
 
-async def test_a_malformed_message_ends_the_job_not_the_gateway(zygote, tmp_path):
-    box = session(zygote, tmp_path)
+async def test_a_malformed_message_ends_the_job_not_the_gateway(sandboxes, tmp_path):
+    box = await make_session(sandboxes, tmp_path)
     result = await box.execute('devices["lamp"]._channel._sock.send(b"{not json")\nimport time\ntime.sleep(1)')
     assert result.status == "killed" and "malformed message" in result.output
     assert (await box.execute("'ok'")).output == "'ok'\n"

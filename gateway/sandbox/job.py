@@ -19,7 +19,7 @@ from types import FrameType
 from typing import Any
 
 from pyuse_sandbox_handles import Channel, DeviceError, build_devices  # noqa: I001  (loaded by the zygote)
-from pyuse_sandbox_isolation import lockdown
+from pyuse_sandbox_isolation import LayerFailed, lockdown
 
 
 class FinalAnswer(BaseException):
@@ -128,12 +128,19 @@ def _format_traceback(error: BaseException) -> str:
 
 def run(config: dict[str, Any], chan_fd: int, out_fd: int) -> None:
     """Entry point in the forked child; never returns."""
-    lockdown(out_fd, {chan_fd}, config["scratch_dir"], config["memory_mb"], config["cpu_s"])
+    channel = Channel(socket.socket(fileno=chan_fd))
+    try:
+        layers = lockdown(config, out_fd, {chan_fd})
+    except LayerFailed as error:
+        channel.send({"op": "failed", "reason": str(error)})
+        os._exit(71)
+    if config.get("probe"):
+        channel.send({"op": "probe", "layers": layers})
+        os._exit(0)
     sys.stdout = sys.stderr = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
                                                errors="backslashreplace", write_through=False)
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.signal(signal.SIGXCPU, _on_xcpu)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    channel = Channel(socket.socket(fileno=chan_fd))
     Job(channel, config).serve()

@@ -26,11 +26,27 @@ class DoneMessage(BaseModel):
     answer: str | None = Field(None, max_length=100_000)
 
 
-_JOB_MESSAGE: TypeAdapter[CallRequest | DoneMessage] = TypeAdapter(
-    Annotated[CallRequest | DoneMessage, Field(discriminator="op")])
+class ProbeReport(BaseModel):
+    """Sent once by a probe job: each layer -> None when it took effect, else why not."""
+
+    model_config = ConfigDict(extra="forbid")
+    op: Literal["probe"]
+    layers: dict[str, str | None]
 
 
-def parse_job_message(data: bytes) -> CallRequest | DoneMessage:
+class JobFailed(BaseModel):
+    """Sent by a job that could not apply a layer it was told to; it exits right after."""
+
+    model_config = ConfigDict(extra="forbid")
+    op: Literal["failed"]
+    reason: str = Field(max_length=2000)
+
+
+JobMessage = CallRequest | DoneMessage | ProbeReport | JobFailed
+_JOB_MESSAGE: TypeAdapter[JobMessage] = TypeAdapter(Annotated[JobMessage, Field(discriminator="op")])
+
+
+def parse_job_message(data: bytes) -> JobMessage:
     if len(data) > MAX_MESSAGE:
         raise ValueError(f"message of more than {MAX_MESSAGE} bytes")
     return _JOB_MESSAGE.validate_json(data)

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gateway.sandbox.messages import MAX_MESSAGE, CallRequest, DoneMessage, parse_job_message
+from gateway.sandbox.messages import MAX_MESSAGE, CallRequest, DoneMessage, JobFailed, ProbeReport, parse_job_message
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,8 @@ class OutputBuffer:
 class ZygoteProcess:
     """Starts the zygote on first use and again whenever it has died."""
 
-    def __init__(self) -> None:
+    def __init__(self, python: str = sys.executable) -> None:
+        self.python = python
         self._process: asyncio.subprocess.Process | None = None
         self._ctrl: socket.socket | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -110,7 +111,7 @@ class ZygoteProcess:
             ctrl, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
                 self._process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-I", "-S", str(ZYGOTE_PATH), str(child_end.fileno()),
+                    self.python, "-I", "-S", str(ZYGOTE_PATH), str(child_end.fileno()),
                     pass_fds=(child_end.fileno(),), env={}, cwd="/", stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, start_new_session=True)
             finally:
@@ -222,12 +223,14 @@ class JobProcess:
     dead_reason: str | None = None
     _output: OutputBuffer = field(default_factory=OutputBuffer)
     _done: asyncio.Future[DoneMessage] | None = None
+    probe_report: asyncio.Future[ProbeReport] | None = None
     _reader: asyncio.Task[None] | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     async def start(cls, zygote: ZygoteProcess, config: dict[str, Any], limits: JobLimits,
                     on_call: CallHandler) -> JobProcess:
+        """Fork a job; with config["probe"] it only reports its layers (await `probe_report`) and exits."""
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         out_r, out_w = os.pipe()
         try:
@@ -241,7 +244,8 @@ class JobProcess:
             os.close(out_w)
         parent_end.setblocking(False)
         os.set_blocking(out_r, False)
-        job = cls(zygote=zygote, pid=pid, channel=parent_end, output_fd=out_r, limits=limits, on_call=on_call)
+        job = cls(zygote=zygote, pid=pid, channel=parent_end, output_fd=out_r, limits=limits, on_call=on_call,
+                  probe_report=asyncio.get_running_loop().create_future() if config.get("probe") else None)
         asyncio.get_running_loop().add_reader(out_r, job._read_output)
         job._reader = asyncio.create_task(job._read_channel(), name=f"job-{pid}")
         return job
@@ -320,6 +324,11 @@ class JobProcess:
                 if isinstance(message, DoneMessage):
                     if self._done and not self._done.done():
                         self._done.set_result(message)
+                elif isinstance(message, ProbeReport):
+                    if self.probe_report and not self.probe_report.done():
+                        self.probe_report.set_result(message)
+                elif isinstance(message, JobFailed):
+                    self.dead_reason = message.reason
                 else:
                     task = asyncio.create_task(self._answer(message))
                     self._tasks.add(task)
@@ -343,8 +352,9 @@ class JobProcess:
         if self.dead_reason is None:
             status = await self.zygote.wait_exit(self.pid, 2.0)
             self.dead_reason = describe_exit(status)
-        if self._done and not self._done.done():
-            self._done.set_exception(JobDied(self.dead_reason))
+        for future in (self._done, self.probe_report):
+            if future and not future.done():
+                future.set_exception(JobDied(self.dead_reason))
 
     async def kill(self, reason: str) -> None:
         if self.dead_reason is not None:

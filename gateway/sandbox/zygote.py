@@ -124,8 +124,8 @@ def main() -> None:
     Zygote(ctrl).serve()
 
 
-load_sibling("isolation")
-load_sibling("handles")
+for _sibling in ("landlock", "seccomp", "isolation", "handles"):
+    load_sibling(_sibling)
 job = load_sibling("job")
 
 if __name__ == "__main__":

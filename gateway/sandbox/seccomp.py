@@ -1,0 +1,116 @@
+"""A seccomp deny-list, assembled as classic BPF through ctypes (no libseccomp binding needed).
+
+Stdlib only (runs in the job). Denied: creating sockets (so no new network or unix-socket connection at all),
+new processes (fork, vfork, clone without CLONE_THREAD; clone3 answers ENOSYS so libc falls back to clone for
+threads), exec, namespaces and mounts, ptrace and cross-process memory access, bpf, io_uring, keyrings,
+perf, module loading, reboot and clock setting, and signals to any process but the job itself.
+Threads still work; so do the file descriptors the job was given.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+import struct
+
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+RET_ALLOW = 0x7FFF0000
+RET_ERRNO = 0x00050000
+RET_KILL_PROCESS = 0x80000000
+CLONE_THREAD = 0x00010000
+X32_SYSCALL_BIT = 0x40000000
+
+LD_W_ABS, JEQ_K, JGE_K, JSET_K, RET_K = 0x20, 0x15, 0x35, 0x45, 0x06
+OFFSET_NR, OFFSET_ARCH, OFFSET_ARG0_LOW, OFFSET_ARG0_HIGH = 0, 4, 16, 20
+
+# Numbers from the kernel headers (asm/unistd_64.h and asm-generic/unistd.h).
+ARCHES: dict[str, dict[str, object]] = {
+    "x86_64": {
+        "audit_arch": 0xC000003E,
+        "deny": {"socket": 41, "fork": 57, "vfork": 58, "execve": 59, "execveat": 322, "ptrace": 101,
+                 "unshare": 272, "setns": 308, "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161,
+                 "bpf": 321, "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+                 "keyctl": 250, "add_key": 248, "request_key": 249, "perf_event_open": 298,
+                 "process_vm_readv": 310, "process_vm_writev": 311, "kexec_load": 246, "kexec_file_load": 320,
+                 "init_module": 175, "finit_module": 313, "delete_module": 176, "reboot": 169, "swapon": 167,
+                 "swapoff": 168, "settimeofday": 164, "clock_settime": 227, "clock_adjtime": 305,
+                 "adjtimex": 159, "sethostname": 170, "setdomainname": 171, "iopl": 172, "ioperm": 173,
+                 "acct": 163, "quotactl": 179, "syslog": 103, "userfaultfd": 323, "open_by_handle_at": 304,
+                 "name_to_handle_at": 303, "fanotify_init": 300, "mknod": 133, "mknodat": 259,
+                 "lookup_dcookie": 212, "vhangup": 153, "personality": 135, "tkill": 200,
+                 "pidfd_send_signal": 424, "pidfd_getfd": 438, "pidfd_open": 434, "move_mount": 429,
+                 "open_tree": 428, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
+                 "mount_setattr": 442},
+        "own_pid_only": {"kill": 62, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297},
+        "clone": 56, "clone3": 435,
+    },
+    "aarch64": {
+        "audit_arch": 0xC00000B7,
+        "deny": {"socket": 198, "execve": 221, "execveat": 281, "ptrace": 117, "unshare": 97, "setns": 268,
+                 "mount": 40, "umount2": 39, "pivot_root": 41, "chroot": 51, "bpf": 280, "io_uring_setup": 425,
+                 "io_uring_enter": 426, "io_uring_register": 427, "keyctl": 219, "add_key": 217,
+                 "request_key": 218, "perf_event_open": 241, "process_vm_readv": 270, "process_vm_writev": 271,
+                 "kexec_load": 104, "kexec_file_load": 294, "init_module": 105, "finit_module": 273,
+                 "delete_module": 106, "reboot": 142, "swapon": 224, "swapoff": 225, "settimeofday": 170,
+                 "clock_settime": 112, "clock_adjtime": 266, "adjtimex": 171, "sethostname": 161,
+                 "setdomainname": 162, "acct": 89, "quotactl": 60, "syslog": 116, "userfaultfd": 282,
+                 "open_by_handle_at": 265, "name_to_handle_at": 264, "fanotify_init": 262, "mknodat": 33,
+                 "lookup_dcookie": 18, "vhangup": 58, "personality": 92, "tkill": 130,
+                 "pidfd_send_signal": 424, "pidfd_getfd": 438, "pidfd_open": 434, "move_mount": 429,
+                 "open_tree": 428, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
+                 "mount_setattr": 442},
+        "own_pid_only": {"kill": 129, "tgkill": 131, "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240},
+        "clone": 220, "clone3": 435,
+    },
+}
+
+
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
+    return struct.pack("HBBI", code, jt, jf, k)
+
+
+def build_filter(arch: str, own_pid: int) -> bytes:
+    table = ARCHES[arch]
+    deny_errno = RET_ERRNO | errno.EPERM
+    program = [_op(LD_W_ABS, OFFSET_ARCH), _op(JEQ_K, table["audit_arch"], jt=1), _op(RET_K, RET_KILL_PROCESS),
+               _op(LD_W_ABS, OFFSET_NR)]
+    if arch == "x86_64":
+        program += [_op(JGE_K, X32_SYSCALL_BIT, jf=1), _op(RET_K, deny_errno)]
+    for number in table["deny"].values():
+        program += [_op(JEQ_K, number, jf=1), _op(RET_K, deny_errno)]
+    program += [_op(JEQ_K, table["clone3"], jf=1), _op(RET_K, RET_ERRNO | errno.ENOSYS)]
+    for number in table["own_pid_only"].values():
+        # Allowed only with the job's own pid as the first argument (both halves of the 64-bit value).
+        program += [_op(JEQ_K, number, jf=6), _op(LD_W_ABS, OFFSET_ARG0_LOW), _op(JEQ_K, own_pid, jf=3),
+                    _op(LD_W_ABS, OFFSET_ARG0_HIGH), _op(JEQ_K, 0, jf=1), _op(RET_K, RET_ALLOW),
+                    _op(RET_K, deny_errno)]
+    # Reached with the syscall number still in the accumulator.
+    program += [_op(JEQ_K, table["clone"], jf=4), _op(LD_W_ABS, OFFSET_ARG0_LOW), _op(JSET_K, CLONE_THREAD, jf=1),
+                _op(RET_K, RET_ALLOW), _op(RET_K, deny_errno), _op(RET_K, RET_ALLOW)]
+    return b"".join(program)
+
+
+def install() -> bool:
+    """Load the filter into the calling process; False when this architecture has no table here."""
+    arch = platform.machine()
+    if arch not in ARCHES:
+        return False
+    code = build_filter(arch, os.getpid())
+    buffer = ctypes.create_string_buffer(code, len(code))
+    program = SockFprog(len(code) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    libc = ctypes.CDLL(None, use_errno=True)
+    for option, argument in ((PR_SET_NO_NEW_PRIVS, 1), (PR_SET_SECCOMP, SECCOMP_MODE_FILTER)):
+        pointer = ctypes.byref(program) if option == PR_SET_SECCOMP else ctypes.c_ulong(0)
+        if libc.prctl(ctypes.c_int(option), ctypes.c_ulong(argument), pointer, ctypes.c_ulong(0),
+                      ctypes.c_ulong(0)) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, os.strerror(error))
+    return True
