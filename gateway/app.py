@@ -14,7 +14,7 @@ from gateway.agent.prompt import PromptBuilder
 from gateway.config import Config, ConfigError
 from gateway.devices.docs import DocLibrary
 from gateway.devices.registry import Registry
-from gateway.policy import ScopeError, devices_for_task
+from gateway.policy import Confirmations, Confirmer, Policy, ScopeError
 from gateway.sandbox.broker import Broker, JobContext
 from gateway.sandbox.manager import Sandbox, SandboxUnavailable
 from gateway.sandbox.session import SandboxSession
@@ -97,8 +97,10 @@ class Gateway:
                 self.mqtt.on_connect.append(self._announce)
                 self._announce()
         await self.sandbox.start()
-        self.broker = Broker(self.docs, self.store, self.http, self.mqtt, self.serial,
-                             rpc_source=f"pyuse-{config.gateway.id}")
+        self.policy = Policy(config.policy, self.docs)
+        self.confirmations = Confirmations(config.policy.confirm_timeout_s)
+        self.broker = Broker(self.docs, self.policy, self.confirmations, self.store, self.http, self.mqtt,
+                             self.serial, rpc_source=f"pyuse-{config.gateway.id}")
         self.prompts = PromptBuilder(self.docs)
         if config.llm.configured:
             self.llm = LLMClient(config.llm)
@@ -121,11 +123,12 @@ class Gateway:
         if self.store:
             self.store.close()
 
-    def session(self, task_id: str, device_ids: list[str] | None = None) -> SandboxSession:
+    def session(self, task_id: str, device_ids: list[str] | None = None,
+                confirm: Confirmer | None = None) -> SandboxSession:
         """A sandbox for one task, holding handles for exactly the devices it may use."""
         assert self.broker is not None
-        devices = devices_for_task(self.registry, device_ids)
-        context = JobContext(task_id, {device.id: device for device in devices})
+        devices = self.policy.devices_for_task(self.registry, device_ids)
+        context = JobContext(task_id, {device.id: device for device in devices}, confirm)
         broker = self.broker
 
         def states() -> dict[str, Any]:
@@ -135,7 +138,8 @@ class Gateway:
                                     lambda request: broker.handle(context, request), states)
 
     async def run_task(self, text: str, origin: str = "cli", device_ids: list[str] | None = None,
-                       on_event: EventSink = _ignore) -> TaskResult:
+                       on_event: EventSink = _ignore, confirm: Confirmer | None = None) -> TaskResult:
+        """Run one command to its end. `confirm` asks the person behind `origin`; None means nobody can."""
         assert self.store is not None and self.prompts is not None
         record = self.store.create_task(text, origin)
         started = time.time()
@@ -146,8 +150,8 @@ class Gateway:
         try:
             if self.llm is None:
                 raise LLMError("no model is configured")
-            session = self.session(record.id, device_ids)
-            prompt = self.prompts.build(text, devices_for_task(self.registry, device_ids))
+            session = self.session(record.id, device_ids, confirm)
+            prompt = self.prompts.build(text, self.policy.devices_for_task(self.registry, device_ids))
             loop = AgentLoop(self.llm, self.store, self.config.agent)
             async with asyncio.timeout(self.config.agent.task_timeout_s):
                 await loop.run(record.id, prompt, session, progress, on_event)

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from gateway.devices.docs import DangerRule
+
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
@@ -97,6 +99,22 @@ class MqttSection(Section):
     embedded: bool = Field(False, description="start the built-in broker (amqtt) on host:port")
 
 
+class PolicyRule(DangerRule):
+    """A danger rule from the config, for the devices its selectors pick (all given selectors must match)."""
+
+    device: str | None = None
+    area: str | None = None
+    kind: str | None = None
+
+
+class PolicySection(Section):
+    expose: list[str] = Field(["*"], description='device ids, "area:<area>", "kind:<kind>", or "*"')
+    hide: list[str] = Field([], description="same forms as expose; wins over it")
+    confirm_timeout_s: float = Field(30.0, gt=0, description="an unanswered confirmation is a denial")
+    rate_limit_per_minute: int = Field(60, gt=0, description="calls per minute to one device (a doc may lower it)")
+    rules: list[PolicyRule] = Field([], description="danger rules on top of the device docs'; checked first")
+
+
 class DeviceEntry(Section):
     """A device declared in the config instead of (or on top of) being discovered."""
 
@@ -127,6 +145,7 @@ class Config(Section):
     agent: AgentSection = AgentSection()
     sandbox: SandboxSection = SandboxSection()
     mqtt: MqttSection = MqttSection()
+    policy: PolicySection = PolicySection()
     devices: list[DeviceEntry] = []
 
     @property

@@ -118,7 +118,8 @@ class LLMClient:
 
     async def _available_models(self) -> str:
         try:
-            models = await asyncio.wait_for(self._client.models.list(), 5)
+            async with asyncio.timeout(5):
+                models = await self._client.models.list()
             names = [model.id for model in models.data][:20]
         except Exception:  # only decorates an error message
             return ""

@@ -14,11 +14,52 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.devices.model import Transport
 
 FRONT_MATTER = re.compile(r"\A\+\+\+[ \t]*\n(.*?)\n\+\+\+[ \t]*\n?(.*)\Z", re.DOTALL)
+
+
+class DangerRule(BaseModel):
+    """A transport call that needs confirmation (or is denied), however the model's code phrases it.
+
+    All given fields must match. HTTP: `rpc` (+ `params`) matches .rpc(), GET/POST <rpc_path>/<Method> and a
+    POST of a frame to <rpc_path>; `method`/`path` (glob) (+ `params`, query or JSON body) match plain REST.
+    MQTT: `topic` ({base_topic} substituted) + `payload` (regex on the text) or `json` (values in a JSON object).
+    Serial: `command` (regex); with a named group `value`, `above`/`below` compare it as a number.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=200)
+    action: Literal["confirm", "deny", "allow"] = "confirm"
+    rpc: str | None = None
+    method: str | None = None
+    path: str | None = None
+    params: dict[str, Any] = {}
+    topic: str | None = None
+    payload: str | None = None
+    json_values: dict[str, Any] = Field({}, alias="json")
+    command: str | None = None
+    above: float | None = None
+    below: float | None = None
+
+    @model_validator(mode="after")
+    def _names_an_operation(self) -> DangerRule:
+        if not any((self.rpc, self.method, self.path, self.topic, self.command)):
+            raise ValueError("a rule needs one of rpc, method, path, topic or command")
+        if (self.above is not None or self.below is not None) and (not self.command or "?P<value>" not in
+                                                                     self.command):
+            raise ValueError("above/below need a command regex with a (?P<value>...) group")
+        for pattern in (self.payload, self.command):
+            try:
+                re.compile(pattern or "")
+            except re.error as error:
+                raise ValueError(f"bad regular expression {pattern!r}: {error}") from None
+        return self
 
 
 class DeviceDoc(BaseModel):
@@ -32,6 +73,8 @@ class DeviceDoc(BaseModel):
     topics: list[str] = Field([], description="mqtt: owned topic filters; {base_topic} is substituted")
     line_terminator: str = Field("\n", description="serial: ends each command and reply")
     baudrate: int = 9600
+    danger: list[DangerRule] = Field([], description="calls that need confirmation or are refused")
+    rate_limit_per_minute: int | None = Field(None, gt=0, description="calls per minute to one device")
     body: str = ""
     source: str = ""
 

@@ -29,9 +29,6 @@ class Registry:
     def all(self) -> list[Device]:
         return sorted(self._devices.values(), key=lambda device: device.id)
 
-    def exposed(self) -> list[Device]:
-        return [device for device in self.all() if device.exposed]
-
     def unique_id(self, name: str, area: str) -> str:
         base = slugify(name)
         if base not in self._devices:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
+from gateway.policy import Confirmations, Confirmer, Policy, operation_for
 from gateway.sandbox.messages import CallRequest
 from gateway.store import AuditRecord, Store
 from gateway.transports.http import HttpTransport
@@ -89,15 +90,22 @@ class SerialWrite(_Args):
 class JobContext:
     task_id: str
     devices: dict[str, Device]
+    confirm: Confirmer | None = None  # how to ask the person the task came from; None: nobody can be asked
+
+
+# Calls that only read: no danger rule applies to them.
+READ_ONLY_METHODS = {("mqtt", "wait")}
 
 
 Handler = Callable[[Device, Any], Awaitable[Any]]
 
 
 class Broker:
-    def __init__(self, docs: DocLibrary, store: Store, http: HttpTransport, mqtt: MqttTransport,
-                 serial: SerialPorts, rpc_source: str) -> None:
+    def __init__(self, docs: DocLibrary, policy: Policy, confirmations: Confirmations, store: Store,
+                 http: HttpTransport, mqtt: MqttTransport, serial: SerialPorts, rpc_source: str) -> None:
         self.docs = docs
+        self.policy = policy
+        self.confirmations = confirmations
         self.store = store
         self.http = http
         self.mqtt = mqtt
@@ -117,8 +125,9 @@ class Broker:
         started = time.perf_counter()
         device = context.devices.get(request.device)
         target = _target(request.args)
+        note: str | None = None
         try:
-            if device is None or not device.exposed:
+            if device is None or not self.policy.exposed(device):
                 raise CallDenied(f"device {request.device!r} is not exposed to this task")
             methods = self._methods[device.transport]
             if request.method not in methods:
@@ -129,6 +138,11 @@ class Broker:
                 args = schema.model_validate(request.args)
             except ValidationError as exc:
                 raise ValueError(_validation_message(request.method, exc)) from None
+            if (device.transport, request.method) not in READ_ONLY_METHODS:
+                note = await self._authorize(context, device, request.method, args)
+            within, limit = self.policy.within_rate(device)
+            if not within:
+                raise CallDenied(f"rate limit: more than {limit} calls a minute to {device.id!r}; slow down")
             result = await handler(device, args)
         except CallDenied as exc:
             return self._refuse(context, request, target, "denied", "PermissionError", str(exc), started)
@@ -148,8 +162,24 @@ class Broker:
             log.exception("handle call %s.%s failed", request.device, request.method)
             return self._refuse(context, request, target, "error", "DeviceError", f"{type(exc).__name__}: {exc}",
                                 started)
-        self._audit(context, request, target, "ok", None, started)
+        self._audit(context, request, target, "ok", note, started)
         return {"id": request.id, "ok": True, "result": result}
+
+    async def _authorize(self, context: JobContext, device: Device, method: str, args: _Args) -> str | None:
+        """Apply the danger rules; returns an audit note for a confirmed call, raises CallDenied otherwise."""
+        doc = self.docs.get(device.kind)
+        operation = operation_for(device, method, args.model_dump(by_alias=True), doc.rpc_path if doc else "/rpc")
+        decision = self.policy.decide(device, operation)
+        if decision.action == "allow":
+            return None
+        if decision.action == "deny":
+            raise CallDenied(f"denied: {operation.summary()} on {device.id!r} is not allowed ({decision.reason})")
+        approved, why = await self.confirmations.ask(context.task_id, device, operation, decision.reason,
+                                                     context.confirm)
+        if not approved:
+            raise CallDenied(f"denied: {operation.summary()} on {device.id!r} needs a person's confirmation "
+                             f"({decision.reason}), and {why}")
+        return f"confirmed ({decision.reason}): {why}"
 
     def _refuse(self, context: JobContext, request: CallRequest, target: str | None, outcome: str, error_type: str,
                 message: str, started: float) -> dict[str, Any]:

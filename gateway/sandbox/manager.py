@@ -96,7 +96,8 @@ class Sandbox:
                 python, "-I", "-S", "-c", CHECK_IMPORTS, user=self.settings.job_uid, group=self.settings.job_gid,
                 extra_groups=[], env={}, cwd="/", stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL)
-            return await asyncio.wait_for(process.wait(), 20) == 0
+            async with asyncio.timeout(20):
+                return await process.wait() == 0
         except (OSError, TimeoutError):
             return False
 
@@ -108,7 +109,8 @@ class Sandbox:
         job = await JobProcess.start(self.zygote, config, self._limits(), _no_calls)
         try:
             assert job.probe_report is not None
-            report = await asyncio.wait_for(job.probe_report, 10)
+            async with asyncio.timeout(10):
+                report = await job.probe_report
             return report.layers
         finally:
             await job.stop()

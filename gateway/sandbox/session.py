@@ -167,13 +167,15 @@ class ZygoteProcess:
         payload = json.dumps({"op": "spawn", "req": request, "job": config}).encode()
         await self._send(payload, fds)
         try:
-            return await asyncio.wait_for(future, 10)
+            async with asyncio.timeout(10):
+                return await future
         except TimeoutError:
             raise SandboxError("the zygote did not start a job within 10 s") from None
 
     async def wait_exit(self, pid: int, timeout: float) -> tuple[int | None, int | None] | None:
         try:
-            return await asyncio.wait_for(asyncio.shield(self._exit_future(pid)), timeout)
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(self._exit_future(pid))
         except TimeoutError:
             return None
 
@@ -265,7 +267,8 @@ class JobProcess:
                    "states": states}
         try:
             await loop.sock_sendall(self.channel, json.dumps(message, default=str).encode())
-            done = await asyncio.wait_for(asyncio.shield(self._done), self.limits.exec_timeout_s + KILL_GRACE_S)
+            async with asyncio.timeout(self.limits.exec_timeout_s + KILL_GRACE_S):
+                done = await asyncio.shield(self._done)
         except TimeoutError:
             await self.kill(f"still running {self.limits.exec_timeout_s + KILL_GRACE_S:.1f} s after it started "
                             "(it did not stop at the soft time limit)")

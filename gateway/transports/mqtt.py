@@ -95,7 +95,8 @@ class MqttTransport:
         client.connect_async(self.host, self.port, keepalive=30)
         client.loop_start()
         try:
-            await asyncio.wait_for(self._connected.wait(), wait_s)
+            async with asyncio.timeout(wait_s):
+                await self._connected.wait()
         except TimeoutError:
             log.warning("MQTT broker %s:%s not reachable yet; retrying in the background", self.host, self.port)
 
@@ -166,7 +167,8 @@ class MqttTransport:
         self._listeners.setdefault(topic_filter, []).append(subscription)
         if first and self.connected:
             try:
-                await asyncio.wait_for(self._subscribe(topic_filter), 5)
+                async with asyncio.timeout(5):
+                    await self._subscribe(topic_filter)
             except (TimeoutError, ConnectionError):
                 subscription.cancel()
                 raise ConnectionError(f"the MQTT broker did not acknowledge a subscription to {topic_filter}")
@@ -209,7 +211,8 @@ class MqttTransport:
         try:
             if before_waiting is not None:
                 await before_waiting()
-            return await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                return await future
         except TimeoutError:
             raise TimeoutError(f"no message on {topic_filter} within {timeout} s") from None
         finally:
