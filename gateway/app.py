@@ -17,8 +17,8 @@ from gateway.devices.registry import Registry
 from gateway.policy import Confirmations, Confirmer, Policy, ScopeError
 from gateway.sandbox.broker import Broker, JobContext
 from gateway.sandbox.manager import Sandbox, SandboxUnavailable
-from gateway.sandbox.session import SandboxSession
-from gateway.store import Store, TaskRecord
+from gateway.sandbox.session import Execution, SandboxSession
+from gateway.store import StepRecord, Store, TaskRecord
 from gateway.transports.embedded_broker import EmbeddedBroker
 from gateway.transports.http import HttpTransport
 from gateway.transports.mqtt import MqttTransport
@@ -174,6 +174,34 @@ class Gateway:
                                    completion_tokens=progress.completion_tokens)
         return TaskResult(record.id, progress.status, progress.answer, progress.error, progress.turns,
                           progress.tokens, round((finished - started) * 1000, 1))
+
+    async def run_code(self, code: str, label: str, device_ids: list[str] | None = None,
+                       confirm: Confirmer | None = None) -> tuple[str, Execution]:
+        """Run code written by a person in a fresh job, under the same sandbox, policy and audit as model code.
+
+        Recorded as a one-turn task with origin "exec". Raises ScopeError or SandboxUnavailable when it cannot run.
+        """
+        assert self.store is not None
+        record = self.store.create_task(label, "exec")
+        self.store.update_task(record.id, status="running", started_at=time.time(),
+                               sandbox_layers=",".join(self.sandbox.layers))
+        status, error, execution = "failed", None, None
+        session: SandboxSession | None = None
+        try:
+            session = self.session(record.id, device_ids, confirm)
+            execution = await session.execute(code)
+            self.store.add_step(StepRecord(record.id, 1, code=code, observation=execution.output,
+                                           exec_ms=round(execution.duration_ms, 1)))
+            status = "done" if execution.status in ("ok", "final") else "failed"
+            return record.id, execution
+        except (ScopeError, SandboxUnavailable) as exc:
+            error = str(exc)
+            raise
+        finally:
+            if session is not None:
+                await asyncio.shield(session.close())
+            self.store.update_task(record.id, status=status, error=error, turns=1, finished_at=time.time(),
+                                   answer=execution.answer if execution else None)
 
     def task(self, task_id: str) -> TaskRecord | None:
         assert self.store is not None

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import TextIO
 
 from gateway.agent.llm import NOT_CONFIGURED
-from gateway.agent.loop import TaskEvent
 from gateway.app import Gateway, TaskResult
 from gateway.config import Config, ConfigError, find_config_file, load_config
+from gateway.console import Console, TracePrinter, print_result
+from gateway.policy import ScopeError
+from gateway.sandbox.manager import SandboxUnavailable
 from gateway.store import Store
 
 
@@ -59,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--limit", type=int, default=20, help="how many tasks to list (default 20)")
     tasks.add_argument("--json", action="store_true", help="machine-readable output")
 
+    execute = command("exec", "run a Python file in a fresh sandbox job under the same policy, and print what "
+                              "the model would have seen (for debugging and security testing)", cmd_exec)
+    execute.add_argument("file", type=Path, help="a Python file; '-' reads standard input")
+    execute.add_argument("--device", action="append", metavar="ID", help="limit the job to these devices")
+
+    command("doctor", "report the sandbox layers this machine gives, the MQTT broker, the model, the device docs",
+            cmd_doctor)
     command("demo", "start a simulated home/lab with an embedded MQTT broker and the gateway, then take "
                     "commands at a prompt", cmd_demo)
     return parser
@@ -72,46 +81,6 @@ def _load(args: argparse.Namespace) -> tuple[Config, str]:
     return config, str(path) if path else "defaults"
 
 
-class TracePrinter:
-    """Shows a task as it happens: each turn's thought and code, then its observation, then the answer."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.live = out.isatty()
-        self.streamed = 0
-
-    def __call__(self, event: TaskEvent) -> None:
-        data = event.data
-        if event.kind == "delta":
-            self.streamed += len(data["text"])
-            if self.live:
-                self.out.write(f"\r  model writing turn {data['turn']}... {self.streamed} chars")
-                self.out.flush()
-            return
-        if self.live and self.streamed:
-            self.out.write("\r\033[K")
-        self.streamed = 0
-        if event.kind == "retry":
-            self.out.write(f"  model call failed ({data['error']}); retry {data['attempt']} in {data['delay_s']} s\n")
-        elif event.kind == "code":
-            self.out.write(f"── turn {data['turn']} ──\n")
-            if data["thought"]:
-                self.out.write(f"{data['thought']}\n")
-            self.out.write("".join(f"  │ {line}\n" for line in data["code"].splitlines()))
-        elif event.kind == "observation" and data["observation"]:
-            self.out.write("".join(f"  → {line}\n" for line in data["observation"].splitlines()))
-        self.out.flush()
-
-
-def print_result(result: TaskResult, out: TextIO) -> None:
-    if result.status == "done":
-        out.write(f"\n{result.answer}\n")
-    else:
-        out.write(f"\ntask {result.status}: {result.error}\n")
-    out.write(f"[task {result.task_id} · {result.status} · {result.turns} turn(s) · {result.tokens} tokens · "
-              f"{result.duration_ms / 1000:.1f} s]\n")
-
-
 def cmd_ask(args: argparse.Namespace) -> int:
     config, source = _load(args)
     if not config.llm.configured:
@@ -120,15 +89,54 @@ def cmd_ask(args: argparse.Namespace) -> int:
     trace_out = sys.stderr if args.json else sys.stdout
 
     async def run() -> TaskResult:
+        confirm = await _terminal_confirmer(trace_out)
         async with Gateway(config, source) as gateway:
             return await gateway.run_task(args.text, origin="cli", device_ids=args.device,
-                                          on_event=TracePrinter(trace_out))
+                                          on_event=TracePrinter(trace_out), confirm=confirm)
 
     result = asyncio.run(run())
     print_result(result, trace_out)
     if args.json:
         print(json.dumps(result.summary(), ensure_ascii=False))
     return 0 if result.status == "done" else 1
+
+
+async def _terminal_confirmer(out: TextIO):  # noqa: ANN202
+    """Ask at the terminal when there is one; otherwise nobody can confirm, and dangerous calls are denied."""
+    if not sys.stdin.isatty():
+        return None
+    console = Console(out)
+    await console.start()
+    return console.confirm
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    config, source = _load(args)
+    code = sys.stdin.read() if str(args.file) == "-" else args.file.read_text(encoding="utf-8")
+
+    async def run() -> int:
+        confirm = await _terminal_confirmer(sys.stderr)
+        async with Gateway(config, source) as gateway:
+            try:
+                task_id, execution = await gateway.run_code(code, f"exec {args.file}", args.device, confirm)
+            except (ScopeError, SandboxUnavailable) as exc:
+                print(f"pyuse exec: {exc}", file=sys.stderr)
+                return 2
+        sys.stdout.write(execution.output)
+        if execution.answer is not None:
+            print(f"final answer: {execution.answer}")
+        print(f"[task {task_id} · {execution.status} · {execution.duration_ms:.0f} ms · layers: "
+              f"{', '.join(gateway.sandbox.layers)}]", file=sys.stderr)
+        return 0 if execution.status in ("ok", "final") else 1
+
+    return asyncio.run(run())
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from gateway.doctor import run_doctor
+
+    config, source = _load(args)
+    return asyncio.run(run_doctor(config, source, sys.stdout))
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from gateway.agent.llm import NOT_CONFIGURED
 from gateway.app import Gateway
-from gateway.cli import TracePrinter, print_result
 from gateway.config import Config, DeviceEntry
+from gateway.console import Console, TracePrinter, print_result
 from gateway.transports.embedded_broker import EmbeddedBroker
 from simulators.scpi import ScpiPowerSupply
 from simulators.shelly import ShellySwitch
@@ -52,13 +51,14 @@ async def run_demo(config: Config) -> int:
 
 
 async def _prompt(gateway: Gateway, simulators: list) -> None:
-    loop = asyncio.get_running_loop()
+    console = Console(sys.stdout)
+    await console.start()
     while True:
-        try:
-            line = (await loop.run_in_executor(None, input, "pyuse> ")).strip()
-        except EOFError:
+        line = await console.readline("pyuse> ")
+        if line is None:
             print()
             return
+        line = line.strip()
         if line in ("quit", "exit"):
             return
         if line == "devices":
@@ -71,5 +71,6 @@ async def _prompt(gateway: Gateway, simulators: list) -> None:
             if gateway.llm is None:
                 print(f"No model is configured, so commands cannot run yet: {NOT_CONFIGURED}")
                 continue
-            result = await gateway.run_task(line, origin="demo", on_event=TracePrinter(sys.stdout))
+            result = await gateway.run_task(line, origin="demo", on_event=TracePrinter(sys.stdout),
+                                            confirm=console.confirm)
             print_result(result, sys.stdout)

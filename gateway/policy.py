@@ -131,19 +131,27 @@ def rule_matches(rule: DangerRule, device: Device, operation: Operation) -> bool
     if any(not _same(operation.json_values.get(key), value) for key, value in rule.json_values.items()):
         return False
     if rule.command is not None:
-        found = operation.command is not None and re.fullmatch(rule.command, operation.command, re.IGNORECASE)
-        if not found:
-            return False
-        if rule.above is not None or rule.below is not None:
-            try:
-                value = float(found.group("value"))
-            except (TypeError, ValueError):
-                return True  # an unreadable number is treated as the dangerous case
-            if rule.above is not None and not value > rule.above:
-                return False
-            if rule.below is not None and not value < rule.below:
-                return False
+        return operation.command is not None and any(_command_matches(rule, part)
+                                                     for part in command_parts(operation.command))
     return True
+
+
+def command_parts(command: str) -> list[str]:
+    """The commands in one line: SCPI and Tasmota Backlog chain them with ';', a leading ':' means the root."""
+    return [part.strip().lstrip(":") for part in command.split(";") if part.strip()]
+
+
+def _command_matches(rule: DangerRule, command: str) -> bool:
+    found = re.fullmatch(rule.command or "", command, re.IGNORECASE)
+    if not found:
+        return False
+    if rule.above is None and rule.below is None:
+        return True
+    try:
+        value = float(found.group("value"))
+    except (TypeError, ValueError, IndexError):
+        return True  # MAX, DEF or anything unreadable counts as the dangerous case
+    return (rule.above is None or value > rule.above) and (rule.below is None or value < rule.below)
 
 
 class RateLimiter:

@@ -121,5 +121,66 @@ def test_help_lists_the_commands():
     import subprocess
 
     result = subprocess.run([*PYUSE, "--help"], capture_output=True, text=True, check=True)
-    for name in ("ask", "tasks", "demo"):
+    for name in ("ask", "tasks", "exec", "doctor", "demo"):
         assert name in result.stdout
+
+
+async def test_doctor_reports_every_sandbox_layer(tmp_path):
+    code, out, err = await pyuse("doctor", env={"PYUSE_GATEWAY_DATA_DIR": str(tmp_path)}, cwd=tmp_path)
+
+    assert code == 0, out + err
+    for layer in ("session", "fds", "nice", "netns", "rlimits", "landlock", "uid", "seccomp"):
+        assert f"  {layer:<9} on" in out, out
+    assert "=> model code may run" in out
+    assert "model: not configured" in out
+
+
+async def test_exec_runs_a_file_under_the_same_sandbox_and_policy(tmp_path, psu):
+    config = tmp_path / "pyuse.toml"
+    config.write_text(f'[gateway]\ndata_dir = "{tmp_path / "data"}"\n\n[[devices]]\nid = "bench_psu"\n'
+                      f'name = "Bench"\nkind = "scpi_psu"\nserial_port = "{psu.port}"\n')
+    script = tmp_path / "probe.py"
+    script.write_text('psu = devices["bench_psu"]\nprint(psu.query("*IDN?"))\n'
+                      'try:\n    psu.write("OUTP ON")\nexcept PermissionError as e:\n    print("refused:", e)\n'
+                      'open("/etc/hostname").read()\n')
+
+    code, out, err = await pyuse("exec", str(script), "-c", str(config), stdin=b"")
+
+    assert code == 1  # the last line raised
+    assert out.splitlines()[0] == "PYUSE,SIM-PSU1,000001,0.1"
+    assert "refused: denied: OUTP ON on 'bench_psu' needs a person's confirmation" in out
+    assert "PermissionError: [Errno 13] Permission denied: '/etc/hostname'" in out
+    assert "layers: session, fds, nice, netns, rlimits, landlock, uid, seccomp" in err
+    assert psu.output is False
+    code, out, _ = await pyuse("tasks", "-c", str(config))
+    assert "exec " in out and "failed" in out
+
+
+async def test_ask_on_a_terminal_asks_before_a_dangerous_call(tmp_path, scripted_llm, psu):
+    """A real pty: the person sees the question and answers it; piped stdin would have meant 'no'."""
+    import pty
+
+    llm = await scripted_llm({"conversations": [{"match": "output on", "replies": [
+        code_reply('psu = devices["bench_psu"]\npsu.write("VOLT 3.3")\npsu.write("OUTP ON")\n'
+                   'final_answer(psu.query("MEAS:VOLT?"))')]}]})
+    config = write_config(tmp_path, llm.base_url, f'\n[[devices]]\nid = "bench_psu"\nname = "Bench"\n'
+                                                  f'kind = "scpi_psu"\nserial_port = "{psu.port}"\n')
+    controller, terminal = pty.openpty()
+    process = await asyncio.create_subprocess_exec(*PYUSE, "ask", "switch the output on", "-c", str(config),
+                                                   stdin=terminal, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    seen = b""
+    try:
+        while b"[y/N]" not in seen:
+            chunk = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, os.read, controller,
+                                                                                       4096), 30)
+            seen += chunk
+        assert b"Confirm: Bench (bench_psu): OUTP ON" in seen and b"switches the supply's output on" in seen
+        assert psu.output is False  # nothing happens before the answer
+        os.write(controller, b"y\n")
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+        os.close(controller)
+    assert psu.output is True and psu.volts_set == 3.3

@@ -51,10 +51,16 @@ async def test_set_the_supply_and_report_the_measured_voltage(tmp_path, scripted
                    'measured = float(psu.query("MEAS:VOLT?"))\nfinal_answer(f"The supply measures {measured} V.")')
     ]}]})
     gateway = await gateway_factory(make_config(tmp_path, llm, [psu_entry(psu)]))
+    asked: list[str] = []
 
-    result = await gateway.run_task("set the supply to 5 V and tell me the measured voltage")
+    async def user_says_yes(request) -> bool:
+        asked.append(request.action)
+        return True
+
+    result = await gateway.run_task("set the supply to 5 V and tell me the measured voltage", confirm=user_says_yes)
 
     assert result.status == "done", result.error
+    assert asked == ["OUTP ON"]  # the output needs a yes; 5 V does not
     assert psu.volts_set == 5.0 and psu.output is True
     reported = psu.measure()[0]
     assert reported == 5.0

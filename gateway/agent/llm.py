@@ -116,12 +116,20 @@ class LLMClient:
                     on_delta(delta)
         return _with_usage("".join(parts), messages, usage)
 
+    async def list_models(self, timeout_s: float = 5.0) -> list[str]:
+        try:
+            async with asyncio.timeout(timeout_s):
+                models = await self._client.models.list()
+        except TimeoutError:
+            raise LLMError(f"{self.settings.base_url} did not list its models within {timeout_s:g} s") from None
+        except openai.APIError as exc:
+            raise LLMError(f"{self.settings.base_url}: {_describe(exc)}") from exc
+        return [model.id for model in models.data]
+
     async def _available_models(self) -> str:
         try:
-            async with asyncio.timeout(5):
-                models = await self._client.models.list()
-            names = [model.id for model in models.data][:20]
-        except Exception:  # only decorates an error message
+            names = (await self.list_models())[:20]
+        except LLMError:  # only decorates an error message
             return ""
         return f" Models there: {', '.join(names)}." if names else ""
 

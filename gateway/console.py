@@ -1,0 +1,85 @@
+"""The terminal: showing a task as it runs, and reading lines (commands, answers to confirmations) without
+blocking the event loop, so devices, brokers and jobs keep running while we wait for a person."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TextIO
+
+from gateway.agent.loop import TaskEvent
+from gateway.app import TaskResult
+from gateway.policy import ConfirmationRequest
+
+
+class TracePrinter:
+    """Shows a task as it happens: each turn's thought and code, then its observation, then the answer."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.live = out.isatty()
+        self.streamed = 0
+
+    def __call__(self, event: TaskEvent) -> None:
+        data = event.data
+        if event.kind == "delta":
+            self.streamed += len(data["text"])
+            if self.live:
+                self.out.write(f"\r  model writing turn {data['turn']}... {self.streamed} chars")
+                self.out.flush()
+            return
+        if self.live and self.streamed:
+            self.out.write("\r\033[K")
+        self.streamed = 0
+        if event.kind == "retry":
+            self.out.write(f"  model call failed ({data['error']}); retry {data['attempt']} in {data['delay_s']} s\n")
+        elif event.kind == "code":
+            self.out.write(f"── turn {data['turn']} ──\n")
+            if data["thought"]:
+                self.out.write(f"{data['thought']}\n")
+            self.out.write("".join(f"  │ {line}\n" for line in data["code"].splitlines()))
+        elif event.kind == "observation" and data["observation"]:
+            self.out.write("".join(f"  → {line}\n" for line in data["observation"].splitlines()))
+        self.out.flush()
+
+
+def print_result(result: TaskResult, out: TextIO) -> None:
+    if result.status == "done":
+        out.write(f"\n{result.answer}\n")
+    else:
+        out.write(f"\ntask {result.status}: {result.error}\n")
+    out.write(f"[task {result.task_id} · {result.status} · {result.turns} turn(s) · {result.tokens} tokens · "
+              f"{result.duration_ms / 1000:.1f} s]\n")
+
+
+class Console:
+    """Line input from stdin through the event loop."""
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+        self._reader: asyncio.StreamReader | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        try:
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+            self._reader = reader
+        except (ValueError, OSError):  # a regular file on stdin cannot be watched; read it in a thread instead
+            self._reader = None
+
+    async def readline(self, prompt: str) -> str | None:
+        """The next line without its newline, or None at end of input."""
+        self.out.write(prompt)
+        self.out.flush()
+        if self._reader is None:
+            line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        else:
+            line = (await self._reader.readline()).decode(errors="replace")
+        return line.rstrip("\n") if line else None
+
+    async def confirm(self, request: ConfirmationRequest) -> bool:
+        answer = await self.readline(f"\n⚠ {request.prompt()} [y/N] ")
+        approved = (answer or "").strip().casefold() in ("y", "yes")
+        self.out.write("  allowed\n" if approved else "  refused\n")
+        return approved
