@@ -131,11 +131,8 @@ class Gateway:
         context = JobContext(task_id, {device.id: device for device in devices}, confirm)
         broker = self.broker
 
-        def states() -> dict[str, Any]:
-            return {device.id: device.state for device in devices}
-
-        return self.sandbox.session(task_id, [device.for_job() for device in devices],
-                                    lambda request: broker.handle(context, request), states)
+        return self.sandbox.session(task_id, lambda: [device.for_job() for device in devices],
+                                    lambda request: broker.handle(context, request))
 
     async def run_task(self, text: str, origin: str = "cli", device_ids: list[str] | None = None,
                        on_event: EventSink = _ignore, confirm: Confirmer | None = None) -> TaskResult:

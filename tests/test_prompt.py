@@ -31,7 +31,7 @@ def test_the_prompt_stubs_match_the_handles_the_job_really_has():
             names = [("**" if p.kind is p.VAR_KEYWORD else "") + p.name for p in signature.parameters.values()]
             assert names == params, f"{class_name}.{method}: stub {params} != real {names}"
         public = {name for name, value in vars(real).items() if callable(value) and not name.startswith("_")}
-        assert public - {"update_states", "get"} <= set(methods), f"{class_name} has methods the prompt omits"
+        assert public - {"refresh", "get"} <= set(methods), f"{class_name} has methods the prompt omits"
 
 
 def test_hostile_device_names_stay_quoted_data():

@@ -152,14 +152,18 @@ class Devices(Mapping[str, Device]):
                 and (area is None or handle.area.casefold() == area.casefold())
                 and (kind is None or handle.kind == kind)]
 
-    def update_states(self, states: dict[str, dict[str, Any]]) -> None:
-        for device_id, state in states.items():
-            if device_id in self._by_id:
-                self._by_id[device_id].state = state
+    def refresh(self, channel: Channel, infos: list[dict[str, Any]]) -> None:
+        """Take a new inventory: known handles keep their identity and get the new state."""
+        current = {}
+        for info in infos:
+            handle = self._by_id.get(info["id"])
+            if handle is None or handle.kind != info["kind"]:
+                handle = HANDLE_CLASSES[info["transport"]](channel, info)
+            handle.state = info.get("state", {})
+            current[info["id"]] = handle
+        self._by_id = current
 
     def __repr__(self) -> str:
         return f"devices({', '.join(sorted(self._by_id))})"
 
 
-def build_devices(channel: Channel, infos: list[dict[str, Any]]) -> Devices:
-    return Devices([HANDLE_CLASSES[info["transport"]](channel, info) for info in infos])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import io
+import json
 import linecache
 import os
 import signal
@@ -18,7 +19,7 @@ import traceback
 from types import FrameType
 from typing import Any
 
-from pyuse_sandbox_handles import Channel, DeviceError, build_devices  # noqa: I001  (loaded by the zygote)
+from pyuse_sandbox_handles import Channel, DeviceError, Devices  # noqa: I001  (loaded by the zygote)
 from pyuse_sandbox_isolation import LayerFailed, lockdown
 
 
@@ -50,10 +51,24 @@ def _on_xcpu(signum: int, frame: FrameType | None) -> None:
     raise CPUTimeExceeded("the job used up its CPU-time budget for this task")
 
 
+def read_inventory(fd: int) -> list[dict[str, Any]]:
+    """The exposed devices and their states, from the memfd the gateway rewrites between turns."""
+    size = os.fstat(fd).st_size
+    data = b""
+    while len(data) < size:
+        chunk = os.pread(fd, size - len(data), len(data))
+        if not chunk:
+            break
+        data += chunk
+    return json.loads(data or b"[]")
+
+
 class Job:
-    def __init__(self, channel: Channel, config: dict[str, Any]) -> None:
+    def __init__(self, channel: Channel, inventory_fd: int) -> None:
         self.channel = channel
-        self.devices = build_devices(channel, config["devices"])
+        self.inventory_fd = inventory_fd
+        self.inventory_version = 0  # the gateway's versions start at 1: the first exec loads it
+        self.devices = Devices([])
         self.deadline = 0.0
         self.namespace: dict[str, Any] = {
             "__name__": "__main__",
@@ -82,7 +97,9 @@ class Job:
             message = self.channel.receive()
             if message.get("op") != "exec":
                 continue
-            self.devices.update_states(message.get("states", {}))
+            if message.get("inventory", 0) != self.inventory_version:
+                self.devices.refresh(self.channel, read_inventory(self.inventory_fd))
+                self.inventory_version = message["inventory"]
             status, answer = self.execute(message["code"], message["turn"], message["timeout"])
             sys.stdout.flush()
             self.channel.send({"op": "done", "status": status, "answer": answer})
@@ -126,11 +143,11 @@ def _format_traceback(error: BaseException) -> str:
     return "".join(summary.format())
 
 
-def run(config: dict[str, Any], chan_fd: int, out_fd: int) -> None:
+def run(config: dict[str, Any], chan_fd: int, out_fd: int, inventory_fd: int) -> None:
     """Entry point in the forked child; never returns."""
     channel = Channel(socket.socket(fileno=chan_fd))
     try:
-        layers = lockdown(config, out_fd, {chan_fd})
+        layers = lockdown(config, out_fd, {chan_fd, inventory_fd})
     except LayerFailed as error:
         channel.send({"op": "failed", "reason": str(error)})
         os._exit(71)
@@ -143,4 +160,4 @@ def run(config: dict[str, Any], chan_fd: int, out_fd: int) -> None:
     signal.signal(signal.SIGXCPU, _on_xcpu)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    Job(channel, config).serve()
+    Job(channel, inventory_fd).serve()

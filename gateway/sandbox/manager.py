@@ -9,12 +9,13 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gateway.config import SandboxSection
-from gateway.sandbox.session import CallHandler, JobLimits, JobProcess, SandboxSession, ZygoteProcess
+from gateway.sandbox.session import CallHandler, Inventory, JobLimits, JobProcess, SandboxSession, ZygoteProcess
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +104,11 @@ class Sandbox:
 
     async def _probe(self, drop_uid: bool) -> dict[str, str | None]:
         scratch = Path(tempfile.mkdtemp(prefix="probe-", dir=self._scratch_dir()))
-        config = {"probe": True, "devices": [], "scratch_dir": str(scratch), "memory_mb": self.settings.memory_mb,
+        config = {"probe": True, "scratch_dir": str(scratch), "memory_mb": self.settings.memory_mb,
                   "cpu_s": self.settings.cpu_s, "job_uid": self.settings.job_uid if drop_uid else None,
                   "job_gid": self.settings.job_gid if drop_uid else None}
-        job = await JobProcess.start(self.zygote, config, self._limits(), _no_calls)
+        inventory = Inventory(list)
+        job = await JobProcess.start(self.zygote, config, self._limits(), _no_calls, inventory)
         try:
             assert job.probe_report is not None
             async with asyncio.timeout(10):
@@ -114,6 +116,7 @@ class Sandbox:
             return report.layers
         finally:
             await job.stop()
+            inventory.close()
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _scratch_dir(self) -> Path:
@@ -124,15 +127,16 @@ class Sandbox:
         settings = self.settings
         return JobLimits(settings.exec_timeout_s, settings.memory_mb, settings.cpu_s, settings.output_limit_bytes)
 
-    def session(self, task_id: str, devices: list[dict[str, Any]], on_call: CallHandler,
-                states: Any) -> SandboxSession:
+    def session(self, task_id: str, inventory: Callable[[], list[dict[str, Any]]],
+                on_call: CallHandler) -> SandboxSession:
+        """A task's sandbox; `inventory` gives the devices its job may use, read again before each execution."""
         if self.refusal:
             raise SandboxUnavailable(self.refusal)
         scratch = self._scratch_dir() / task_id
-        config = {"devices": devices, "scratch_dir": str(scratch), "memory_mb": self.settings.memory_mb,
+        config = {"scratch_dir": str(scratch), "memory_mb": self.settings.memory_mb,
                   "cpu_s": self.settings.cpu_s, "layers": self.layers,
                   "job_uid": self.settings.job_uid, "job_gid": self.settings.job_gid}
-        return SandboxSession(self.zygote, config, self._limits(), scratch, on_call, states)
+        return SandboxSession(self.zygote, config, self._limits(), scratch, on_call, inventory)
 
     async def close(self) -> None:
         await self.zygote.close()

@@ -81,6 +81,34 @@ class OutputBuffer:
                 + bytes(self.tail).decode("utf-8", "replace"))
 
 
+class Inventory:
+    """The devices a task's job may use, with their states, in a memfd shared with the job.
+
+    A file descriptor scales to thousands of devices where a control message would not, and it is rewritten
+    only when something changed; each exec message names the version to read.
+    """
+
+    def __init__(self, snapshot: Callable[[], list[dict[str, Any]]]) -> None:
+        self.fd = os.memfd_create("pyuse-inventory", os.MFD_CLOEXEC)
+        self.version = 0
+        self._snapshot = snapshot
+        self._written: bytes | None = None
+
+    def sync(self) -> int:
+        data = json.dumps(self._snapshot(), separators=(",", ":"), default=str).encode()
+        if data != self._written:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, data, 0)
+            self._written = data
+            self.version += 1
+        return self.version
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 class ZygoteProcess:
     """Starts the zygote on first use and again whenever it has died."""
 
@@ -231,12 +259,12 @@ class JobProcess:
 
     @classmethod
     async def start(cls, zygote: ZygoteProcess, config: dict[str, Any], limits: JobLimits,
-                    on_call: CallHandler) -> JobProcess:
+                    on_call: CallHandler, inventory: Inventory) -> JobProcess:
         """Fork a job; with config["probe"] it only reports its layers (await `probe_report`) and exits."""
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         out_r, out_w = os.pipe()
         try:
-            pid = await zygote.spawn(config, [child_end.fileno(), out_w])
+            pid = await zygote.spawn(config, [child_end.fileno(), out_w, inventory.fd])
         except BaseException:
             parent_end.close()
             os.close(out_r)
@@ -256,7 +284,7 @@ class JobProcess:
     def alive(self) -> bool:
         return self.dead_reason is None
 
-    async def execute(self, code: str, turn: int, states: dict[str, Any]) -> Execution:
+    async def execute(self, code: str, turn: int, inventory_version: int) -> Execution:
         if not self.alive:
             raise SandboxError("execute() on a dead job")
         loop = asyncio.get_running_loop()
@@ -264,7 +292,7 @@ class JobProcess:
         self._done = loop.create_future()
         started = time.perf_counter()
         message = {"op": "exec", "code": code, "turn": turn, "timeout": self.limits.exec_timeout_s,
-                   "states": states}
+                   "inventory": inventory_version}
         try:
             await loop.sock_sendall(self.channel, json.dumps(message, default=str).encode())
             async with asyncio.timeout(self.limits.exec_timeout_s + KILL_GRACE_S):
@@ -412,13 +440,13 @@ class SandboxSession:
     """One task's sandbox: a persistent namespace, replaced by a fresh one if its job dies."""
 
     def __init__(self, zygote: ZygoteProcess, config: dict[str, Any], limits: JobLimits, scratch: Path,
-                 on_call: CallHandler, states: Callable[[], dict[str, Any]]) -> None:
+                 on_call: CallHandler, inventory: Callable[[], list[dict[str, Any]]]) -> None:
         self._zygote = zygote
         self._config = config
         self._limits = limits
         self._scratch = scratch
         self._on_call = on_call
-        self._states = states
+        self._inventory = Inventory(inventory)
         self._job: JobProcess | None = None
         self._turn = 0
 
@@ -431,9 +459,10 @@ class SandboxSession:
             self._job = None
         if self._job is None:
             self._scratch.mkdir(parents=True, exist_ok=True)
-            self._job = await JobProcess.start(self._zygote, self._config, self._limits, self._on_call)
+            self._job = await JobProcess.start(self._zygote, self._config, self._limits, self._on_call,
+                                               self._inventory)
         self._turn += 1
-        result = await self._job.execute(code, self._turn, self._states())
+        result = await self._job.execute(code, self._turn, self._inventory.sync())
         result.output = note + result.output
         if result.status == "killed":
             result.output += (f"\n[sandbox] {result.killed_reason}. The job was stopped and its variables are "
@@ -446,4 +475,5 @@ class SandboxSession:
         if self._job is not None:
             await self._job.stop()
             self._job = None
+        self._inventory.close()
         shutil.rmtree(self._scratch, ignore_errors=True)

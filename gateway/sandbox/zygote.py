@@ -4,7 +4,7 @@ Run by the gateway as `python -I -S zygote.py CTRL_FD` with an empty environment
 process that already imported everything costs a few milliseconds, against ~30 ms for a fresh interpreter.
 
 Control messages on CTRL_FD (a SEQPACKET socket, JSON, file descriptors attached with SCM_RIGHTS):
-  gateway -> zygote  {"op": "spawn", "req": n, "job": {...}} + [channel fd, output pipe fd]
+  gateway -> zygote  {"op": "spawn", "req": n, "job": {...}} + [channel fd, output pipe fd, inventory memfd]
                      {"op": "kill", "pid": p}
   zygote -> gateway  {"op": "spawned", "req": n, "pid": p}
                      {"op": "exited", "pid": p, "code": c | null, "signal": s | null}
@@ -71,7 +71,7 @@ class Zygote:
             # Only our own unreaped children: the pid cannot have been reused yet.
             os.kill(message["pid"], signal.SIGKILL)
 
-    def spawn(self, config: dict, chan_fd: int, out_fd: int) -> int:
+    def spawn(self, config: dict, chan_fd: int, out_fd: int, inventory_fd: int) -> int:
         pid = os.fork()
         if pid == 0:
             try:
@@ -79,11 +79,11 @@ class Zygote:
                 self.ctrl.close()
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                job.run(config, chan_fd, out_fd)
+                job.run(config, chan_fd, out_fd, inventory_fd)
             finally:
                 os._exit(70)
-        os.close(chan_fd)
-        os.close(out_fd)
+        for fd in (chan_fd, out_fd, inventory_fd):
+            os.close(fd)
         self.children.add(pid)
         return pid
 
