@@ -101,7 +101,7 @@ class Gateway:
         self.confirmations = Confirmations(config.policy.confirm_timeout_s)
         self.broker = Broker(self.docs, self.policy, self.confirmations, self.store, self.http, self.mqtt,
                              self.serial, rpc_source=f"pyuse-{config.gateway.id}")
-        self.prompts = PromptBuilder(self.docs)
+        self.prompts = PromptBuilder(self.docs, config.agent.prompt_budget_tokens)
         if config.llm.configured:
             self.llm = LLMClient(config.llm)
 

@@ -75,6 +75,8 @@ class AgentSection(Section):
     task_timeout_s: float = Field(180.0, gt=0)
     max_tokens_per_task: int = Field(40_000, gt=0)
     observation_limit_chars: int = Field(4000, ge=200)
+    prompt_budget_tokens: int = Field(3000, ge=1000, description="past this, only the devices a command is "
+                                                                  "likely about are listed")
 
 
 class SandboxSection(Section):

@@ -79,7 +79,7 @@ def operation_for(device: Device, method: str, args: dict[str, Any], rpc_path: s
     params.update({key: _scalar(value) if isinstance(value, str) else value
                    for key, value in (args.get("params") or {}).items()})
     body = args.get("json")
-    http_method = "POST" if method == "post" else "GET"
+    http_method = method.upper()
     if path.rstrip("/") == rpc_path.rstrip("/") and isinstance(body, dict) and "method" in body:
         return Operation("http", rpc=str(body["method"]), params=dict(body.get("params") or {}))
     if isinstance(body, dict):

@@ -66,6 +66,8 @@ async def test_psu_limits_need_a_yes_and_nobody_to_ask_means_no(tmp_path, psu, g
                     "APPL 24,1", "CURR 2.5"):
         message = await error_of(refused)
         assert message and message.startswith("denied:") and "nobody can confirm it" in message, refused
+    reply = await gateway.broker.handle(context, call("bench_psu", "query", cmd="VOLT?"))  # a round trip: writes done
+    assert float(reply["result"]) == 5.0
     assert psu.output is False and psu.volts_set == 5.0
     denials = [row for row in gateway.store.audit_rows("t1") if row.outcome == "denied"]
     assert len(denials) == 8

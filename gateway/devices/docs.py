@@ -68,6 +68,8 @@ class DeviceDoc(BaseModel):
     kind: str = Field(pattern=r"^[a-z0-9][a-z0-9_]*$")
     title: str
     transport: Transport
+    keywords: list[str] = Field([], description="words people use for this kind of device, any language")
+    state_keys: list[str] = Field([], description="state fields worth showing the model, most telling first")
     default_port: int | None = Field(None, ge=1, le=65535, description="http: used when a device names no port")
     rpc_path: str = Field("/rpc", description="http: where .rpc() posts its JSON-RPC frames")
     topics: list[str] = Field([], description="mqtt: owned topic filters; {base_topic} is substituted")

@@ -114,7 +114,7 @@ class Broker:
         self._rpc_ids = itertools.count(1)
         self._methods: dict[str, dict[str, tuple[type[_Args], Handler]]] = {
             "http": {"get": (HttpGet, self._http_get), "post": (HttpPost, self._http_post),
-                     "rpc": (HttpRpc, self._http_rpc)},
+                     "put": (HttpPost, self._http_put), "rpc": (HttpRpc, self._http_rpc)},
             "mqtt": {"publish": (MqttPublish, self._mqtt_publish), "request": (MqttRequest, self._mqtt_request),
                      "wait": (MqttWait, self._mqtt_wait)},
             "serial": {"query": (SerialQuery, self._serial_query), "write": (SerialWrite, self._serial_write)},
@@ -199,6 +199,9 @@ class Broker:
 
     async def _http_post(self, device: Device, args: HttpPost) -> Any:
         return await self._http(device, "POST", args.path, json_body=args.json_body)
+
+    async def _http_put(self, device: Device, args: HttpPost) -> Any:
+        return await self._http(device, "PUT", args.path, json_body=args.json_body)
 
     async def _http_rpc(self, device: Device, args: HttpRpc) -> Any:
         doc = self.docs.get(device.kind)

@@ -90,6 +90,9 @@ class HttpDevice(Device):
     def post(self, path: str, json: Any = None) -> Any:
         return self._call("post", path=path, json=json)
 
+    def put(self, path: str, json: Any = None) -> Any:
+        return self._call("put", path=path, json=json)
+
     def rpc(self, method: str, **params: Any) -> Any:
         return self._call("rpc", rpc_method=method, params=params)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import serial
 
 MAX_REPLY = 64 * 1024
+REPLY_GAP_S = 0.1  # with no terminator (Korad), a pause this long ends the reply
 
 
 @dataclass
@@ -57,6 +58,13 @@ class SerialPorts:
         if not expect_reply:
             return ""
         handle.timeout = timeout
+        if not terminator:
+            handle.inter_byte_timeout = REPLY_GAP_S
+            reply = handle.read(MAX_REPLY)
+            handle.inter_byte_timeout = None
+            if not reply:
+                raise TimeoutError(f"no reply from {path} within {timeout} s")
+            return reply.decode("ascii", "replace")
         reply = handle.read_until(terminator.encode(), MAX_REPLY)
         if not reply.endswith(terminator.encode()):
             raise TimeoutError(f"no complete reply from {path} within {timeout} s"

@@ -18,6 +18,8 @@ class HttpDevice(Device):
         """GET a path on this device; returns parsed JSON, or text."""
     def post(self, path: str, json: Any = None) -> Any:
         """POST a JSON body to a path on this device; returns parsed JSON, or text."""
+    def put(self, path: str, json: Any = None) -> Any:
+        """PUT a JSON body to a path on this device; returns parsed JSON, or text."""
     def rpc(self, method: str, **params) -> Any:
         """JSON-RPC call; returns its result, raises DeviceError with the device's error."""
 
