@@ -17,6 +17,9 @@ from collections.abc import Awaitable, Callable, Sequence
 import aiomqtt
 
 RECONNECT_S = 0.5
+# Replies often go out in pairs (RESULT then POWER); with Nagle's algorithm the second one waits for the broker's
+# delayed ACK, about 40 ms on Linux.
+NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[str, bytes], Awaitable[None]]
@@ -85,7 +88,8 @@ class MqttSession:
         while True:
             await self._wanted.wait()
             try:
-                async with aiomqtt.Client(self.host, self.port, identifier=self.client_id, will=self.will) as client:
+                async with aiomqtt.Client(self.host, self.port, identifier=self.client_id, will=self.will,
+                                          socket_options=NO_DELAY) as client:
                     self._client = client
                     await client.subscribe([(topic, 0) for topic in self.subscriptions])
                     await self._on_connect()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -30,19 +32,24 @@ class Received:
 
 class MqttProbe:
     def __init__(self, host: str, port: int) -> None:
+        """Connect (call from a coroutine: replies are signalled to the running event loop)."""
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"probe-{id(self):x}")
         self._lock = threading.Lock()
         self._received: list[Received] = []
         self._acks: dict[int, threading.Event] = {}
+        self._loop = asyncio.get_running_loop()
+        self._arrived = asyncio.Event()  # set from paho's thread whenever a message comes in
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
         self._client.connect(host, port)
+        self._client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle stalls
         self._client.loop_start()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._lock:
             self._received.append(Received(message.topic, bytes(message.payload), bool(message.retain),
                                            time.monotonic()))
+        self._loop.call_soon_threadsafe(self._arrived.set)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, *rest: Any) -> None:
         self._acks.setdefault(mid, threading.Event()).set()
@@ -71,14 +78,20 @@ class MqttProbe:
                      after: int = 0) -> Received:
         """The first message on `topic` (received after bookmark `after`, or within `timeout`) that satisfies `where`."""
         end = time.monotonic() + timeout
+        checked = after
         while True:
-            for message in self.received(topic, after):
-                if where(message):
+            self._arrived.clear()
+            with self._lock:
+                fresh, checked = self._received[checked:], len(self._received)
+            for message in fresh:
+                if mqtt.topic_matches_sub(topic, message.topic) and where(message):
                     return message
-            if time.monotonic() > end:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
                 seen = [(m.topic, m.payload[:80]) for m in self.received(topic, after)]
                 raise AssertionError(f"nothing matching on {topic} within {timeout} s; seen: {seen}")
-            await asyncio.sleep(0.01)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), remaining)
 
     async def request(self, topic: str, payload: str | bytes | dict[str, Any], reply_topic: str,
                       where: Callable[[Received], bool] = lambda m: True, timeout: float = 5.0) -> Received:
