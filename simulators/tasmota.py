@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import re
 import time
 from typing import Any
 
@@ -349,10 +350,10 @@ class TasmotaPlug(Simulator):
         if name == "STATE":
             return [("RESULT", self.state_json())]
         if base == "STATUS" and index is None:
-            return [self.status(int(argument) if argument.isdigit() else None)]
+            return [self.status(_integer(argument))]
         if name == "TELEPERIOD":
-            if argument.isdigit():
-                value = int(argument)
+            value = _integer(argument)
+            if value is not None:
                 self.tele_period = DEFAULT_TELE_PERIOD if value == 1 else 0 if value == 0 else min(max(value, 10),
                                                                                                     3600)
                 self._restart_telemetry()
@@ -438,8 +439,9 @@ class TasmotaDimmer(TasmotaPlug):
                 self._set_relay(0, value > 0)
             return [("RESULT", self.light_json())]
         if name == "CT" and self.color_capable:
-            if argument.isdigit():
-                self.ct = min(max(int(argument), 153), 500)
+            value = _integer(argument)
+            if value is not None:
+                self.ct = min(max(value, 153), 500)
             return [("RESULT", self.light_json())]
         if base == "COLOR" and index in (None, 1, 2) and self.color_capable:
             if argument:
@@ -455,8 +457,9 @@ class TasmotaDimmer(TasmotaPlug):
                 self.fade = not self.fade if action == 2 else bool(action)
             return [("RESULT", {"Fade": "ON" if self.fade else "OFF"})]
         if name == "SPEED":
-            if argument.isdigit():
-                self.speed = min(max(int(argument), 1), 40)
+            value = _integer(argument)
+            if value is not None:
+                self.speed = min(max(value, 1), 40)
             return [("RESULT", {"Speed": self.speed})]
         return super().execute(name, argument)
 
@@ -468,13 +471,17 @@ def _split_index(name: str) -> tuple[str, int | None]:
     return base, int(digits) if digits else None
 
 
+def _integer(argument: str) -> int | None:
+    """A plain decimal number (ASCII digits only: str.isdigit() also accepts '²')."""
+    return int(argument) if re.fullmatch(r"[0-9]{1,9}", argument) else None
+
+
 def _dimmer_value(argument: str, current: int) -> int | None:
     steps = {"+": current + 10, "-": current - 10, "<": 1, ">": 100, "!": current}
     if argument in steps:
         return min(max(steps[argument], 0), 100)
-    if argument.isdigit():
-        return min(int(argument), 100)
-    return None
+    value = _integer(argument)
+    return None if value is None else min(value, 100)
 
 
 def _parse_color(argument: str) -> tuple[int, int, int] | None:

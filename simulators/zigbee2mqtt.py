@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import random
 import re
@@ -32,6 +33,7 @@ from simulators.tasmota import garble
 
 VERSION = "2.1.3"
 ACCESS_STATE, ACCESS_SET, ACCESS_GET = 1, 2, 4
+log = logging.getLogger(__name__)
 TICK_S = 30.0  # simulated seconds between physics steps
 STATE_WORDS = {"on", "off", "toggle", "open", "close", "stop", "lock", "unlock"}
 
@@ -685,8 +687,13 @@ class Zigbee2MqttBridge(Simulator):
         while True:
             await self.context.clock.sleep(TICK_S)
             now = self.context.clock.now()
-            for device in self.devices:
-                if device.tick(now) and device.fault != "offline":
+            for device in list(self.devices):
+                try:
+                    reports = device.tick(now)
+                except Exception:  # one device's defect must not stop the others' clocks; the log shows it
+                    log.exception("%s: tick failed", device.id)
+                    continue
+                if reports and device.fault != "offline":
                     await self.publish_state(device)
             if self.permit_join_end is not None and not self.permit_join:
                 self.permit_join_end = None
@@ -928,6 +935,9 @@ class Zigbee2MqttBridge(Simulator):
         if not isinstance(message, dict) or "id" not in message or not isinstance(message.get("options"), dict):
             raise ValueError("Invalid payload")
         device = self._entity(message["id"])
+        for key, value in message["options"].items():
+            if not _same_kind(device.options.get(key), value):
+                raise ValueError(f"Invalid option '{key}': {_compact(value)}")
         before = dict(device.options)
         device.options.update(message["options"])
         await self.publish_info()
@@ -957,6 +967,17 @@ def _parse_message(attribute: str | None, text: str) -> dict[str, Any] | None:
     except ValueError:
         return {"state": text} if text.lower() in STATE_WORDS else None
     return message if isinstance(message, dict) else {}
+
+
+def _same_kind(old: Any, new: Any) -> bool:
+    """A known option keeps its kind: a flag stays a flag, a number stays a number."""
+    if old is None:
+        return True
+    if isinstance(old, bool) or isinstance(new, bool):
+        return isinstance(old, bool) and isinstance(new, bool)
+    if isinstance(old, (int, float)):
+        return isinstance(new, (int, float))
+    return True
 
 
 def _int(value: Any) -> int:

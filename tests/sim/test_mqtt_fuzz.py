@@ -33,7 +33,8 @@ json_objects = st.dictionaries(keys | st.text(max_size=8), json_values | st.samp
      {"x": 0.3, "y": 0.4}, {"r": 300, "g": -1, "b": 2}]), max_size=4)
 payloads = (st.binary(max_size=120) | json_values.map(json.dumps) | json_objects.map(json.dumps)
             | st.text(max_size=40) | st.sampled_from(["", "?", "ON", "toggle", "2", "+", "-", "#FF0000", "999",
-                                                      "Power ON; Dimmer 150;;", "0,0,0", "-5", "1e9"]))
+                                                      "Power ON; Dimmer 150;;", "0,0,0", "-5", "1e9", "²", "٣",
+                                                      '{"id": "motion", "options": {"occupancy_timeout": "x"}}']))
 command_words = st.sampled_from(["Power", "POWER1", "power2", "Power9", "Dimmer", "CT", "Color", "Color2",
                                  "Status", "STATE", "Backlog", "Backlog0", "TelePeriod", "Fade", "Speed", "NoDelay"])
 command_names = command_words | st.text(st.characters(min_codepoint=48, max_codepoint=122,
@@ -132,6 +133,8 @@ async def test_zigbee2mqtt_survives_random_messages(mqtt_fuzz_bridge, mqtt_fuzz_
             assert (values["state"], values["lock_state"]) in (("LOCK", "locked"), ("UNLOCK", "unlocked"))
         if isinstance(device, Thermostat):
             assert 5 <= values["occupied_heating_setpoint"] <= 30 and values["system_mode"] in ("off", "auto", "heat")
+        if isinstance(device, MotionSensor):
+            assert isinstance(device.options["occupancy_timeout"], (int, float))
         json.dumps(device.payload(), allow_nan=False)  # what goes out on the state topic is valid JSON
     assert len({d.friendly_name for d in bridge.devices}) == len(bridge.devices)
     assert error_records(caplog) == []
