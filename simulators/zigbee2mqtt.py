@@ -82,6 +82,10 @@ def enum(name: str, label: str, access: int, values: list[str], description: str
     return expose
 
 
+def _preset(name: str, value: float, description: str) -> dict[str, Any]:
+    return {"name": name, "value": value, "description": description}
+
+
 def battery() -> dict[str, Any]:
     return numeric("battery", "Battery", ACCESS_STATE, "Remaining battery in %", "%", 0, 100,
                    category="diagnostic")
@@ -321,11 +325,11 @@ class Bulb(ZigbeeDevice):
                 binary("state", "State", 7, "ON", "OFF", "On/off state of this light", value_toggle="TOGGLE"),
                 numeric("brightness", "Brightness", 7, "Brightness of this light", value_min=0, value_max=254),
                 numeric("color_temp", "Color temp", 7, "Color temperature of this bulb", "mired", 153, 500,
-                        presets=[{"name": "coolest", "value": 153, "description": "Coolest temperature supported"},
-                                 {"name": "cool", "value": 250, "description": "Cool temperature (250 mireds / 4000 Kelvin)"},
-                                 {"name": "neutral", "value": 370, "description": "Neutral temperature (370 mireds / 2700 Kelvin)"},
-                                 {"name": "warm", "value": 454, "description": "Warm temperature (454 mireds / 2200 Kelvin)"},
-                                 {"name": "warmest", "value": 500, "description": "Warmest temperature supported"}]),
+                        presets=[_preset("coolest", 153, "Coolest temperature supported"),
+                                 _preset("cool", 250, "Cool temperature (250 mireds / 4000 Kelvin)"),
+                                 _preset("neutral", 370, "Neutral temperature (370 mireds / 2700 Kelvin)"),
+                                 _preset("warm", 454, "Warm temperature (454 mireds / 2200 Kelvin)"),
+                                 _preset("warmest", 500, "Warmest temperature supported")]),
                 {"type": "composite", "name": "color_xy", "property": "color", "label": "Color (X/Y)", "access": 7,
                  "description": "Color of this light in the CIE 1931 color space (x/y)",
                  "features": [numeric("x", "X", 7, ""), numeric("y", "Y", 7, "")]},

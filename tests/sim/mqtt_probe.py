@@ -76,7 +76,7 @@ class MqttProbe:
 
     async def expect(self, topic: str, where: Callable[[Received], bool] = lambda m: True, timeout: float = 5.0,
                      after: int = 0) -> Received:
-        """The first message on `topic` (received after bookmark `after`, or within `timeout`) that satisfies `where`."""
+        """The first message on `topic` after bookmark `after` that satisfies `where`, waiting up to `timeout`."""
         end = time.monotonic() + timeout
         checked = after
         while True:

@@ -37,8 +37,8 @@ payloads = (st.binary(max_size=120) | json_values.map(json.dumps) | json_objects
                                                       '{"id": "motion", "options": {"occupancy_timeout": "x"}}']))
 command_words = st.sampled_from(["Power", "POWER1", "power2", "Power9", "Dimmer", "CT", "Color", "Color2",
                                  "Status", "STATE", "Backlog", "Backlog0", "TelePeriod", "Fade", "Speed", "NoDelay"])
-command_names = command_words | st.text(st.characters(min_codepoint=48, max_codepoint=122,
-                                                       whitelist_categories=("Lu", "Ll", "Nd")), min_size=1, max_size=12)
+alphanumerics = st.characters(min_codepoint=48, max_codepoint=122, whitelist_categories=("Lu", "Ll", "Nd"))
+command_names = command_words | st.text(alphanumerics, min_size=1, max_size=12)
 
 
 def error_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
