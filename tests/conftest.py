@@ -49,7 +49,7 @@ async def mqtt_broker(tmp_path: Path) -> AsyncIterator[BrokerAddress]:
                                               else None)
     if mosquitto:
         conf = tmp_path / "mosquitto.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n")
         process = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         try:
