@@ -11,9 +11,11 @@ from typing import Any
 from gateway.agent.llm import LLMClient, LLMError
 from gateway.agent.loop import AgentLoop, EventSink, Progress, TaskEvent
 from gateway.agent.prompt import PromptBuilder
+from gateway.agent.retrieval import vocabulary
 from gateway.config import Config, ConfigError
 from gateway.devices.docs import DocLibrary
 from gateway.devices.registry import Registry
+from gateway.discovery.mqtt import MqttDiscovery
 from gateway.policy import Confirmations, Confirmer, Policy, ScopeError
 from gateway.sandbox.broker import Broker, JobContext
 from gateway.sandbox.manager import Sandbox, SandboxUnavailable
@@ -64,6 +66,7 @@ class Gateway:
         self.llm: LLMClient | None = None
         self.broker: Broker | None = None
         self.prompts: PromptBuilder | None = None
+        self.mqtt_discovery: MqttDiscovery | None = None
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -79,23 +82,30 @@ class Gateway:
         self.docs = DocLibrary.load([data_dir / "device_docs"])
         for problem in self.docs.errors:
             log.error("device doc skipped: %s", problem)
-        self.registry = Registry(self.docs)
-        problems = self.registry.add_static(config.devices, self.config_source)
-        if problems:
-            raise ConfigError(problems)
         self.store = Store(config.db_path)
         interrupted = self.store.mark_interrupted()
         if interrupted:
             log.warning("%d task(s) were cut off by a restart and are marked interrupted", interrupted)
+        self.registry = Registry(self.docs, self.store, overrides=[entry for entry in config.devices
+                                                                   if entry.is_override],
+                                 areas=vocabulary()["areas"] + config.discovery.areas)
+        self.registry.load()
+        problems = self.registry.add_static(config.devices, self.config_source)
+        if problems:
+            raise ConfigError(problems)
         if config.mqtt.embedded:
             self.embedded_broker = EmbeddedBroker(config.mqtt.host, config.mqtt.port)
             await self.embedded_broker.start()
         await self.http.start()
-        if config.mqtt.embedded or any(device.transport == "mqtt" for device in self.registry.all()):
+        if (config.mqtt.embedded or config.discovery.mqtt
+                or any(device.transport == "mqtt" for device in self.registry.all())):
             await self.mqtt.start(wait_s=3.0)
+            self.mqtt.on_connect.append(self._announce)
             if self.mqtt.connected:
-                self.mqtt.on_connect.append(self._announce)
                 self._announce()
+        if config.discovery.mqtt:
+            self.mqtt_discovery = MqttDiscovery(self.mqtt, self.registry, self.docs, config.discovery)
+            await self.mqtt_discovery.start()
         await self.sandbox.start()
         self.policy = Policy(config.policy, self.docs)
         self.confirmations = Confirmations(config.policy.confirm_timeout_s)
@@ -109,7 +119,15 @@ class Gateway:
         asyncio.ensure_future(self.mqtt.publish(f"pyuse/{self.config.gateway.id}/status", "online", qos=1,
                                                 retain=True))
 
+    async def settle_discovery(self) -> None:
+        """For one-shot commands: let retained discovery messages arrive before building a prompt."""
+        if self.mqtt_discovery is not None:
+            await self.mqtt_discovery.settle()
+
     async def close(self) -> None:
+        if self.mqtt_discovery is not None:
+            self.mqtt_discovery.stop()
+        self.registry.flush()
         if self.llm:
             await self.llm.close()
         await self.sandbox.close()

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from gateway.devices.docs import DangerRule
 
@@ -118,10 +118,10 @@ class PolicySection(Section):
 
 
 class DeviceEntry(Section):
-    """A device declared in the config instead of (or on top of) being discovered."""
+    """A device declared in the config; without `kind`, overrides for a discovered device with this `id`."""
 
-    name: str = Field(min_length=1, max_length=100)
-    kind: str = Field(min_length=1, description="a device doc kind, e.g. shelly_switch")
+    name: str | None = Field(None, min_length=1, max_length=100)
+    kind: str | None = Field(None, min_length=1, description="a device doc kind, e.g. shelly_switch")
     id: str | None = None
     area: str = ""
     aliases: list[str] = []
@@ -140,6 +140,28 @@ class DeviceEntry(Section):
             raise ValueError("expected lowercase letters, digits, '_' or '-'")
         return value
 
+    @model_validator(mode="after")
+    def _declared_or_override(self) -> DeviceEntry:
+        if self.kind is not None and self.name is None:
+            raise ValueError("a declared device needs a name (or leave out kind to override a discovered device)")
+        if self.kind is None and self.id is None:
+            raise ValueError("give kind and name to declare a device, or id to override a discovered one")
+        return self
+
+    @property
+    def is_override(self) -> bool:
+        return self.kind is None
+
+
+class DiscoverySection(Section):
+    mdns: bool = True
+    mdns_interfaces: list[str] = Field(["127.0.0.1"], description="addresses of the interfaces to browse on")
+    mqtt: bool = True
+    ha_prefix: str = Field("homeassistant", description="Home Assistant MQTT discovery prefix")
+    zigbee2mqtt_topic: str = Field("zigbee2mqtt", description="Zigbee2MQTT base topic")
+    serial_ports: list[str] = Field([], description="ports probed with *IDN? (and the Korad form)")
+    areas: list[str] = Field([], description="area names to recognise at the start of device names")
+
 
 class Config(Section):
     gateway: GatewaySection = GatewaySection()
@@ -148,6 +170,7 @@ class Config(Section):
     sandbox: SandboxSection = SandboxSection()
     mqtt: MqttSection = MqttSection()
     policy: PolicySection = PolicySection()
+    discovery: DiscoverySection = DiscoverySection()
     devices: list[DeviceEntry] = []
 
     @property

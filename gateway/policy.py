@@ -122,18 +122,41 @@ def rule_matches(rule: DangerRule, device: Device, operation: Operation) -> bool
     if any(not _same(operation.params.get(key), value) for key, value in rule.params.items()):
         return False
     if rule.topic is not None:
-        pattern = rule.topic.replace("{base_topic}", device.base_topic or "")
-        if operation.topic is None or not topic_matches(pattern, operation.topic):
+        pattern = fill(rule.topic, device)
+        if pattern is None or operation.topic is None or not topic_matches(pattern, operation.topic):
             return False
-    if rule.payload is not None and (operation.payload is None
-                                     or not re.fullmatch(rule.payload, operation.payload.strip(), re.IGNORECASE)):
-        return False
+    if rule.payload is not None:
+        pattern = fill(rule.payload, device, escape=True)
+        if pattern is None or operation.payload is None or not re.fullmatch(pattern, operation.payload.strip(),
+                                                                            re.IGNORECASE):
+            return False
     if any(not _same(operation.json_values.get(key), value) for key, value in rule.json_values.items()):
         return False
     if rule.command is not None:
         return operation.command is not None and any(_command_matches(rule, part)
                                                      for part in command_parts(operation.command))
     return True
+
+
+TEMPLATE = re.compile(r"\{(base_topic|main\.[a-z_]+)\}")
+
+
+def fill(pattern: str, device: Device, escape: bool = False) -> str | None:
+    """Substitute {base_topic} and {main.<field>} (the main discovered entity); None if a value is missing."""
+    main = device.api.get("main") if isinstance(device.api.get("main"), dict) else {}
+    missing = False
+
+    def value(match: re.Match[str]) -> str:
+        nonlocal missing
+        name = match.group(1)
+        found = device.base_topic if name == "base_topic" else main.get(name[5:])
+        if not isinstance(found, (str, int, float)) or found == "":
+            missing = True
+            return ""
+        return re.escape(str(found)) if escape else str(found)
+
+    result = TEMPLATE.sub(value, pattern)
+    return None if missing else result
 
 
 def command_parts(command: str) -> list[str]:

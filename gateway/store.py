@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -60,12 +60,19 @@ CREATE TABLE IF NOT EXISTS audit (
     duration_ms REAL
 );
 CREATE INDEX IF NOT EXISTS audit_task ON audit(task_id);
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    removed INTEGER NOT NULL DEFAULT 0,
+    record TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
 """
 
 FINISHED = ("done", "failed", "timeout", "cancelled", "interrupted")
 
 # Statements that bring a store of version N-1 to version N.
-MIGRATIONS = {2: ["ALTER TABLE tasks ADD COLUMN sandbox_layers TEXT"]}
+MIGRATIONS = {2: ["ALTER TABLE tasks ADD COLUMN sandbox_layers TEXT"], 3: []}  # 3: the devices table
 
 
 @dataclass
@@ -203,6 +210,22 @@ class Store:
     def steps(self, task_id: str) -> list[StepRecord]:
         rows = self._db.execute("SELECT * FROM steps WHERE task_id = ? ORDER BY turn", (task_id,)).fetchall()
         return [StepRecord(**dict(row)) for row in rows]
+
+    # devices: every id ever given stays tied to its key, so it is never reused for another device
+    def save_devices(self, records: list[tuple[str, str, bool, str]]) -> None:
+        """(id, key, removed, record JSON) rows, written in one transaction."""
+        now = time.time()
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO devices (id, key, removed, record, updated_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET key = excluded.key, removed = excluded.removed,"
+                " record = excluded.record, updated_at = excluded.updated_at",
+                [(device_id, key, int(removed), record, now) for device_id, key, removed, record in records])
+
+    def load_devices(self) -> list[tuple[str, str, bool, str]]:
+        rows = self._db.execute("SELECT id, key, removed, record FROM devices ORDER BY id").fetchall()
+        return [(row["id"], row["key"], bool(row["removed"]), row["record"]) for row in rows]
 
     # audit
     def audit(self, record: AuditRecord) -> None:

@@ -93,7 +93,8 @@ class TasmotaPlug(Simulator):
 
     @property
     def online(self) -> bool:
-        return self._session is not None and self._session.connected.is_set()
+        # A pulled link is offline at once, before the client library notices the dead socket.
+        return self.fault != "offline" and self._session is not None and self._session.connected.is_set()
 
     def state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"online": self.online, "fault": self.fault, "power": self.power,

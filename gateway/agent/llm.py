@@ -8,20 +8,25 @@ off so that every attempt is visible); 401 and 404 fail at once with a message s
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
-
-import openai
-from openai import AsyncOpenAI
 
 from gateway.agent.tokens import estimate_tokens
 from gateway.config import LLMSection
 
 log = logging.getLogger(__name__)
+
+
+def _openai() -> ModuleType:
+    """The openai package, imported on first use: it takes half a second, which commands without a model
+    (pyuse tasks, exec, doctor, devices) should not pay."""
+    return importlib.import_module("openai")
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 20.0
@@ -50,7 +55,8 @@ class LLMClient:
         if not settings.configured:
             raise LLMError(NOT_CONFIGURED)
         self.settings = settings
-        self._client = AsyncOpenAI(
+        openai = _openai()
+        self._client = openai.AsyncOpenAI(
             base_url=settings.base_url,
             api_key=settings.api_key.get_secret_value() or "unused",
             timeout=settings.timeout_s,
@@ -61,6 +67,7 @@ class LLMClient:
 
     async def complete(self, messages: list[dict[str, str]], stop: list[str] | None = None,
                        on_delta: DeltaCallback | None = None, on_retry: RetryCallback | None = None) -> Completion:
+        openai = _openai()
         attempt = 0
         while True:
             attempt += 1
@@ -117,6 +124,7 @@ class LLMClient:
         return _with_usage("".join(parts), messages, usage)
 
     async def list_models(self, timeout_s: float = 5.0) -> list[str]:
+        openai = _openai()
         try:
             async with asyncio.timeout(timeout_s):
                 models = await self._client.models.list()
@@ -153,6 +161,7 @@ def _retry_delay(exc: Exception, attempt: int) -> float:
 
 
 def _describe(exc: Exception) -> str:
+    openai = _openai()
     if isinstance(exc, openai.APIStatusError):
         message = exc.message if len(exc.message) < 300 else exc.message[:300] + "..."
         return f"HTTP {exc.status_code}: {message}"

@@ -56,7 +56,12 @@ def inventory_line(device: Device) -> str:
     fields.append(device.kind)
     if not device.online:
         fields.append("offline")
-    return " ".join(fields)
+    entities = device.api.get("entities") if isinstance(device.api.get("entities"), list) else []
+    details = [f"  {clean(entity.get('component', ''), 20)[1:-1]} {clean(entity.get('name', ''), 40)}: "
+               + " ".join(f"{name}={clean(str(value), 120)}" for name, value in entity.items()
+                          if name not in ("component", "name", "availability"))
+               for entity in entities[:8] if isinstance(entity, dict)]
+    return "\n".join([" ".join(fields), *details])
 
 
 def state_line(device: Device, doc: DeviceDoc | None) -> str | None:

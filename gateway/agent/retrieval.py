@@ -11,7 +11,8 @@ import importlib.resources
 import re
 import tomllib
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
+from typing import Any
 
 from gateway.agent.numbers import normalize_numbers
 from gateway.devices.docs import DocLibrary
@@ -41,10 +42,16 @@ class Query:
     words: frozenset[str]
 
 
+@cache
+def vocabulary() -> dict[str, Any]:
+    """gateway/agent/vocabulary.toml: stopwords, area names, translations."""
+    return tomllib.loads((importlib.resources.files("gateway.agent") / "vocabulary.toml").read_text("utf-8"))
+
+
 class Retriever:
     def __init__(self, docs: DocLibrary) -> None:
         self.docs = docs
-        data = tomllib.loads((importlib.resources.files("gateway.agent") / "vocabulary.toml").read_text("utf-8"))
+        data = vocabulary()
         self.stopwords = frozenset(data["stopwords"])
         self.translations = sorted(data["translations"].items(), key=lambda item: -len(item[0]))
 

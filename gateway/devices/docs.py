@@ -8,6 +8,7 @@ A doc with an error is reported by file and line, and the others still load.
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.resources
 import re
 import tomllib
@@ -62,6 +63,60 @@ class DangerRule(BaseModel):
         return self
 
 
+Source = Literal["mdns", "zigbee2mqtt", "tasmota", "homeassistant", "serial"]
+
+
+class MatchRule(BaseModel):
+    """How discovery recognises this kind. Every given field must hold; the most specific matching rule wins.
+
+    mdns: `type` (service type), `name` (glob on the instance name), `txt` (globs on TXT values), then `probe`:
+    a GET of that path must answer JSON holding `probe_fields`. zigbee2mqtt: `exposes` (expose types or
+    properties that must all be present). tasmota: `fields` (values in the discovery config; a list means any of
+    them). homeassistant: `component` (the main entity's platform). serial: `idn` (regex on the *IDN? reply).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Source
+    type: str | None = None
+    name: str | None = None
+    txt: dict[str, str] = {}
+    probe: str | None = None
+    probe_fields: dict[str, Any] = {}
+    exposes: list[str] = []
+    fields: dict[str, Any] = {}
+    component: str | None = None
+    idn: str | None = None
+
+    @property
+    def specificity(self) -> int:
+        return (sum(value is not None for value in (self.type, self.name, self.probe, self.component, self.idn))
+                + len(self.txt) + len(self.probe_fields) + len(self.exposes) + len(self.fields))
+
+    def matches(self, facts: dict[str, Any]) -> bool:
+        """`facts` describe what was found: type, name, txt, exposes, fields, component, idn."""
+        if self.type is not None and self.type != facts.get("type"):
+            return False
+        if self.name is not None and not fnmatch.fnmatch(str(facts.get("name", "")).casefold(), self.name.casefold()):
+            return False
+        txt = facts.get("txt", {})
+        if any(key not in txt or not fnmatch.fnmatch(str(txt[key]).casefold(), pattern.casefold())
+               for key, pattern in self.txt.items()):
+            return False
+        if not set(self.exposes) <= set(facts.get("exposes", ())):
+            return False
+        fields = facts.get("fields", {})
+        for key, wanted in self.fields.items():
+            options = wanted if isinstance(wanted, list) else [wanted]
+            if key not in fields or fields[key] not in options:
+                return False
+        if self.component is not None and self.component != facts.get("component"):
+            return False
+        if self.idn is not None and not re.search(self.idn, str(facts.get("idn", "")), re.IGNORECASE):
+            return False
+        return True
+
+
 class DeviceDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -75,6 +130,7 @@ class DeviceDoc(BaseModel):
     topics: list[str] = Field([], description="mqtt: owned topic filters; {base_topic} is substituted")
     line_terminator: str = Field("\n", description="serial: ends each command and reply")
     baudrate: int = 9600
+    match: list[MatchRule] = Field([], description="how discovery recognises this kind")
     danger: list[DangerRule] = Field([], description="calls that need confirmation or are refused")
     rate_limit_per_minute: int | None = Field(None, gt=0, description="calls per minute to one device")
     body: str = ""
@@ -112,6 +168,15 @@ class DocLibrary:
 
     def get(self, kind: str) -> DeviceDoc | None:
         return self.docs.get(kind)
+
+    def match(self, source: str, facts: dict[str, Any]) -> tuple[DeviceDoc, MatchRule] | None:
+        """The doc whose most specific rule for this source holds for `facts`."""
+        best: tuple[int, DeviceDoc, MatchRule] | None = None
+        for doc in self.docs.values():
+            for rule in doc.match:
+                if rule.source == source and rule.matches(facts) and (best is None or rule.specificity > best[0]):
+                    best = (rule.specificity, doc, rule)
+        return (best[1], best[2]) if best else None
 
     def kinds(self) -> list[str]:
         return sorted(self.docs)

@@ -12,7 +12,8 @@ Transport = Literal["http", "mqtt", "serial"]
 class Device(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str
+    id: str = ""  # stable, assigned by the registry
+    key: str = ""  # identity from its source ("z2m:0x00158d...", "mdns:shellyplusplugs-...", "static:desk_plug")
     name: str
     kind: str
     transport: Transport
@@ -27,12 +28,13 @@ class Device(BaseModel):
     exposed: bool = True
     online: bool = True
     state: dict[str, Any] = {}
+    api: dict[str, Any] = {}  # discovery details the model may need (topics, payloads, ranges): untrusted data
     source: str = "static"
 
     def for_job(self) -> dict[str, Any]:
         """The part a sandbox job may know: no addresses, the broker holds those."""
         info: dict[str, Any] = {"id": self.id, "name": self.name, "area": self.area, "kind": self.kind,
-                                "transport": self.transport, "state": self.state}
+                                "transport": self.transport, "state": self.state, "api": self.api}
         if self.transport == "mqtt":
             info |= {"base_topic": self.base_topic, "topics": self.topics}
         return info

@@ -75,6 +75,7 @@ class Device:
         self.area: str = info.get("area", "")
         self.kind: str = info["kind"]
         self.state: dict[str, Any] = info.get("state", {})
+        self.api: dict[str, Any] = info.get("api", {})
 
     def _call(self, method: str, **args: Any) -> Any:
         return self._channel.call(self.id, method, args)
@@ -163,6 +164,7 @@ class Devices(Mapping[str, Device]):
             if handle is None or handle.kind != info["kind"]:
                 handle = HANDLE_CLASSES[info["transport"]](channel, info)
             handle.state = info.get("state", {})
+            handle.api = info.get("api", {})
             current[info["id"]] = handle
         self._by_id = current
 

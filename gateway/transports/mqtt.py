@@ -72,6 +72,7 @@ class MqttTransport:
         self._listeners: dict[str, list[Subscription]] = {}
         self._suback: dict[int, asyncio.Future[None]] = {}
         self._connected = asyncio.Event()
+        self._first_attempt = asyncio.Event()
         self.on_connect: list[Callable[[], None]] = []
 
     @property
@@ -79,7 +80,8 @@ class MqttTransport:
         return self._connected.is_set()
 
     async def start(self, wait_s: float = 5.0) -> None:
-        """Connect in the background; returns once connected or after wait_s (paho keeps retrying)."""
+        """Connect in the background; returns once the first attempt succeeded or failed, or after wait_s.
+        paho keeps retrying after a failure."""
         self._loop = asyncio.get_running_loop()
         client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=self._client_id, clean_session=True)
         if self._credentials[0]:
@@ -88,6 +90,7 @@ class MqttTransport:
             client.will_set(self._will[0], self._will[1], qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
@@ -96,16 +99,23 @@ class MqttTransport:
         client.loop_start()
         try:
             async with asyncio.timeout(wait_s):
-                await self._connected.wait()
+                await self._first_attempt.wait()
         except TimeoutError:
+            pass
+        if not self.connected:
             log.warning("MQTT broker %s:%s not reachable yet; retrying in the background", self.host, self.port)
 
     async def close(self) -> None:
         if self._client is None:
             return
         client, self._client = self._client, None
-        await asyncio.to_thread(client.disconnect)
-        await asyncio.to_thread(client.loop_stop)
+        client.disconnect()
+        try:
+            # paho's thread may be sleeping before a reconnect; it is a daemon thread and will end on its own.
+            async with asyncio.timeout(0.3):
+                await asyncio.to_thread(client.loop_stop)
+        except TimeoutError:
+            pass
         self._connected.clear()
 
     # paho thread -> event loop
@@ -114,6 +124,10 @@ class MqttTransport:
             self._call(self._connected_now)
         else:
             log.warning("MQTT broker refused the connection: %s", reason)
+            self._call(self._first_attempt.set)
+
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        self._call(self._first_attempt.set)
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self._call(self._connected.clear)
@@ -131,6 +145,7 @@ class MqttTransport:
     # event loop side
     def _connected_now(self) -> None:
         self._connected.set()
+        self._first_attempt.set()
         for topic_filter in self._listeners:
             self._subscribe(topic_filter)
         for callback in self.on_connect:
@@ -172,6 +187,15 @@ class MqttTransport:
             except (TimeoutError, ConnectionError):
                 subscription.cancel()
                 raise ConnectionError(f"the MQTT broker did not acknowledge a subscription to {topic_filter}")
+        return subscription
+
+    def subscribe_soon(self, topic_filter: str, listener: Listener) -> Subscription:
+        """Listen on a filter from synchronous code; the broker acknowledges it later (and again on reconnect)."""
+        subscription = Subscription(self, topic_filter, listener)
+        first = topic_filter not in self._listeners
+        self._listeners.setdefault(topic_filter, []).append(subscription)
+        if first and self.connected:
+            self._subscribe(topic_filter)
         return subscription
 
     def _remove(self, subscription: Subscription) -> None:

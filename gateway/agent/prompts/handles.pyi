@@ -12,6 +12,7 @@ class Device:
     area: str
     kind: str
     state: dict  # last known state, as of the start of this turn
+    api: dict  # what discovery reported (e.g. Home Assistant entities with their topics and payloads)
 
 class HttpDevice(Device):
     def get(self, path: str, **params) -> Any:

@@ -1,0 +1,427 @@
+"""MQTT discovery: Tasmota discovery, Zigbee2MQTT's bridge/devices, and Home Assistant MQTT discovery.
+
+Every payload is untrusted: it is size-limited, validated, its text cleaned, and a malformed one is logged once
+per topic and skipped. Each device's record carries the topics it owns, which become its handle's allowlist.
+Zigbee2MQTT also publishes Home Assistant configs for its devices; those are skipped in favour of the native
+record, as are configs for a Tasmota device that announced itself natively.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.config import DiscoverySection
+from gateway.devices.docs import DocLibrary
+from gateway.devices.model import Device
+from gateway.devices.registry import Registry
+from gateway.discovery.text import clean_text, valid_topic
+from gateway.transports.mqtt import Message, MqttTransport, Subscription
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD = 256 * 1024
+MAX_ENTITIES = 64
+
+HA_ABBREVIATIONS = {
+    "avty": "availability", "avty_mode": "availability_mode", "avty_t": "availability_topic",
+    "avty_tpl": "availability_template", "bri_cmd_t": "brightness_command_topic", "bri_scl": "brightness_scale",
+    "bri_stat_t": "brightness_state_topic", "clr_temp_cmd_t": "color_temp_command_topic",
+    "clr_temp_stat_t": "color_temp_state_topic", "cmd_t": "command_topic", "cmps": "components",
+    "curr_temp_t": "current_temperature_topic", "dev": "device", "dev_cla": "device_class", "ids": "identifiers",
+    "cns": "connections", "json_attr_t": "json_attributes_topic", "max_temp": "max_temp", "min_temp": "min_temp",
+    "mf": "manufacturer", "mdl": "model", "mode_cmd_t": "mode_command_topic", "mode_stat_t": "mode_state_topic",
+    "modes": "modes", "o": "origin", "obj_id": "object_id", "p": "platform", "pct_cmd_t": "percentage_command_topic",
+    "pct_stat_t": "percentage_state_topic", "pl_avail": "payload_available", "pl_cls": "payload_close",
+    "pl_lock": "payload_lock", "pl_not_avail": "payload_not_available", "pl_off": "payload_off",
+    "pl_on": "payload_on", "pl_open": "payload_open", "pl_stop": "payload_stop", "pl_unlk": "payload_unlock",
+    "pos_t": "position_topic", "sa": "suggested_area", "set_pos_t": "set_position_topic",
+    "stat_locked": "state_locked", "stat_t": "state_topic", "stat_unlocked": "state_unlocked",
+    "stat_val_tpl": "state_value_template", "sw": "sw_version", "t": "topic", "temp_cmd_t": "temperature_command_topic",
+    "temp_stat_t": "temperature_state_topic", "uniq_id": "unique_id", "unit_of_meas": "unit_of_measurement",
+    "val_tpl": "value_template",
+}
+HA_COMPONENTS = ("lock", "climate", "cover", "light", "fan", "switch", "binary_sensor", "sensor")  # main first
+ON_OFF = {"payload_on": "ON", "payload_off": "OFF"}
+HA_DEFAULTS: dict[str, dict[str, str]] = {  # what Home Assistant assumes when a config leaves them out
+    "switch": ON_OFF, "light": ON_OFF, "fan": ON_OFF, "binary_sensor": ON_OFF,
+    "lock": {"payload_lock": "LOCK", "payload_unlock": "UNLOCK", "state_locked": "LOCKED",
+             "state_unlocked": "UNLOCKED"},
+    "cover": {"payload_open": "OPEN", "payload_close": "CLOSE", "payload_stop": "STOP"},
+}
+HA_SHOWN = ("command_topic", "state_topic", "payload_on", "payload_off", "payload_lock", "payload_unlock",
+            "state_locked", "state_unlocked", "payload_open", "payload_close", "payload_stop", "brightness_scale",
+            "min_temp", "max_temp", "modes", "unit_of_measurement", "device_class", "value_template",
+            "brightness_command_topic", "temperature_command_topic", "mode_command_topic", "set_position_topic",
+            "percentage_command_topic", "position_topic", "current_temperature_topic")
+
+
+class TasmotaConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    mac: str = Field(pattern=r"^[0-9A-Fa-f]{12}$")
+    t: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    dn: str = ""
+    fn: list[str | None] = []
+    md: str = ""
+    hn: str = ""
+    ft: str = Field("%prefix%/%topic%/", max_length=100)
+    tp: list[str] = Field(["cmnd", "stat", "tele"], min_length=3, max_length=3)
+    onln: str = "Online"
+    ofln: str = "Offline"
+    lt_st: int = 0
+
+
+class Z2mDevice(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    ieee_address: str = Field(max_length=40)
+    friendly_name: str = Field(min_length=1, max_length=200)
+    type: str = ""
+    definition: dict[str, Any] | None = None
+
+    @field_validator("friendly_name")
+    @classmethod
+    def _concrete(cls, value: str) -> str:
+        if not valid_topic(value):
+            raise ValueError("not usable in a topic")
+        return value
+
+
+def expand(value: Any) -> Any:
+    """Home Assistant abbreviations to full names, recursively."""
+    if isinstance(value, dict):
+        return {HA_ABBREVIATIONS.get(key, key): expand(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [expand(item) for item in value]
+    return value
+
+
+def with_base(config: dict[str, Any]) -> dict[str, Any]:
+    """Replace a leading or trailing `~` in every topic with the config's base topic."""
+    base = config.get("~")
+    if not isinstance(base, str):
+        return config
+
+    def substitute(value: Any) -> Any:
+        if isinstance(value, str):
+            return base + value[1:] if value.startswith("~") else value[:-1] + base if value.endswith("~") else value
+        return value
+
+    result = {key: substitute(value) if key.endswith("_topic") else value for key, value in config.items()}
+    if isinstance(result.get("availability"), list):
+        result["availability"] = [{**item, "topic": substitute(item.get("topic"))} if isinstance(item, dict) else item
+                                  for item in result["availability"]]
+    return result
+
+
+def z2m_exposes(definition: dict[str, Any]) -> set[str]:
+    """Expose types and property names, features included."""
+    found: set[str] = set()
+    stack = list(definition.get("exposes") or [])
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            found.update(str(item[key]) for key in ("type", "property", "name") if isinstance(item.get(key), str))
+            stack.extend(item.get("features") or [])
+    return found
+
+
+def z2m_readable(definition: dict[str, Any]) -> list[str]:
+    """Properties a /get can read (access bit 4); sleepy sensors have none and report on their own."""
+    found: list[str] = []
+    stack = list(definition.get("exposes") or [])
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("property"), str) and isinstance(item.get("access"), int) and item["access"] & 4:
+                found.append(item["property"])
+            stack.extend(item.get("features") or [])
+    return sorted(set(found))[:20]
+
+
+class MqttDiscovery:
+    def __init__(self, mqtt: MqttTransport, registry: Registry, docs: DocLibrary, settings: DiscoverySection) -> None:
+        self.mqtt = mqtt
+        self.registry = registry
+        self.docs = docs
+        self.settings = settings
+        self.z2m = settings.zigbee2mqtt_topic.rstrip("/")
+        self._subscriptions: list[Subscription] = []
+        self._tasmota_topics: dict[str, tuple[str, TasmotaConfig]] = {}  # device topic -> (key, config)
+        self._z2m_names: dict[str, str] = {}  # friendly name -> key
+        self._ha_entities: dict[str, dict[str, dict[str, Any]]] = {}  # device key -> config topic -> entity
+        self._ha_watch: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}  # topic -> [(key, role, entity)]
+        self._ha_listened: set[str] = set()
+        self._logged: set[str] = set()
+        self._last_message = 0.0
+        self._pending: set[asyncio.Future[None]] = set()
+
+    async def settle(self, quiet_s: float = 0.25, limit_s: float = 3.0) -> None:
+        """Wait until the burst of retained discovery messages is over (for one-shot commands)."""
+        if not self.mqtt.connected:
+            return
+        deadline = time.monotonic() + limit_s
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            if time.monotonic() - max(self._last_message, started) >= quiet_s:
+                return
+            await asyncio.sleep(quiet_s / 5)
+
+    async def start(self) -> None:
+        prefix = self.settings.ha_prefix.rstrip("/")
+        handlers = [("tasmota/discovery/+/config", self._tasmota_config), ("tele/+/+", self._tasmota_message),
+                    ("stat/+/RESULT", self._tasmota_message), (f"{self.z2m}/#", self._z2m_message),
+                    (f"{prefix}/+/+/config", self._ha_config), (f"{prefix}/+/+/+/config", self._ha_config)]
+        for topic_filter, handler in handlers:
+            self._subscriptions.append(await self.mqtt.subscribe(topic_filter, self._guarded(handler)))
+
+    def stop(self) -> None:
+        for subscription in self._subscriptions:
+            subscription.cancel()
+        self._subscriptions.clear()
+        for pending in self._pending:
+            pending.cancel()
+
+    def _ask(self, topic: str, payload: Any) -> None:
+        """Ask a device for its state, as Home Assistant's integrations do when a device appears."""
+        if not self.mqtt.connected:
+            return
+        pending = asyncio.ensure_future(self.mqtt.publish(topic, payload))
+        self._pending.add(pending)
+        pending.add_done_callback(self._pending.discard)
+
+    def _guarded(self, handler: Any) -> Any:
+        def handle(message: Message) -> None:
+            self._last_message = time.monotonic()
+            if len(message.payload) > MAX_PAYLOAD:
+                self._reject(message.topic, f"payload of {len(message.payload)} bytes")
+                return
+            try:
+                handler(message)
+            except (ValueError, ValidationError, TypeError, KeyError, AttributeError) as exc:
+                self._reject(message.topic, str(exc).splitlines()[0][:200])
+        return handle
+
+    def _reject(self, topic: str, why: str) -> None:
+        if topic not in self._logged:
+            self._logged.add(topic)
+            log.warning("ignoring a malformed discovery payload on %s: %s", clean_text(topic, 200), why)
+
+    # Tasmota
+    def _tasmota_config(self, message: Message) -> None:
+        mac = message.topic.split("/")[2].upper()
+        if not message.payload:
+            self._remove(f"tasmota:{mac}")
+            return
+        config = TasmotaConfig.model_validate_json(message.payload)
+        payload = json.loads(message.payload)
+        found = self.docs.match("tasmota", {"fields": payload, "name": config.md})
+        if found is None:
+            raise ValueError(f"no device doc matches this Tasmota device (lt_st={config.lt_st})")
+        doc, _ = found
+        key = f"tasmota:{config.mac.upper()}"
+        topics = [config.ft.replace("%prefix%", prefix).replace("%topic%", config.t)
+                  .replace("%hostname%", config.hn).replace("%id%", config.mac) + "#" for prefix in config.tp]
+        name = clean_text(config.dn or next((name for name in config.fn if name), "") or config.t)
+        self._drop_ha_copies(config.mac.upper())
+        self.registry.upsert(Device(key=key, name=name, kind=doc.kind, transport="mqtt", base_topic=config.t,
+                                    topics=topics, source="mqtt", api={"model": clean_text(config.md)}))
+        self._tasmota_topics[config.t] = (key, config)
+        self._ask(self._tasmota_command(config, "STATE"), "")
+
+    @staticmethod
+    def _tasmota_command(config: TasmotaConfig, command: str) -> str:
+        return (config.ft.replace("%prefix%", config.tp[0]).replace("%topic%", config.t)
+                .replace("%hostname%", config.hn).replace("%id%", config.mac) + command)
+
+    def _tasmota_message(self, message: Message) -> None:
+        prefix, topic, leaf = message.topic.split("/", 2)
+        if topic not in self._tasmota_topics:
+            return
+        key, config = self._tasmota_topics[topic]
+        text = message.payload.decode("utf-8", "replace").strip()
+        if leaf == "LWT":
+            if text in (config.onln, config.ofln):
+                self.registry.set_online(key, text == config.onln)
+                if text == config.onln:
+                    self._ask(self._tasmota_command(config, "STATE"), "")
+            return
+        if leaf in ("STATE", "RESULT", "SENSOR"):
+            data = json.loads(text) if text.startswith("{") else {}
+            changes = {name.lower(): value for name, value in data.items()
+                       if isinstance(value, (str, int, float, bool)) and name not in ("Time", "Uptime")}
+            if changes:
+                self.registry.update_state(key, changes)
+
+    # Zigbee2MQTT
+    def _z2m_message(self, message: Message) -> None:
+        rest = message.topic[len(self.z2m) + 1:]
+        if rest == "bridge/devices":
+            self._z2m_devices(message)
+        elif rest == "bridge/state":
+            self._z2m_bridge_state(message)
+        elif rest.endswith("/availability") and rest[:-13] in self._z2m_names:
+            state = message.decoded()
+            state = state.get("state") if isinstance(state, dict) else state
+            if state in ("online", "offline"):
+                self.registry.set_online(self._z2m_names[rest[:-13]], state == "online")
+        elif rest in self._z2m_names:
+            data = message.decoded()
+            if isinstance(data, dict):
+                self.registry.update_state(self._z2m_names[rest], {
+                    name: value for name, value in data.items() if isinstance(value, (str, int, float, bool))})
+
+    def _z2m_devices(self, message: Message) -> None:
+        entries = json.loads(message.payload)
+        if not isinstance(entries, list):
+            raise ValueError("bridge/devices is not a list")
+        seen: dict[str, str] = {}
+        for entry in entries:
+            try:
+                device = Z2mDevice.model_validate(entry)
+            except ValidationError as exc:
+                self._reject(f"{message.topic} ({str(entry)[:60]})", str(exc).splitlines()[0])
+                continue
+            if device.type == "Coordinator" or not device.definition:
+                continue
+            found = self.docs.match("zigbee2mqtt", {"exposes": z2m_exposes(device.definition),
+                                                    "name": device.friendly_name})
+            if found is None:
+                self._reject(f"{message.topic} ({device.friendly_name})", "no device doc matches its exposes")
+                continue
+            doc, _ = found
+            key = f"z2m:{device.ieee_address}"
+            base = f"{self.z2m}/{device.friendly_name}"
+            definition = device.definition
+            self.registry.upsert(Device(
+                key=key, name=clean_text(device.friendly_name), kind=doc.kind, transport="mqtt", base_topic=base,
+                topics=doc.owned_topics(base), source="mqtt",
+                api={"model": clean_text(definition.get("model", "")), "vendor": clean_text(definition.get("vendor", ""))}))
+            seen[device.friendly_name] = key
+            self._drop_ha_copies(f"zigbee2mqtt_{device.ieee_address}")
+            readable = z2m_readable(definition)
+            if readable and device.friendly_name not in self._z2m_names:
+                self._ask(f"{base}/get", {name: "" for name in readable})
+        for name, key in self._z2m_names.items():
+            if key not in seen.values():
+                self._remove(key)
+        self._z2m_names = seen
+
+    def _z2m_bridge_state(self, message: Message) -> None:
+        state = message.decoded()
+        state = state.get("state") if isinstance(state, dict) else state
+        if state == "offline":
+            for key in self._z2m_names.values():
+                self.registry.set_online(key, False)
+
+    # Home Assistant
+    def _ha_config(self, message: Message) -> None:
+        parts = message.topic.split("/")
+        component = parts[1]
+        if not message.payload:
+            self._ha_forget(message.topic)
+            return
+        config = expand(json.loads(message.payload))
+        if not isinstance(config, dict):
+            raise ValueError("the config is not a JSON object")
+        config = with_base(config)
+        device = config.get("device") if isinstance(config.get("device"), dict) else {}
+        origin = config.get("origin") if isinstance(config.get("origin"), dict) else {}
+        identifiers = device.get("identifiers") or []
+        identifiers = [identifiers] if isinstance(identifiers, str) else [str(item) for item in identifiers][:8]
+        if origin.get("name") == "Zigbee2MQTT" or any(item.startswith("zigbee2mqtt_") for item in identifiers):
+            return  # the native Zigbee2MQTT record covers it
+        if any(self.registry.by_key(f"tasmota:{item.upper()}") for item in identifiers):
+            return
+        if component not in HA_COMPONENTS:
+            raise ValueError(f"component {component!r} is not one pyuse controls")
+        identity = identifiers[0] if identifiers else str(config.get("unique_id") or message.topic)
+        key = f"ha:{clean_text(identity, 120)}"
+        entity = {"component": component, "name": clean_text(config.get("name") or component),
+                  **HA_DEFAULTS.get(component, {})}
+        for field, value in config.items():
+            if field in HA_SHOWN and isinstance(value, (str, int, float, bool, list)):
+                entity[field] = value if not isinstance(value, str) else clean_text(value, 200)
+        entity["availability"] = self._ha_availability(config)
+        entities = self._ha_entities.setdefault(key, {})
+        if len(entities) >= MAX_ENTITIES and message.topic not in entities:
+            raise ValueError("too many entities for one device")
+        entities[message.topic] = entity
+        name = clean_text(device.get("name") or config.get("name") or identity)
+        area = clean_text(device.get("suggested_area") or "", 60)
+        self._ha_register(key, name, area)
+
+    def _ha_availability(self, config: dict[str, Any]) -> list[dict[str, str]]:
+        entries = config.get("availability")
+        if isinstance(config.get("availability_topic"), str):
+            entries = [{"topic": config["availability_topic"],
+                        "payload_available": config.get("payload_available", "online"),
+                        "payload_not_available": config.get("payload_not_available", "offline")}]
+        return [{"topic": item["topic"], "available": str(item.get("payload_available", "online")),
+                 "unavailable": str(item.get("payload_not_available", "offline"))}
+                for item in (entries if isinstance(entries, list) else [])[:4]
+                if isinstance(item, dict) and valid_topic(item.get("topic"))]
+
+    def _ha_register(self, key: str, name: str, area: str) -> None:
+        entities = list(self._ha_entities[key].values())
+        main = min(entities, key=lambda entity: HA_COMPONENTS.index(entity["component"]))
+        found = self.docs.match("homeassistant", {"component": main["component"], "name": name})
+        if found is None:
+            raise ValueError(f"no device doc for Home Assistant {main['component']} entities")
+        doc, _ = found
+        topics = sorted({value for entity in entities for field, value in entity.items()
+                         if field.endswith("_topic") and valid_topic(value)}
+                        | {item["topic"] for entity in entities for item in entity["availability"]})
+        self.registry.upsert(Device(key=key, name=name, kind=doc.kind, transport="mqtt", area=area, topics=topics,
+                                    source="mqtt", api={"main": main, "entities": entities}))
+        for entity in entities:
+            self._ha_listen(key, entity)
+
+    def _ha_listen(self, key: str, entity: dict[str, Any]) -> None:
+        watches = [(entity.get("state_topic"), "state")] + [(item["topic"], "availability")
+                                                           for item in entity["availability"]]
+        for topic, role in watches:
+            if not valid_topic(topic):
+                continue
+            self._ha_watch.setdefault(topic, [])
+            if (key, role, entity) not in self._ha_watch[topic]:
+                self._ha_watch[topic].append((key, role, entity))
+            if topic not in self._ha_listened:
+                self._ha_listened.add(topic)
+                self._subscriptions.append(self.mqtt.subscribe_soon(topic, self._guarded(self._ha_update)))
+
+    def _ha_update(self, message: Message) -> None:
+        text = message.payload.decode("utf-8", "replace").strip()
+        value: Any = message.decoded()
+        for key, role, entity in self._ha_watch.get(message.topic, []):
+            if role == "availability":
+                state = value.get("state") if isinstance(value, dict) else text
+                for item in entity["availability"]:
+                    if item["topic"] == message.topic and state in (item["available"], item["unavailable"]):
+                        self.registry.set_online(key, state == item["available"])
+            else:
+                reading = value if isinstance(value, (str, int, float, bool)) else clean_text(text, 80)
+                self.registry.update_state(key, {entity["name"]: reading})
+
+    def _ha_forget(self, config_topic: str) -> None:
+        for key, entities in list(self._ha_entities.items()):
+            if entities.pop(config_topic, None) is not None:
+                if entities:
+                    device = self.registry.by_key(key)
+                    self._ha_register(key, device.name if device else key, device.area if device else "")
+                else:
+                    del self._ha_entities[key]
+                    self._remove(key)
+
+    def _drop_ha_copies(self, identity: str) -> None:
+        key = f"ha:{identity}"
+        if key in self._ha_entities:
+            del self._ha_entities[key]
+            self._remove(key)
+
+    def _remove(self, key: str) -> None:
+        self.registry.remove(key)
