@@ -10,12 +10,13 @@ from typing import Any
 
 from gateway.agent.llm import LLMClient, LLMError
 from gateway.agent.loop import AgentLoop, EventSink, Progress, TaskEvent
-from gateway.agent.prompt import PromptBuilder
+from gateway.agent.prompt import Prompt, PromptBuilder
 from gateway.agent.retrieval import vocabulary
 from gateway.config import Config, ConfigError
 from gateway.devices.docs import DocLibrary
 from gateway.devices.registry import Registry
 from gateway.discovery.mqtt import MqttDiscovery
+from gateway.discovery.serial import discover_serial
 from gateway.policy import Confirmations, Confirmer, Policy, ScopeError
 from gateway.sandbox.broker import Broker, JobContext
 from gateway.sandbox.manager import Sandbox, SandboxUnavailable
@@ -106,6 +107,8 @@ class Gateway:
         if config.discovery.mqtt:
             self.mqtt_discovery = MqttDiscovery(self.mqtt, self.registry, self.docs, config.discovery)
             await self.mqtt_discovery.start()
+        if config.discovery.serial_ports:
+            await discover_serial(config.discovery.serial_ports, self.serial, self.docs, self.registry)
         await self.sandbox.start()
         self.policy = Policy(config.policy, self.docs)
         self.confirmations = Confirmations(config.policy.confirm_timeout_s)
@@ -166,7 +169,7 @@ class Gateway:
             if self.llm is None:
                 raise LLMError("no model is configured")
             session = self.session(record.id, device_ids, confirm)
-            prompt = self.prompts.build(text, self.policy.devices_for_task(self.registry, device_ids))
+            prompt = self.build_prompt(text, device_ids)
             loop = AgentLoop(self.llm, self.store, self.config.agent)
             async with asyncio.timeout(self.config.agent.task_timeout_s):
                 await loop.run(record.id, prompt, session, progress, on_event)
@@ -189,6 +192,11 @@ class Gateway:
                                    completion_tokens=progress.completion_tokens)
         return TaskResult(record.id, progress.status, progress.answer, progress.error, progress.turns,
                           progress.tokens, round((finished - started) * 1000, 1))
+
+    def build_prompt(self, text: str, device_ids: list[str] | None = None) -> Prompt:
+        """The messages a command would send to the model; raises ScopeError for devices it cannot have."""
+        assert self.prompts is not None
+        return self.prompts.build(text, self.policy.devices_for_task(self.registry, device_ids))
 
     async def run_code(self, code: str, label: str, device_ids: list[str] | None = None,
                        confirm: Confirmer | None = None) -> tuple[str, Execution]:

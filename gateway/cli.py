@@ -15,6 +15,7 @@ from gateway.agent.llm import NOT_CONFIGURED
 from gateway.app import Gateway, TaskResult
 from gateway.config import Config, ConfigError, find_config_file, load_config
 from gateway.console import Console, TracePrinter, print_result
+from gateway.devices.model import Device
 from gateway.policy import ScopeError
 from gateway.sandbox.manager import SandboxUnavailable
 from gateway.store import Store
@@ -65,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
                               "the model would have seen (for debugging and security testing)", cmd_exec)
     execute.add_argument("file", type=Path, help="a Python file; '-' reads standard input")
     execute.add_argument("--device", action="append", metavar="ID", help="limit the job to these devices")
+
+    devices = command("devices", "list the devices the gateway knows (discovered, declared and remembered)",
+                      cmd_devices)
+    devices.add_argument("--json", action="store_true", help="one JSON array, for scripts")
+
+    prompt = command("prompt", "print the exact messages a command would send to the model, with their token "
+                               "estimate", cmd_prompt)
+    prompt.add_argument("text", help="the command")
+    prompt.add_argument("--device", action="append", metavar="ID", help="limit the task to these devices")
 
     command("doctor", "report the sandbox layers this machine gives, the MQTT broker, the model, the device docs",
             cmd_doctor)
@@ -128,6 +138,57 @@ def cmd_exec(args: argparse.Namespace) -> int:
         print(f"[task {task_id} · {execution.status} · {execution.duration_ms:.0f} ms · layers: "
               f"{', '.join(gateway.sandbox.layers)}]", file=sys.stderr)
         return 0 if execution.status in ("ok", "final") else 1
+
+    return asyncio.run(run())
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    config, source = _load(args)
+
+    async def run() -> list[Device]:
+        async with Gateway(config, source) as gateway:
+            await gateway.settle_discovery()
+            return gateway.registry.all()
+
+    devices = asyncio.run(run())
+    if args.json:
+        print(json.dumps([json.loads(device.model_dump_json()) for device in devices], ensure_ascii=False))
+        return 0
+    if not devices:
+        print("no devices yet: declare some with [[devices]] in the config, or run a discovery source "
+              "(see [discovery] in config.example.toml)")
+        return 0
+    rows = [(device.id, device.name, device.area or "-", device.kind, device.transport,
+             "online" if device.online else "OFFLINE", state_summary(device)) for device in devices]
+    header = ("id", "name", "area", "kind", "transport", "online", "state")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def state_summary(device: Device) -> str:
+    parts = [f"{key}={value}" for key, value in device.state.items() if isinstance(value, (str, int, float, bool))]
+    text = " ".join(parts)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def cmd_prompt(args: argparse.Namespace) -> int:
+    config, source = _load(args)
+
+    async def run() -> int:
+        async with Gateway(config, source) as gateway:
+            await gateway.settle_discovery()
+            try:
+                prompt = gateway.build_prompt(args.text, args.device)
+            except ScopeError as exc:
+                print(f"pyuse prompt: {exc}", file=sys.stderr)
+                return 2
+        for message in prompt.messages:
+            print(f"===== {message['role']} =====\n{message['content']}\n")
+        print(f"===== about {prompt.estimate} tokens (budget {config.agent.prompt_budget_tokens}); "
+              f"{len(prompt.listed)} device(s) listed, {prompt.omitted} more searchable with devices.find() =====")
+        return 0
 
     return asyncio.run(run())
 

@@ -184,3 +184,29 @@ async def test_ask_on_a_terminal_asks_before_a_dangerous_call(tmp_path, scripted
             process.kill()
         os.close(controller)
     assert psu.output is True and psu.volts_set == 3.3
+
+
+async def test_devices_and_prompt_show_what_the_gateway_knows(tmp_path, shelly):
+    config = tmp_path / "pyuse.toml"
+    config.write_text(f'[gateway]\ndata_dir = "{tmp_path / "data"}"\n\n[discovery]\nmqtt = false\n\n'
+                      f'[[devices]]\nid = "desk_plug"\nname = "Desk Plug"\narea = "office"\nkind = "shelly_switch"\n'
+                      f'host = "{shelly.host}"\nport = {shelly.port}\n')
+
+    code, out, err = await pyuse("devices", "-c", str(config), "--json")
+    assert code == 0, err
+    [device] = json.loads(out)
+    assert (device["id"], device["kind"], device["area"], device["transport"]) == \
+        ("desk_plug", "shelly_switch", "office", "http")
+    code, out, _ = await pyuse("devices", "-c", str(config))
+    assert out.splitlines()[0].split() == ["id", "name", "area", "kind", "transport", "online", "state"]
+    assert "desk_plug" in out.splitlines()[1] and "online" in out.splitlines()[1]
+
+    code, out, _ = await pyuse("prompt", "turn on the desk plug", "-c", str(config))
+    assert code == 0
+    assert "===== system =====" in out and "===== user =====\nTask: turn on the desk plug" in out
+    assert 'desk_plug "Desk Plug" [office] shelly_switch' in out
+    assert "1 device(s) listed, 0 more searchable" in out
+
+    config.write_text(config.read_text().split("[[devices]]")[0])  # the device leaves the config
+    code, out, _ = await pyuse("devices", "-c", str(config), "--json")
+    assert json.loads(out) == []

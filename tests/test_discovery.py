@@ -208,3 +208,23 @@ async def test_malformed_discovery_payloads_never_crash_discovery(tmp_path, mqtt
         assert len(warnings) == len(set(warnings))  # each topic is logged once, not once per message
     finally:
         await gateway.close()
+
+
+async def test_serial_ports_are_identified_scpi_and_korad(tmp_path, gateway_factory):
+    from simulators.korad import KoradPowerSupply
+    from simulators.scpi import ScpiMultimeter, ScpiPowerSupply
+
+    instruments = [ScpiPowerSupply("psu"), ScpiMultimeter("dmm"), KoradPowerSupply("korad")]
+    for instrument in instruments:
+        await instrument.start()
+    try:
+        ports = [instrument.port for instrument in instruments]
+        gateway = await gateway_factory(make_config(tmp_path, discovery={"serial_ports": ports + ["/dev/null"]}))
+        found = {device.serial_port: device for device in gateway.registry.all()}
+        assert [found[port].kind for port in ports] == ["scpi_psu", "scpi_dmm", "korad_psu"]
+        assert found[ports[0]].name == "PYUSE SIM-PSU2" and found[ports[2]].name == "KORADKA3005PV2.0"
+        assert found[ports[2]].baudrate == 9600
+        assert "/dev/null" not in found
+    finally:
+        for instrument in instruments:
+            await instrument.stop()

@@ -61,7 +61,6 @@ class Registry:
         self.areas = list(areas)
         self._devices: dict[str, Device] = {}
         self._ids_by_key: dict[str, str] = {}  # every key ever seen, removed devices included
-        self._removed: set[str] = set()
         self._listeners: list[Listener] = []
         self._dirty: set[str] = set()
         self._flusher: asyncio.TimerHandle | None = None
@@ -83,22 +82,18 @@ class Registry:
 
     # persistence
     def load(self) -> int:
-        """Restore what the store knows; discovered devices stay offline until they are seen again."""
+        """Restore the discovered devices the store knows, as last seen; their ids, and those of devices
+        declared in the config (which come from the config on every start), stay reserved."""
         if self.store is None:
             return 0
         for device_id, key, removed, record in self.store.load_devices():
             self._ids_by_key[key] = device_id
-            if removed:
-                self._removed.add(device_id)
+            if removed or key.startswith("static:"):
                 continue
             try:
-                device = Device.model_validate_json(record)
+                self._devices[device_id] = Device.model_validate_json(record)
             except ValueError as exc:
                 log.warning("stored device %s is unreadable and was dropped: %s", device_id, exc)
-                continue
-            if device.source != "static":
-                device.online = False
-            self._devices[device_id] = device
         return len(self._devices)
 
     def _persist(self, devices: list[Device], removed: bool = False) -> None:
@@ -128,7 +123,6 @@ class Registry:
         if not record.area:
             record.area = infer_area(record.name, self.areas)
         self._ids_by_key[found.key] = device_id
-        self._removed.discard(device_id)
         self._devices[device_id] = record
         if current is None or current.model_dump(exclude={"state"}) != record.model_dump(exclude={"state"}):
             self._persist([record])
@@ -160,7 +154,6 @@ class Registry:
         if device is None:
             return
         del self._devices[device.id]
-        self._removed.add(device.id)
         self._persist([device], removed=True)
         self._emit("removed", device)
 

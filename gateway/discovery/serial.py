@@ -1,0 +1,53 @@
+"""Serial discovery: ask each configured port who it is (*IDN?), first as SCPI with a line ending, then in the
+Korad form without one, and match the reply against the docs' `idn` rules."""
+
+from __future__ import annotations
+
+import logging
+
+from gateway.devices.docs import DocLibrary
+from gateway.devices.model import Device
+from gateway.devices.registry import Registry
+from gateway.discovery.text import clean_text
+from gateway.transports.serial import SerialPorts
+
+log = logging.getLogger(__name__)
+
+PROBE_BAUDRATE = 9600
+PROBES = (("\n", 1.0), ("", 0.5))  # (line ending, seconds to wait for a reply)
+
+
+async def identify(serial: SerialPorts, port: str) -> str | None:
+    for terminator, timeout in PROBES:
+        try:
+            reply = (await serial.query(port, PROBE_BAUDRATE, "*IDN?", terminator, timeout)).strip()
+        except (TimeoutError, ConnectionError, OSError):
+            continue
+        if reply:
+            return clean_text(reply, 200)
+    return None
+
+
+def name_from_idn(idn: str) -> str:
+    """'Keysight Technologies,E36313A,MY123,2.1' -> 'Keysight Technologies E36313A'."""
+    fields = [field.strip() for field in idn.split(",")]
+    return " ".join(fields[:2]) if len(fields) >= 2 else idn
+
+
+async def discover_serial(ports: list[str], serial: SerialPorts, docs: DocLibrary, registry: Registry) -> None:
+    for port in ports:
+        key = f"serial:{port}"
+        idn = await identify(serial, port)
+        if idn is None:
+            log.warning("serial port %s did not answer *IDN?", port)
+            registry.set_online(key, False)
+            continue
+        found = docs.match("serial", {"idn": idn})
+        if found is None:
+            log.warning("serial port %s answered %r, and no device doc matches it (add one with an idn rule)",
+                        port, idn)
+            continue
+        doc, _ = found
+        registry.upsert(Device(key=key, name=name_from_idn(idn), kind=doc.kind, transport="serial",
+                               serial_port=port, baudrate=doc.baudrate, source="serial", api={"idn": idn}))
+        registry.set_online(key, True)
