@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 
-from simulators.httpdevice import HttpDevice, mac_for
+from simulators.httpdevice import HttpDevice, mac_for, parse_json
 from simulators.mdns import MdnsService
 
 ELGATO_OUI = "3C6A9D"
@@ -134,7 +133,7 @@ class ElgatoKeyLight(HttpDevice):
 
 async def _json_object(request: web.Request) -> dict[str, Any] | None:
     try:
-        body = json.loads(await request.read())
+        body = parse_json(await request.read())
     except ValueError:
         return None
     return body if isinstance(body, dict) else None

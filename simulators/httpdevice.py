@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
@@ -18,6 +19,21 @@ from simulators.mdns import MdnsAnnouncer, MdnsService
 GARBAGE = b'\xff\xfe{"\x00garbage'
 TextHandler = Callable[[web.WebSocketResponse, str], Awaitable[None]]
 SocketHook = Callable[[web.WebSocketResponse], Awaitable[None]]
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """JSON as device firmware parses it: NaN and Infinity are not JSON, nor is nesting past any sane depth.
+
+    Raises ValueError.
+    """
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError as error:
+        raise ValueError("nested too deeply") from error
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def mac_for(device_id: str, oui: str) -> str:
@@ -65,7 +81,12 @@ class HttpDevice(Simulator):
         # handler_cancellation: a client that gives up on a slow reply does not keep the handler (and stop()) waiting.
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        try:
+            await web.TCPSite(self._runner, self.host, self.port).start()
+        except OSError:
+            await self._runner.cleanup()
+            self._runner = None
+            raise
         self.port = self._runner.addresses[0][1]
         if self.context.zeroconf is not None:
             self._mdns = MdnsAnnouncer(self.context.zeroconf, self.mdns_hostname(), self.host, self.port)

@@ -20,7 +20,7 @@ import aiomqtt
 from aiohttp import web
 
 from simulators.base import SLOW_REPLY_S
-from simulators.httpdevice import GARBAGE, HttpDevice, mac_for
+from simulators.httpdevice import GARBAGE, HttpDevice, mac_for, parse_json
 from simulators.mdns import MdnsService
 
 
@@ -160,6 +160,7 @@ class ShellySwitch(HttpDevice):
         now = self.context.clock.now()
         self._boot, self._meter = now, EnergyMeter(now)
         self._meter.set_power(now, self.apower)
+        self._notified = self._notify_view()  # the address is known now
         self.spawn(self._every_minute())
         if self.mqtt_enabled and self.context.mqtt_port is not None:
             self.spawn(self._mqtt_channel())
@@ -204,7 +205,7 @@ class ShellySwitch(HttpDevice):
         params: dict[str, Any] = {key: _query_value(value) for key, value in request.query.items()}
         if request.can_read_body:
             try:
-                body = json.loads(await request.read() or b"{}")
+                body = parse_json(await request.read() or b"{}")
             except ValueError:
                 return web.Response(status=400, text="Invalid request")
             if not isinstance(body, dict):
@@ -221,7 +222,7 @@ class ShellySwitch(HttpDevice):
 
     async def _frame(self, request: web.Request) -> web.Response:
         try:
-            frame = json.loads(await request.read())
+            frame = parse_json(await request.read())
         except ValueError:
             return web.Response(status=400, text="Invalid request")
         reply = self.answer(frame, "HTTP_in")
@@ -233,7 +234,7 @@ class ShellySwitch(HttpDevice):
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
         async def on_text(socket: web.WebSocketResponse, text: str) -> None:
             try:
-                frame = json.loads(text)
+                frame = parse_json(text)
             except ValueError:
                 return  # the firmware drops frames it cannot parse
             if isinstance(frame, dict) and isinstance(frame.get("src"), str):
@@ -541,7 +542,7 @@ class ShellySwitch(HttpDevice):
         prefix, text = self.shelly_id, payload.decode("utf-8", "replace").strip()
         if topic == f"{prefix}/rpc":
             try:
-                frame = json.loads(text)
+                frame = parse_json(text)
             except ValueError:
                 return
             reply = self.answer(frame, "MQTT")
@@ -591,7 +592,7 @@ def _changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 def _query_value(value: str) -> Any:
     """A query parameter as the firmware reads it: JSON when it parses (`true`, `0`, `"x"`), else the raw text."""
     try:
-        return json.loads(value)
+        return parse_json(value)
     except ValueError:
         return value
 

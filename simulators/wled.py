@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulators.httpdevice import HttpDevice, mac_for
+from simulators.httpdevice import HttpDevice, mac_for, parse_json
 from simulators.mdns import MdnsService
 
 # A prefix of WLED 0.15's effect list (index = effect id), with each effect's metadata as /json/fxdata gives it.
@@ -391,7 +391,7 @@ class WledStrip(HttpDevice):
 
     async def _post_json(self, request: web.Request) -> web.Response:
         try:
-            root = json.loads(await request.read())
+            root = parse_json(await request.read())
         except ValueError:
             root = None
         if not isinstance(root, dict):
@@ -425,7 +425,7 @@ class WledStrip(HttpDevice):
                 await self.send_text(socket, "pong")  # the UI's application-level heartbeat
                 return
             try:
-                root = json.loads(text)
+                root = parse_json(text)
             except ValueError:
                 return  # ws.cpp drops what it cannot parse
             if not isinstance(root, dict):
