@@ -1,4 +1,4 @@
-"""An Elgato Key Light: the REST API under `/elgato/` on port 9123, as python-elgato and the Control Center use it."""
+"""An Elgato Key Light: the REST API under `/elgato/` on port 9123, as python-elgato and the app use it."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class ElgatoKeyLight(HttpDevice):
                                          "switchOffDurationMs": 300, "colorChangeDurationMs": 100}
         self.identified = 0  # how often it was asked to flash
 
-    # --- the Simulator contract ---------------------------------------------------------------------------------
+    # --- the Simulator contract -----------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
         return {"on": self.on, "brightness": self.brightness, "temperature": self.temperature,
@@ -60,7 +60,8 @@ class ElgatoKeyLight(HttpDevice):
                                                   "temperature": self.temperature}]}
 
     def routes(self) -> Iterable[web.RouteDef]:
-        return [web.get("/elgato/accessory-info", self._get_info), web.put("/elgato/accessory-info", self._put_info),
+        return [web.get("/elgato/accessory-info", self._get_info),
+                web.put("/elgato/accessory-info", self._put_info),
                 web.get("/elgato/lights", self._get_lights), web.put("/elgato/lights", self._put_lights),
                 web.get("/elgato/lights/settings", self._get_settings),
                 web.put("/elgato/lights/settings", self._put_settings),
@@ -118,7 +119,7 @@ class ElgatoKeyLight(HttpDevice):
         return web.Response()
 
     def _set_light(self, light: dict[str, Any]) -> bool:
-        """Apply `on`, `brightness` and `temperature`, clamped to the light's range; False for a wrong type."""
+        """Apply `on`, `brightness` and `temperature`, clamped to the light's range; False for wrong types."""
         values = {key: light[key] for key in ("on", "brightness", "temperature") if key in light}
         if not all(isinstance(value, (int, float)) and math.isfinite(value) for value in values.values()):
             return False

@@ -1,4 +1,4 @@
-"""What every simulated HTTP device shares: an aiohttp server on its own address, faults, WebSockets and mDNS."""
+"""What every simulated HTTP device shares: an aiohttp server on its own address, faults, WebSockets, mDNS."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
@@ -15,6 +16,7 @@ from aiohttp import WSMsgType, web
 from simulators.base import SLOW_REPLY_S, Fault, Simulator
 from simulators.mdns import MdnsAnnouncer, MdnsService
 
+log = logging.getLogger(__name__)
 # Neither UTF-8 nor JSON: what a device with corrupted firmware or a broken connection might send.
 GARBAGE = b'\xff\xfe{"\x00garbage'
 TextHandler = Callable[[web.WebSocketResponse, str], Awaitable[None]]
@@ -47,8 +49,8 @@ def mac_for(device_id: str, oui: str) -> str:
 class HttpDevice(Simulator):
     """A device that serves HTTP (and WebSockets) on host:port and announces itself over mDNS.
 
-    Without a host, a device on a fixed port (WLED: 80) takes a loopback address of its own from the context, so
-    clients that hard-code the port reach it; a device on an ephemeral port (port 0) shares 127.0.0.1.
+    Without a host, a device on a fixed port (WLED: 80) takes a loopback address of its own from the context,
+    so clients that hard-code the port reach it; a device on an ephemeral port (port 0) shares 127.0.0.1.
     """
 
     def __init__(self, device_id: str, name: str = "", area: str = "", host: str | None = None,
@@ -78,7 +80,7 @@ class HttpDevice(Simulator):
             self.host = self.context.addresses.take() if self.port else "127.0.0.1"
         app = web.Application(middlewares=[self._faults])
         app.add_routes(self.routes())
-        # handler_cancellation: a client that gives up on a slow reply does not keep the handler (and stop()) waiting.
+        # handler_cancellation: a client that gives up on a slow reply does not keep its handler busy.
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
         await self._runner.setup()
         try:
@@ -122,13 +124,18 @@ class HttpDevice(Simulator):
         """Run a background job (a timer, a notification) that stop() cancels."""
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
         return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s %s: a background job failed", self.kind, self.id, exc_info=task.exception())
 
     async def websocket(self, request: web.Request, on_text: TextHandler,
                         on_open: SocketHook | None = None, on_close: SocketHook | None = None,
                         ) -> web.WebSocketResponse:
-        """Serve one WebSocket connection: text frames go to on_text; binary frames are ignored, as devices do."""
+        """Serve a WebSocket connection: text frames go to on_text; devices ignore binary ones, so does this."""
         socket = web.WebSocketResponse(timeout=2.0)
         await socket.prepare(request)
         if request.transport is None:

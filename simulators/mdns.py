@@ -36,13 +36,14 @@ class MdnsAnnouncer:
 
     async def announce(self, services: Iterable[MdnsService]) -> None:
         infos = [ServiceInfo(service.type_, f"{service.instance}.{service.type_}", port=self._port,
-                             properties=dict(service.properties), server=self._server, addresses=[self._address])
-                 for service in services]
+                             properties=dict(service.properties), server=self._server,
+                             addresses=[self._address]) for service in services]
         # Each registration first probes for about a second that the name is free, so they run side by side.
         # What they return repeats the announcement in the background.
         results = await asyncio.gather(*(self._zeroconf.async_register_service(info) for info in infos),
                                        return_exceptions=True)
-        self._registered.extend(info for info, result in zip(infos, results) if not isinstance(result, Exception))
+        self._registered.extend(info for info, result in zip(infos, results, strict=True)
+                                if not isinstance(result, Exception))
         for result in results:
             if isinstance(result, Exception):
                 raise result

@@ -27,18 +27,15 @@ from simulators.mdns import MdnsService
 @dataclass(frozen=True)
 class ShellyModel:
     model: str
-    title: str
     has_input: bool
     power_limit_w: float
     current_limit_a: float
 
 
-MODELS = {
-    "PlusPlugS": ShellyModel("SNPL-00112EU", "Shelly Plus Plug S", False, 2800.0, 12.0),
-    "Plus1PM": ShellyModel("SNSW-001P16EU", "Shelly Plus 1PM", True, 4480.0, 16.0),
-}
-# The build date leads fw_id; aioshelly accepts Gen2 firmware from 20230803 and asks for dynamic components from
-# 20240213 on.
+MODELS = {"PlusPlugS": ShellyModel("SNPL-00112EU", False, 2800.0, 12.0),
+          "Plus1PM": ShellyModel("SNSW-001P16EU", True, 4480.0, 16.0)}
+# The build date leads fw_id: aioshelly accepts Gen2 firmware from 20230803 on, and from 20240213 on it also
+# asks for dynamic components.
 FW_ID, FW_VERSION = "20241011-114455/1.4.4-g6d2a586", "1.4.4"
 SHELLY_OUI = "C8F09E"
 INITIAL_STATES = ("off", "on", "restore_last", "match_input")
@@ -47,8 +44,9 @@ SWITCH_CONFIG_TYPES: dict[str, type | tuple[type, ...]] = {
     "auto_on_delay": (int, float), "auto_off": bool, "auto_off_delay": (int, float),
     "power_limit": (int, float), "voltage_limit": (int, float), "current_limit": (int, float),
     "autorecover_voltage_errors": bool}
-# Keys that change on their own; a NotifyStatus is about what an action changed, energy goes out once a minute.
-VOLATILE_STATUS = {"uptime", "unixtime", "time", "last_sync_ts", "ram_free", "fs_free", "aenergy", "temperature"}
+# Keys that change on their own: a NotifyStatus tells what an action changed; energy goes out once a minute.
+VOLATILE_STATUS = {"uptime", "unixtime", "time", "last_sync_ts", "ram_free", "fs_free", "aenergy",
+                   "temperature"}
 
 
 class RpcError(Exception):
@@ -63,7 +61,7 @@ class RpcError(Exception):
 
 
 class EnergyMeter:
-    """Integrates a piecewise-constant power draw over simulated time: the running total and recent minutes."""
+    """Integrates a piecewise-constant power draw over simulated time: the total and the recent minutes."""
 
     KEEP_S = 240.0  # by_minute looks three whole minutes back
 
@@ -132,7 +130,7 @@ class ShellySwitch(HttpDevice):
         self._meter = EnergyMeter(now)
         self._timer: tuple[float, float] | None = None  # (started_at, duration) of a toggle_after/auto timer
         self._timer_task: asyncio.Task[None] | None = None
-        self._peers: dict[web.WebSocketResponse, str | None] = {}  # WebSocket peer -> its src, once it sent one
+        self._peers: dict[web.WebSocketResponse, str] = {}  # WebSocket peers that sent a src, and that src
         self._mqtt: aiomqtt.Client | None = None
         self._notified = self._notify_view()
         self._methods: dict[str, Callable[[dict[str, Any], str], Any]] = {
@@ -153,7 +151,7 @@ class ShellySwitch(HttpDevice):
             "Switch.ResetCounters": lambda params, source: self._reset_counters(params),
         }
 
-    # --- the Simulator contract ---------------------------------------------------------------------------------
+    # --- the Simulator contract -----------------------------------------------------------------------------
 
     async def serve(self) -> None:
         await super().serve()
@@ -163,7 +161,15 @@ class ShellySwitch(HttpDevice):
         self._notified = self._notify_view()  # the address is known now
         self.spawn(self._every_minute())
         if self.mqtt_enabled and self.context.mqtt_port is not None:
-            self.spawn(self._mqtt_channel())
+            connected = asyncio.Event()
+            channel = self.spawn(self._mqtt_channel(connected))
+            try:
+                async with asyncio.timeout(10):
+                    await connected.wait()
+            except TimeoutError:
+                channel.cancel()
+                raise TimeoutError(f"Shelly simulator {self.id} could not reach the MQTT broker "
+                                   f"{self.context.mqtt_host}:{self.context.mqtt_port}") from None
 
     def state(self) -> dict[str, Any]:
         status = self._switch_status(0)
@@ -193,7 +199,7 @@ class ShellySwitch(HttpDevice):
         return self.shelly_id
 
     def mdns_services(self) -> list[MdnsService]:
-        txt = {"gen": "2", "app": self.app, "ver": FW_VERSION, "id": self.shelly_id, "arch": "esp8266"}
+        txt = {"gen": "2", "app": self.app, "ver": FW_VERSION, "id": self.shelly_id}
         return [MdnsService("_shelly._tcp.local.", self.shelly_id, txt),
                 MdnsService("_http._tcp.local.", self.shelly_id, txt)]
 
@@ -201,7 +207,8 @@ class ShellySwitch(HttpDevice):
         return web.json_response(self.device_info())
 
     async def _rest(self, request: web.Request) -> web.Response:
-        """`/rpc/<Method>`: params from the query (values JSON-decoded) and a JSON object body; replies the result."""
+        """`/rpc/<Method>`: params from the query (values JSON-decoded) and a JSON object body; replies the
+        result alone."""
         params: dict[str, Any] = {key: _query_value(value) for key, value in request.query.items()}
         if request.can_read_body:
             try:
@@ -214,7 +221,7 @@ class ShellySwitch(HttpDevice):
         try:
             result = self.call(request.match_info["method"], params, "HTTP_in")
         except RpcError as error:
-            # Like the firmware's HTTP channel: 404 stays 404, any other RPC error is a 500 with the error object.
+            # As the firmware's HTTP channel does: 404 stays 404, other RPC errors are a 500, with the error.
             return web.json_response(error.frame(), status=404 if error.code == 404 else 500)
         finally:
             self._notify()
@@ -275,9 +282,9 @@ class ShellySwitch(HttpDevice):
         return handler(params, source)
 
     def device_info(self) -> dict[str, Any]:
-        return {"name": self.name, "id": self.shelly_id, "mac": self.mac, "slot": 0, "model": self.profile.model,
-                "gen": 2, "fw_id": FW_ID, "ver": FW_VERSION, "app": self.app, "auth_en": False,
-                "auth_domain": None}
+        return {"name": self.name, "id": self.shelly_id, "mac": self.mac, "slot": 0,
+                "model": self.profile.model, "gen": 2, "fw_id": FW_ID, "ver": FW_VERSION, "app": self.app,
+                "auth_en": False, "auth_domain": None}
 
     def status(self) -> dict[str, Any]:
         status: dict[str, Any] = {
@@ -298,14 +305,13 @@ class ShellySwitch(HttpDevice):
                 "available_updates": {}, "reset_reason": 3}
 
     def config(self) -> dict[str, Any]:
+        broker = f"{self.context.mqtt_host}:{self.context.mqtt_port}" if self.mqtt_enabled else None
         config: dict[str, Any] = {
             "ble": {"enable": True, "rpc": {"enable": True}, "observer": {"enable": False}},
             "cloud": {"enable": False, "server": "iot.shelly.cloud:6012/jrpc"},
-            "mqtt": {"enable": self.mqtt_enabled,
-                     "server": f"{self.context.mqtt_host}:{self.context.mqtt_port}" if self.mqtt_enabled else None,
-                     "client_id": self.shelly_id, "user": None, "ssl_ca": None, "topic_prefix": self.shelly_id,
-                     "rpc_ntf": True, "status_ntf": True, "use_client_cert": False, "enable_rpc": True,
-                     "enable_control": True},
+            "mqtt": {"enable": self.mqtt_enabled, "server": broker, "client_id": self.shelly_id, "user": None,
+                     "ssl_ca": None, "topic_prefix": self.shelly_id, "rpc_ntf": True, "status_ntf": True,
+                     "use_client_cert": False, "enable_rpc": True, "enable_control": True},
             "switch:0": dict(self.switch_config),
             "sys": {"device": {"name": self.name, "mac": self.mac, "fw_id": FW_ID, "discoverable": True,
                                "eco_mode": False},
@@ -331,13 +337,14 @@ class ShellySwitch(HttpDevice):
         return switch_id
 
     def _switch_status(self, switch_id: int) -> dict[str, Any]:
-        now = self.context.clock.now()
         apower = self.apower
+        current = apower / self.voltage if self.voltage else 0.0
+        celsius = 28.0 + apower / 100  # the relay warms up with the load
         status: dict[str, Any] = {
             "id": switch_id, "source": self.source, "output": self.output, "apower": round(apower, 1),
-            "voltage": round(self.voltage, 1), "current": round(apower / self.voltage, 3) if self.voltage else 0.0,
-            "aenergy": self._meter.aenergy(now),
-            "temperature": {"tC": round(28.0 + apower / 100, 1), "tF": round((28.0 + apower / 100) * 1.8 + 32, 1)}}
+            "voltage": round(self.voltage, 1), "current": round(current, 3),
+            "aenergy": self._meter.aenergy(self.context.clock.now()),
+            "temperature": {"tC": round(celsius, 1), "tF": round(celsius * 1.8 + 32, 1)}}
         if self._timer is not None:
             status["timer_started_at"], status["timer_duration"] = self._timer
         if self.errors:
@@ -373,9 +380,7 @@ class ShellySwitch(HttpDevice):
 
     def _switch_set_config(self, params: dict[str, Any]) -> dict[str, bool]:
         self._switch_id(params)
-        config = params.get("config")
-        if not isinstance(config, dict):
-            raise RpcError(-103, "Missing required 'config'" if config is None else "Invalid argument 'config'")
+        config = _config_param(params)
         for key, value in config.items():
             expected = SWITCH_CONFIG_TYPES.get(key)
             if expected is None:
@@ -394,9 +399,7 @@ class ShellySwitch(HttpDevice):
         return {"aenergy": {"total": round(self._meter.reset(self.context.clock.now()), 3)}}
 
     def _sys_set_config(self, params: dict[str, Any]) -> dict[str, bool]:
-        config = params.get("config")
-        if not isinstance(config, dict):
-            raise RpcError(-103, "Missing required 'config'" if config is None else "Invalid argument 'config'")
+        config = _config_param(params)
         device = config.get("device", {})
         if not isinstance(device, dict) or not isinstance(device.get("name", ""), (str, type(None))):
             raise RpcError(-103, "Invalid argument 'config.device'")
@@ -411,7 +414,7 @@ class ShellySwitch(HttpDevice):
             raise RpcError(-103, "Invalid argument 'offset'")
         if not isinstance(include, list):
             raise RpcError(-103, "Invalid argument 'include'")
-        # Every component here is built in; dynamic (virtual) components would be the only ones listed otherwise.
+        # Every component here is built in; dynamic (virtual) components would be all that is listed.
         keys = [] if params.get("dynamic_only") is True else [key for key in self.status() if key != "sys"]
         status, config = self.status(), self.config()
         components = [{"key": key, **({"status": status[key]} if "status" in include else {}),
@@ -434,6 +437,7 @@ class ShellySwitch(HttpDevice):
         self.output = {"on": True, "off": False, "match_input": False}.get(initial, self.output)
         self.source = "init"
         self._power_changed()
+        self._notify()
 
     # --- switching, timers and the meter --------------------------------------------------------------------
 
@@ -443,11 +447,10 @@ class ShellySwitch(HttpDevice):
         if on:
             self.errors = []
         self._power_changed()
-        automatic = self.switch_config["auto_off" if on else "auto_on"]
-        delay = toggle_after or (self.switch_config["auto_off_delay" if on else "auto_on_delay"] if automatic
-                                 else None)
-        if delay and self.output == on:
-            self._start_timer(float(delay))
+        if toggle_after is None and self.switch_config["auto_off" if on else "auto_on"]:
+            toggle_after = self.switch_config["auto_off_delay" if on else "auto_on_delay"]
+        if toggle_after and self.output == on:
+            self._start_timer(float(toggle_after))
 
     def _power_changed(self) -> None:
         if self.output and self.load_w > self.switch_config["power_limit"]:
@@ -472,7 +475,6 @@ class ShellySwitch(HttpDevice):
         # Wait in slices of at most a real second, so a change of clock speed is honoured.
         while (remaining := deadline - clock.now()) > 0:
             await clock.sleep(min(remaining, clock.speed))
-        self._timer = None
         self._set_output(not self.output, "timer")
         self._notify()
 
@@ -483,7 +485,7 @@ class ShellySwitch(HttpDevice):
             await clock.sleep(60 - clock.now() % 60)
             self._publish({"switch:0": {"id": 0, "aenergy": self._meter.aenergy(clock.now())}})
 
-    # --- notifications ---------------------------------------------------------------------------------------
+    # --- notifications --------------------------------------------------------------------------------------
 
     def _notify_view(self) -> dict[str, Any]:
         return {component: {key: value for key, value in fields.items() if key not in VOLATILE_STATUS}
@@ -499,7 +501,7 @@ class ShellySwitch(HttpDevice):
 
     def _publish(self, changes: dict[str, Any]) -> None:
         params = {"ts": round(self.context.clock.now(), 2), **changes}
-        peers = [(socket, src) for socket, src in self._peers.items() if src is not None]
+        peers = list(self._peers.items())
         if peers:
             self.spawn(self._send_notifications(peers, params))
         if self._mqtt is not None:
@@ -513,7 +515,7 @@ class ShellySwitch(HttpDevice):
 
     # --- MQTT channel -------------------------------------------------------------------------------------
 
-    async def _mqtt_channel(self) -> None:
+    async def _mqtt_channel(self, connected: asyncio.Event) -> None:
         """RPC over MQTT: `<prefix>/rpc` in, `<src>/rpc` out; notifications, status and `online` published.
 
         Reconnects like the firmware when the broker goes away.
@@ -528,6 +530,7 @@ class ShellySwitch(HttpDevice):
                     await client.subscribe(f"{prefix}/command/#", qos=1)
                     await client.publish(f"{prefix}/online", "true", qos=1, retain=True)
                     self._mqtt = client
+                    connected.set()
                     self._notify()
                     await self._mqtt_send(client, f"{prefix}/status/switch:0", self._switch_status(0))
                     async for message in client.messages:
@@ -546,7 +549,7 @@ class ShellySwitch(HttpDevice):
             except ValueError:
                 return
             reply = self.answer(frame, "MQTT")
-            if reply is not None and isinstance(frame.get("src"), str) and "id" in frame:
+            if reply is not None and "id" in frame and _is_topic_level(frame.get("src")):
                 await self._mqtt_send(client, f"{frame['src']}/rpc", reply)
         elif topic == f"{prefix}/command/switch:0":
             if text in ("on", "off", "toggle"):
@@ -565,14 +568,16 @@ class ShellySwitch(HttpDevice):
             await self._mqtt_send(client, f"{prefix}/status/switch:0", self._switch_status(0))
 
     async def _mqtt_send(self, client: aiomqtt.Client, topic: str, message: Any) -> None:
-        """Publish as the device would under its current fault; a lost broker is the reconnect loop's business."""
+        """Publish as the device would under its current fault; a lost broker is for the reconnect loop."""
         if self.fault == "offline":
             return
         if self.fault == "slow":
             await asyncio.sleep(SLOW_REPLY_S)
         payload = GARBAGE if self.fault == "garbage" else json.dumps(message)
-        with contextlib.suppress(aiomqtt.MqttError):
-            await client.publish(topic, payload, qos=1)
+        # A broker that went away mid-publish never acknowledges it; the reconnect loop takes over from there.
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            async with asyncio.timeout(5):
+                await client.publish(topic, payload, qos=1)
 
 
 def _changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -589,12 +594,33 @@ def _changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return changed
 
 
+def _is_topic_level(src: Any) -> bool:
+    """Whether a caller's src can head a reply topic. Brokers such as mosquitto disconnect a client that
+    publishes to a topic with wildcards, control characters, non-characters or broken UTF-8 in it."""
+    if not isinstance(src, str) or not src or "+" in src or "#" in src:
+        return False
+    if any(ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F or 0xFDD0 <= ord(char) <= 0xFDEF
+           or ord(char) & 0xFFFE == 0xFFFE for char in src):
+        return False
+    try:
+        return len(src.encode()) < 60000
+    except UnicodeEncodeError:
+        return False
+
+
 def _query_value(value: str) -> Any:
-    """A query parameter as the firmware reads it: JSON when it parses (`true`, `0`, `"x"`), else the raw text."""
+    """A query parameter as the firmware reads it: JSON when it parses (`true`, `0`, `"x"`), else the text."""
     try:
         return parse_json(value)
     except ValueError:
         return value
+
+
+def _config_param(params: dict[str, Any]) -> dict[str, Any]:
+    config = params.get("config")
+    if not isinstance(config, dict):
+        raise RpcError(-103, "Missing required 'config'" if config is None else "Invalid argument 'config'")
+    return config
 
 
 def _is_number(value: Any) -> bool:

@@ -1,9 +1,10 @@
 """A WLED light strip: the JSON API over HTTP and WebSocket, as the WLED firmware serves it.
 
-Merge rules follow the firmware's `deserializeState`/`deserializeSegment` (json.cpp): partial updates, `"on":"t"`
-toggles, `bri` 0 turns off and keeps the last brightness, segments addressed by `id`, effects and palettes by
-index, `"~"` steps; replies as `wled_server.cpp` and `ws.cpp` give them (`{"success":true}`, the state with
-`"v":true`, HTTP 400 `{"error":9}` for JSON it cannot parse, `{"state","info"}` pushed to every WebSocket client).
+Merge rules follow the firmware's `deserializeState`/`deserializeSegment` (json.cpp): partial updates,
+`"on":"t"` toggles, `bri` 0 turns off and keeps the last brightness, segments addressed by `id`, effects and
+palettes by index, `"~"` steps. Replies are the ones `wled_server.cpp` and `ws.cpp` give: `{"success":true}`,
+the state with `"v":true`, HTTP 400 `{"error":9}` for JSON it cannot parse, and `{"state","info"}` pushed to
+every WebSocket client on a change.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from aiohttp import web
 from simulators.httpdevice import HttpDevice, mac_for, parse_json
 from simulators.mdns import MdnsService
 
-# A prefix of WLED 0.15's effect list (index = effect id), with each effect's metadata as /json/fxdata gives it.
+# A prefix of WLED 0.15's effect list (index = effect id), with each effect's metadata as /json/fxdata has it.
 EFFECTS: tuple[tuple[str, str], ...] = (
     ("Solid", ""), ("Blink", "!,Duty cycle;!,!;!;01"), ("Breathe", "!;!,!;!;01"), ("Wipe", "!,!;!,!;!"),
     ("Wipe Random", "!;;!"), ("Random Colors", "!,Fade time;;!;01"), ("Sweep", "!,!;!,!;!"),
@@ -32,9 +33,9 @@ EFFECTS: tuple[tuple[str, str], ...] = (
     ("Running", "!,Wave width;!,!;!"), ("Saw", "!,Width;!,!;!"), ("Twinkle", "!,!;!,!;!;;m12=0"))
 # A prefix of WLED 0.15's palette list (index = palette id).
 PALETTES: tuple[str, ...] = (
-    "Default", "* Random Cycle", "* Color 1", "* Colors 1&2", "* Color Gradient", "* Colors Only", "Party", "Cloud",
-    "Lava", "Ocean", "Forest", "Rainbow", "Rainbow Bands", "Sunset", "Rivendell", "Breeze", "Red & Blue",
-    "Yellowout", "Analogous", "Splash", "Pastel", "Sunset 2", "Beach")
+    "Default", "* Random Cycle", "* Color 1", "* Colors 1&2", "* Color Gradient", "* Colors Only", "Party",
+    "Cloud", "Lava", "Ocean", "Forest", "Rainbow", "Rainbow Bands", "Sunset", "Rivendell", "Breeze",
+    "Red & Blue", "Yellowout", "Analogous", "Splash", "Pastel", "Sunset 2", "Beach")
 VERSION, BUILD = "0.15.0", 2412100
 WLED_OUI = "A4CF12"
 MAX_SEGMENTS = 32
@@ -97,7 +98,7 @@ class Nightlight:
 
 
 class WledStrip(HttpDevice):
-    kind = "wled"
+    kind = "wled_strip"
 
     def __init__(self, device_id: str = "strip", name: str = "", area: str = "", mac: str | None = None,
                  host: str | None = None, port: int = 80, leds: int = 30) -> None:
@@ -119,7 +120,7 @@ class WledStrip(HttpDevice):
         self._boot = self.context.clock.now()
         self._random = random.Random(device_id)
 
-    # --- the Simulator contract ---------------------------------------------------------------------------------
+    # --- the Simulator contract -----------------------------------------------------------------------------
 
     async def serve(self) -> None:
         await super().serve()
@@ -128,8 +129,8 @@ class WledStrip(HttpDevice):
     def state(self) -> dict[str, Any]:
         return {"on": self.on, "bri": self.bri, "transition": self.transition, "ps": self.preset,
                 "nightlight": self.nightlight.on,
-                "segments": [{"id": seg.id, "start": seg.start, "stop": seg.stop, "on": seg.on, "bri": seg.bri,
-                              "col": [list(colour) for colour in seg.col], "fx": seg.fx,
+                "segments": [{"id": seg.id, "start": seg.start, "stop": seg.stop, "on": seg.on,
+                              "bri": seg.bri, "col": [list(colour) for colour in seg.col], "fx": seg.fx,
                               "effect": EFFECTS[seg.fx][0], "pal": seg.pal, "palette": PALETTES[seg.pal],
                               "sx": seg.sx, "ix": seg.ix} for seg in self.segments],
                 "fault": self.fault}
@@ -140,11 +141,11 @@ class WledStrip(HttpDevice):
     def set_value(self, key: str, value: Any) -> None:
         self.update({key: value})
 
-    # --- the JSON API -----------------------------------------------------------------------------------------
+    # --- the JSON API ---------------------------------------------------------------------------------------
 
     def update(self, root: dict[str, Any]) -> bool:
-        """Merge a partial state object as the firmware does; pushes to WebSocket clients and returns True when
-        something changed."""
+        """Merge a partial state object as the firmware does. When something changed, the new state goes to
+        every WebSocket client and this returns True."""
         before = self._comparable_state()
         self._merge(root)
         changed = self._comparable_state() != before
@@ -180,14 +181,14 @@ class WledStrip(HttpDevice):
                 "wifi": {"bssid": "02:00:00:00:00:01", "rssi": -52, "signal": 96, "channel": 6, "ap": False},
                 "fs": {"u": 12, "t": 983, "pmt": self.presets_modified}, "ndc": 0, "arch": "esp32",
                 "core": "v4.4.7-dirty", "clock": 240, "flash": 4, "lwip": 0, "freeheap": 180364,
-                "uptime": int(now - self._boot), "time": _wled_time(now), "opt": 79, "brand": "WLED",
+                "uptime": int(self._uptime_s()), "time": _wled_time(now), "opt": 79, "brand": "WLED",
                 "product": "FOSS", "mac": self.mac, "ip": self.host or ""}
 
     def config_json(self) -> dict[str, Any]:
         """The part of /json/cfg clients read: identity and the LED setup."""
         return {"rev": [1, 0], "vid": BUILD, "id": {"mdns": self.mdns_hostname(), "name": self.name},
-                "hw": {"led": {"total": self.leds, "maxpwr": MAX_MILLIAMPS, "ledma": LED_MILLIAMPS, "cct": False,
-                               "cr": False, "cb": 0, "fps": 42, "rgbwm": 255,
+                "hw": {"led": {"total": self.leds, "maxpwr": MAX_MILLIAMPS, "ledma": LED_MILLIAMPS,
+                               "cct": False, "cr": False, "cb": 0, "fps": 42, "rgbwm": 255,
                                "ins": [{"start": 0, "len": self.leds, "pin": [2], "order": 0, "rev": False,
                                         "skip": 0, "type": 22, "ref": False, "rgbwm": 0, "freq": 0}]}}}
 
@@ -205,6 +206,9 @@ class WledStrip(HttpDevice):
             return 501, {"error": ERR_NOT_IMPLEMENTED}
         return 200, {**self._state_and_info(), "effects": [name for name, _ in EFFECTS],
                      "palettes": list(PALETTES)}
+
+    def _uptime_s(self) -> float:
+        return self.context.clock.now() - self._boot
 
     def _state_and_info(self) -> dict[str, Any]:
         return {"state": self.state_json(), "info": self.info_json()}
@@ -238,7 +242,7 @@ class WledStrip(HttpDevice):
         if wanted != (live > 0):
             live = 0 if live else self.bri
         if isinstance(on, str) and on.startswith("t") and (was_on or not live):
-            live = 0 if live else self.bri  # `"on":"t"` toggles, but not back off when `bri` just turned it on
+            live = 0 if live else self.bri  # `"on":"t"` toggles, but not off again when `bri` turned it on
         self.on = live > 0
         if _is_int(root.get("transition")) and root["transition"] >= 0:
             self.transition = min(root["transition"], 655)
@@ -354,8 +358,8 @@ class WledStrip(HttpDevice):
         save = _byte(root.get("psave"), 0)
         if 0 < save < 251:
             name = root.get("n") if isinstance(root.get("n"), str) else f"Preset {save}"
-            self.presets[str(save)] = {"n": name, "on": self.on, "bri": self.bri, "transition": self.transition,
-                                       "mainseg": self.main_segment,
+            self.presets[str(save)] = {"n": name, "on": self.on, "bri": self.bri,
+                                       "transition": self.transition, "mainseg": self.main_segment,
                                        "seg": [{key: value for key, value in segment.to_json().items()
                                                 if key != "len"} for segment in self.segments]}
             self.presets_modified = int(self.context.clock.now())
@@ -365,7 +369,8 @@ class WledStrip(HttpDevice):
         chosen = _byte(root.get("ps"), 0, 1, 250, self._random)
         if "ps" in root and 0 < chosen < 251 and str(chosen) in self.presets and chosen != self.preset:
             preset = self.presets[str(chosen)]
-            self._merge({key: value for key, value in preset.items() if key not in ("n", "ps", "psave", "pdel")})
+            self._merge({key: value for key, value in preset.items()
+                         if key not in ("n", "ps", "psave", "pdel")})
             self.preset = chosen
 
     # --- HTTP and WebSocket -------------------------------------------------------------------------------
@@ -375,7 +380,7 @@ class WledStrip(HttpDevice):
                 web.post("/json", self._post_json), web.post("/json/{path:.*}", self._post_json),
                 web.get("/presets.json", self._get_presets), web.get("/ws", self._websocket),
                 web.get("/version", self._plain(lambda: str(BUILD))),
-                web.get("/uptime", self._plain(lambda: str(int((self.context.clock.now() - self._boot) * 1000)))),
+                web.get("/uptime", self._plain(lambda: str(int(self._uptime_s() * 1000)))),
                 web.get("/freeheap", self._plain(lambda: "180364")), web.get("/reset", self._reset)]
 
     def mdns_hostname(self) -> str:
@@ -409,7 +414,8 @@ class WledStrip(HttpDevice):
 
     async def _reset(self, request: web.Request) -> web.Response:
         self._boot = self.context.clock.now()
-        return web.Response(text="<h2>Rebooting now...</h2>Please wait ~10 seconds.", content_type="text/html")
+        return web.Response(text="<h2>Rebooting now...</h2>Please wait ~10 seconds.",
+                            content_type="text/html")
 
     def _plain(self, text: Any) -> Any:
         async def handler(request: web.Request) -> web.Response:
@@ -454,7 +460,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _bool(value: Any, current: bool) -> bool:
-    """getBoolVal(): a JSON boolean, or a string starting with "t" to toggle; anything else keeps the value."""
+    """getBoolVal(): a JSON boolean, or a string starting with "t" to toggle; anything else keeps it."""
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.startswith("t"):
@@ -469,7 +475,7 @@ def _is_byte(value: Any) -> bool:
 
 def _byte(value: Any, current: int, low: int = 0, high: int = 255, rng: random.Random | None = None) -> int:
     """getVal(): a JSON integer read as a byte (out of range reads as 0), or a string: "~"/"~-" step by one
-    with wrap-around, "~N"/"~-N" step by N within [low, high], "r" random, or digits. Anything else keeps it."""
+    with wrap-around, "~N"/"~-N" step by N within [low, high], "r" random, or digits. Else: `current`."""
     if not _is_byte(value):
         return current
     if _is_int(value):
@@ -509,7 +515,7 @@ def _colour(value: Any, current: list[int]) -> list[int] | None:
         return [max(0, min(255, channel)) for channel in channels + [0] * (3 - len(channels))]
     if isinstance(value, dict):
         return [max(0, min(255, value[key])) if _is_int(value.get(key)) else old
-                for key, old in zip("rgb", current)]
+                for key, old in zip("rgb", current, strict=True)]
     if isinstance(value, str):
         if not re.fullmatch(r"[0-9a-fA-F]{6}|[0-9a-fA-F]{8}", value):
             return None

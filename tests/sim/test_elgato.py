@@ -2,23 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import aiohttp
 import pytest
 from elgato import Elgato, PowerOnBehavior
+from http_support import ManualClock, loopback_context
 
+from simulators.base import SimContext
 from simulators.elgato import ElgatoKeyLight
 
 
 @pytest.fixture
-async def light(http_context):
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def context(clock: ManualClock) -> SimContext:
+    return loopback_context(clock)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def light(context):
     device = ElgatoKeyLight("desk_light", name="Desk Light")
-    await device.start(http_context)
+    await device.start(context)
     yield device
     await device.stop()
 
 
 @pytest.fixture
-def client(light, http_session):
-    return Elgato(light.host, port=9123, session=http_session)
+def client(light, session):
+    return Elgato(light.host, port=9123, session=session)
 
 
 async def put(session, light, path, body):
@@ -63,14 +84,14 @@ async def test_restart_with_defaults_applies_the_power_on_values(light, client):
     ({"brightness": -5, "temperature": 100}, {"brightness": 0, "temperature": 143}),
     ({"temperature": 999, "on": 1}, {"temperature": 344, "on": 1}),
 ])
-async def test_values_outside_the_range_are_clamped(light, http_session, sent, expected):
-    status, body = await put(http_session, light, "lights", {"numberOfLights": 1, "lights": [sent]})
+async def test_values_outside_the_range_are_clamped(light, session, sent, expected):
+    status, body = await put(session, light, "lights", {"numberOfLights": 1, "lights": [sent]})
 
     assert status == 200
     assert {key: body["lights"][0][key] for key in expected} == expected
 
 
 @pytest.mark.parametrize("body", [{"lights": "bright"}, {"numberOfLights": 1, "lights": [{"on": "yes"}]}, []])
-async def test_malformed_requests_are_rejected_and_change_nothing(light, http_session, body):
-    assert (await put(http_session, light, "lights", body))[0] == 400
+async def test_malformed_requests_are_rejected_and_change_nothing(light, session, body):
+    assert (await put(session, light, "lights", body))[0] == 400
     assert light.state()["on"] is False and light.state()["brightness"] == 20

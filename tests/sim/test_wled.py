@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
+from http_support import ManualClock, loopback_context, until
 from wled import WLED
 
+from simulators.base import SimContext
 from simulators.wled import EFFECTS, PALETTES, WledStrip
 
 
 @pytest.fixture
-async def strip(http_context):
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def context(clock: ManualClock) -> SimContext:
+    return loopback_context(clock)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def strip(context):
     device = WledStrip("kitchen_strip", name="Kitchen Strip", leds=60)
     try:
-        await device.start(http_context)
+        await device.start(context)
     except PermissionError:
         pytest.skip("python-wled only talks to port 80, which this user may not bind (needs root or "
                     "CAP_NET_BIND_SERVICE)")
@@ -23,8 +43,8 @@ async def strip(http_context):
 
 
 @pytest.fixture
-async def client(strip, http_session):
-    async with WLED(strip.host, session=http_session) as wled:
+async def client(strip, session):
+    async with WLED(strip.host, session=session) as wled:
         yield wled
 
 
@@ -33,9 +53,9 @@ async def post_state(session, strip, body, path="/json/state"):
         return response.status, await response.json()
 
 
-async def test_each_strip_gets_a_loopback_address_of_its_own_on_port_80(strip, http_context):
+async def test_each_strip_gets_a_loopback_address_of_its_own_on_port_80(strip, context):
     other = WledStrip("hall_strip")
-    await other.start(http_context)
+    await other.start(context)
     try:
         assert strip.port == other.port == 80
         assert strip.host != other.host and other.host.startswith("127.")
@@ -78,16 +98,16 @@ async def test_python_wled_presets(strip, client):
     assert strip.state()["ps"] == 2 and strip.state()["segments"][0]["effect"] == "Rainbow"
 
 
-async def test_python_wled_websocket_receives_a_change_made_elsewhere(strip, client, http_session, http_until):
+async def test_python_wled_websocket_receives_a_change_made_elsewhere(strip, client, session):
     await client.connect()
     seen = []
     listener = asyncio.create_task(client.listen(lambda device: seen.append(device.state.brightness)))
     try:
-        await http_until(lambda: len(seen) == 1)  # the device greets a new client with its state
+        await until(lambda: len(seen) == 1)  # the device greets a new client with its state
         assert strip.info_json()["ws"] == 1
 
-        await post_state(http_session, strip, {"bri": 42})
-        await http_until(lambda: seen[-1] == 42)
+        await post_state(session, strip, {"bri": 42})
+        await until(lambda: seen[-1] == 42)
     finally:
         listener.cancel()
         await client.disconnect()
@@ -101,57 +121,57 @@ async def test_python_wled_websocket_receives_a_change_made_elsewhere(strip, cli
     ({"bri": "~10"}, {"on": True, "bri": 138}),
     ({"transition": 20, "bri": 1.5}, {"on": True, "bri": 128, "transition": 20}),  # floats are not bytes
 ])
-async def test_master_merge_rules(strip, http_session, body, expected):
-    status, reply = await post_state(http_session, strip, body)
+async def test_master_merge_rules(strip, session, body, expected):
+    status, reply = await post_state(session, strip, body)
 
     assert (status, reply) == (200, {"success": True})
     assert {key: strip.state()[key] for key in expected} == expected
 
 
-async def test_toggle_turns_on_with_the_last_brightness(strip, http_session):
-    await post_state(http_session, strip, {"on": False, "bri": 77})
-    await post_state(http_session, strip, {"on": "t"})
+async def test_toggle_turns_on_with_the_last_brightness(strip, session):
+    await post_state(session, strip, {"on": False, "bri": 77})
+    await post_state(session, strip, {"on": "t"})
 
     assert (strip.state()["on"], strip.state()["bri"]) == (True, 77)
 
 
 @pytest.mark.parametrize(("seg", "expected"), [
     ({"id": 0, "col": ["00FF00"]}, {"col": [[0, 255, 0], [0, 0, 0], [0, 0, 0]]}),
-    ({"col": [[], {"g": 9}]}, {"col": [[255, 160, 0], [0, 9, 0], [0, 0, 0]]}),  # no id: every selected segment
-    ([{"col": [2700]}], {"col": [[255, 167, 87], [0, 0, 0], [0, 0, 0]]}),  # Kelvin, as colorKtoRGB computes it
+    ({"col": [[], {"g": 9}]}, {"col": [[255, 160, 0], [0, 9, 0], [0, 0, 0]]}),  # no id: the selected segments
+    ([{"col": [2700]}], {"col": [[255, 167, 87], [0, 0, 0], [0, 0, 0]]}),  # Kelvin, computed as colorKtoRGB
     ({"id": 0, "fx": "~", "sx": 12}, {"fx": 1, "sx": 12}),
     ({"id": 0, "fx": 999, "pal": 6}, {"fx": 0, "palette": "Party"}),
     ({"id": 0, "bri": 0}, {"on": False, "bri": 255}),
     ({"id": 0, "on": "t"}, {"on": False}),
 ])
-async def test_segment_merge_rules(strip, http_session, seg, expected):
-    await post_state(http_session, strip, {"seg": seg})
+async def test_segment_merge_rules(strip, session, seg, expected):
+    await post_state(session, strip, {"seg": seg})
 
     segment = strip.state()["segments"][0]
     assert {key: segment[key] for key in expected} == expected
 
 
-async def test_segments_are_created_with_a_stop_and_deleted_with_stop_zero(strip, http_session):
-    await post_state(http_session, strip, {"seg": [{"id": 0, "stop": 20}, {"id": 1, "start": 20, "stop": 60,
+async def test_segments_are_created_with_a_stop_and_deleted_with_stop_zero(strip, session):
+    await post_state(session, strip, {"seg": [{"id": 0, "stop": 20}, {"id": 1, "start": 20, "stop": 60,
                                                                          "col": [[0, 0, 255]]}]})
     assert [(seg["start"], seg["stop"]) for seg in strip.state()["segments"]] == [(0, 20), (20, 60)]
     assert strip.state()["segments"][1]["col"][0] == [0, 0, 255]
 
-    await post_state(http_session, strip, {"seg": {"id": 1, "stop": 0}})
+    await post_state(session, strip, {"seg": {"id": 1, "stop": 0}})
     assert len(strip.state()["segments"]) == 1
 
 
-async def test_verbose_requests_get_the_json_for_their_url(strip, http_session):
-    status, state = await post_state(http_session, strip, {"bri": 10, "v": True})
-    _, full = await post_state(http_session, strip, {"v": True}, path="/json")
+async def test_verbose_requests_get_the_json_for_their_url(strip, session):
+    status, state = await post_state(session, strip, {"bri": 10, "v": True})
+    _, full = await post_state(session, strip, {"v": True}, path="/json")
 
     assert status == 200 and state["bri"] == 10 and state["seg"][0]["id"] == 0
     assert set(full) == {"state", "info", "effects", "palettes"}
 
 
 @pytest.mark.parametrize("body", [b"{\"on\":", b"[1, 2]", b"", b"\xff\xfe"])
-async def test_json_it_cannot_parse_is_error_9(strip, http_session, body):
-    async with http_session.post(f"{strip.address()}/json/state", data=body) as response:
+async def test_json_it_cannot_parse_is_error_9(strip, session, body):
+    async with session.post(f"{strip.address()}/json/state", data=body) as response:
         assert (response.status, await response.json()) == (400, {"error": 9})
     assert strip.state()["on"] is True
 
@@ -168,40 +188,40 @@ async def test_json_it_cannot_parse_is_error_9(strip, http_session, body):
     ("/presets.json", lambda body: body["0"] == {} and body["1"]["n"] == "Warm White"),
     ("/version", lambda body: body == 2412100),
 ])
-async def test_read_endpoints(strip, http_session, path, check):
-    async with http_session.get(f"{strip.address()}{path}") as response:
+async def test_read_endpoints(strip, session, path, check):
+    async with session.get(f"{strip.address()}{path}") as response:
         assert response.status == 200
         assert check(await response.json(content_type=None))
 
 
-async def test_an_unknown_json_path_is_not_implemented(strip, http_session):
-    async with http_session.get(f"{strip.address()}/json/teapot") as response:
+async def test_an_unknown_json_path_is_not_implemented(strip, session):
+    async with session.get(f"{strip.address()}/json/teapot") as response:
         assert (response.status, await response.json()) == (501, {"error": 4})
 
 
-async def test_saving_a_preset_bumps_the_presets_timestamp(strip, http_session, http_clock):
-    await post_state(http_session, strip, {"seg": {"id": 0, "col": [[1, 2, 3]]}})
-    await post_state(http_session, strip, {"psave": 5, "n": "Dim blue"})
-    await post_state(http_session, strip, {"seg": {"id": 0, "col": [[9, 9, 9]]}})
-    await post_state(http_session, strip, {"ps": 5})
+async def test_saving_a_preset_bumps_the_presets_timestamp(strip, session, clock):
+    await post_state(session, strip, {"seg": {"id": 0, "col": [[1, 2, 3]]}})
+    await post_state(session, strip, {"psave": 5, "n": "Dim blue"})
+    await post_state(session, strip, {"seg": {"id": 0, "col": [[9, 9, 9]]}})
+    await post_state(session, strip, {"ps": 5})
 
-    assert strip.info_json()["fs"]["pmt"] == int(http_clock.now())
+    assert strip.info_json()["fs"]["pmt"] == int(clock.now())
     assert strip.presets["5"]["n"] == "Dim blue"
     assert strip.state()["ps"] == 5 and strip.state()["segments"][0]["col"][0] == [1, 2, 3]
 
 
-async def test_nightlight_fades_to_its_target_in_simulated_time(strip, http_session, http_clock, http_until):
-    await post_state(http_session, strip, {"nl": {"on": True, "dur": 10, "tbri": 0}})
-    _, state = await post_state(http_session, strip, {"v": True})
+async def test_nightlight_fades_to_its_target_in_simulated_time(strip, session, clock):
+    await post_state(session, strip, {"nl": {"on": True, "dur": 10, "tbri": 0}})
+    _, state = await post_state(session, strip, {"v": True})
     assert state["nl"]["on"] is True and state["nl"]["rem"] == 600
 
-    await http_clock.advance(600)
-    await http_until(lambda: strip.state()["on"] is False)
+    await clock.advance(600)
+    await until(lambda: strip.state()["on"] is False)
     assert strip.state()["nightlight"] is False
 
 
-async def test_websocket_protocol(strip, http_session):
-    async with http_session.ws_connect(f"ws://{strip.host}/ws") as socket:
+async def test_websocket_protocol(strip, session):
+    async with session.ws_connect(f"ws://{strip.host}/ws") as socket:
         greeting = await socket.receive_json()
         await socket.send_str("p")
         pong = await socket.receive_str()
