@@ -135,7 +135,7 @@ class HttpDevice(Simulator):
     async def websocket(self, request: web.Request, on_text: TextHandler,
                         on_open: SocketHook | None = None, on_close: SocketHook | None = None,
                         ) -> web.WebSocketResponse:
-        """Serve a WebSocket connection: text frames go to on_text; devices ignore binary ones, so does this."""
+        """Serve a WebSocket connection: text frames go to on_text; binary ones are ignored, as devices do."""
         socket = web.WebSocketResponse(timeout=2.0)
         await socket.prepare(request)
         if request.transport is None:

@@ -273,8 +273,9 @@ class WledStrip(HttpDevice):
                     self._merge_segment(segments, segment.id)
         elif isinstance(segments, list):
             for index, item in enumerate(segments):
-                if isinstance(item, dict):
-                    self._merge_segment(item, item["id"] if _is_int(item.get("id")) else index)
+                if isinstance(item, dict):  # an id that is no byte counts as missing: the position decides
+                    self._merge_segment(item, item["id"] if _is_int(item.get("id")) and 0 <= item["id"] < 256
+                                        else index)
         return [segment.to_json() for segment in self.segments] != before
 
     def _merge_segment(self, item: dict[str, Any], segment_id: int) -> None:

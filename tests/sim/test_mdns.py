@@ -11,6 +11,7 @@ a zeroconf instance of its own, so announcements, queries and answers really cro
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 from aioshelly.zeroconf import async_discover_devices
@@ -37,7 +38,8 @@ def context(clock: ManualClock) -> SimContext:
 
 
 @pytest.fixture
-async def zeroconf():
+async def devices_zeroconf() -> AsyncIterator[AsyncZeroconf]:
+    """The instance the simulators announce on, as a scenario runner creates it: 127.0.0.1 only."""
     zeroconf = AsyncZeroconf(interfaces=["127.0.0.1"])
     yield zeroconf
     await zeroconf.async_close()
@@ -49,8 +51,8 @@ async def resolve(zeroconf: AsyncZeroconf, type_: str, name: str) -> AsyncServic
     return info
 
 
-async def test_a_browser_finds_every_http_device_with_its_txt_records(context, zeroconf):
-    context.zeroconf = zeroconf
+async def test_a_browser_finds_every_http_device_with_its_txt_records(context, devices_zeroconf):
+    context.zeroconf = devices_zeroconf
     plug = ShellySwitch("desk_plug")
     relay = ShellySwitch("boiler_relay", app="Plus1PM", port=80)
     strip = WledStrip("kitchen_strip")
