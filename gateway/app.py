@@ -17,6 +17,7 @@ from gateway.devices.docs import DocLibrary
 from gateway.devices.registry import Registry
 from gateway.discovery.mqtt import MqttDiscovery
 from gateway.discovery.serial import discover_serial
+from gateway.logs import current_task
 from gateway.policy import Confirmations, Confirmer, Policy, ScopeError
 from gateway.sandbox.broker import Broker, JobContext
 from gateway.sandbox.manager import Sandbox, SandboxUnavailable
@@ -144,22 +145,26 @@ class Gateway:
         if self.store:
             self.store.close()
 
-    def session(self, task_id: str, device_ids: list[str] | None = None,
-                confirm: Confirmer | None = None) -> SandboxSession:
+    def session(self, task_id: str, device_ids: list[str] | None = None, confirm: Confirmer | None = None,
+                origin: str = "cli") -> SandboxSession:
         """A sandbox for one task, holding handles for exactly the devices it may use."""
         assert self.broker is not None
         devices = self.policy.devices_for_task(self.registry, device_ids)
-        context = JobContext(task_id, {device.id: device for device in devices}, confirm)
+        context = JobContext(task_id, {device.id: device for device in devices}, confirm, origin)
         broker = self.broker
 
         return self.sandbox.session(task_id, lambda: [device.for_job() for device in devices],
                                     lambda request: broker.handle(context, request))
 
     async def run_task(self, text: str, origin: str = "cli", device_ids: list[str] | None = None,
-                       on_event: EventSink = _ignore, confirm: Confirmer | None = None) -> TaskResult:
-        """Run one command to its end. `confirm` asks the person behind `origin`; None means nobody can."""
+                       on_event: EventSink = _ignore, confirm: Confirmer | None = None,
+                       task_id: str | None = None) -> TaskResult:
+        """Run one command to its end. `confirm` asks the person behind `origin`; None means nobody can.
+        `task_id` names a task already queued in the store; otherwise one is created."""
         assert self.store is not None and self.prompts is not None
-        record = self.store.create_task(text, origin)
+        record = (self.store.get_task(task_id) if task_id else None) or self.store.create_task(text, origin)
+        current_task.set(record.id)
+        log.info("task from %s: %s", origin, text)
         started = time.time()
         self.store.update_task(record.id, status="running", started_at=started, model=self.config.llm.model or None,
                                sandbox_layers=",".join(self.sandbox.layers))
@@ -168,7 +173,7 @@ class Gateway:
         try:
             if self.llm is None:
                 raise LLMError("no model is configured")
-            session = self.session(record.id, device_ids, confirm)
+            session = self.session(record.id, device_ids, confirm, origin)
             prompt = self.build_prompt(text, device_ids)
             loop = AgentLoop(self.llm, self.store, self.config.agent)
             async with asyncio.timeout(self.config.agent.task_timeout_s):
@@ -190,6 +195,8 @@ class Gateway:
             self.store.update_task(record.id, status=progress.status, answer=progress.answer, error=progress.error,
                                    finished_at=finished, turns=progress.turns, prompt_tokens=progress.prompt_tokens,
                                    completion_tokens=progress.completion_tokens)
+        log.info("task %s after %d turn(s), %d tokens%s", progress.status, progress.turns, progress.tokens,
+                 f": {progress.error}" if progress.error else "")
         return TaskResult(record.id, progress.status, progress.answer, progress.error, progress.turns,
                           progress.tokens, round((finished - started) * 1000, 1))
 
@@ -211,7 +218,7 @@ class Gateway:
         status, error, execution = "failed", None, None
         session: SandboxSession | None = None
         try:
-            session = self.session(record.id, device_ids, confirm)
+            session = self.session(record.id, device_ids, confirm, "exec")
             execution = await session.execute(code)
             self.store.add_step(StepRecord(record.id, 1, code=code, observation=execution.output,
                                            exec_ms=round(execution.duration_ms, 1)))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from gateway.app import Gateway, TaskResult
 from gateway.config import Config, ConfigError, find_config_file, load_config
 from gateway.console import Console, TracePrinter, print_result
 from gateway.devices.model import Device
+from gateway.logs import setup_logging
 from gateway.policy import ScopeError
 from gateway.sandbox.manager import SandboxUnavailable
 from gateway.store import Store
@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
+    command("run", "run the gateway as a service: discovery, the HTTP API and web page, the MQTT command topic",
+            cmd_run)
+
+    token = command("token", "print the API token (needed when the API listens on anything but loopback)",
+                    cmd_token)
+    token.add_argument("--rotate", action="store_true", help="replace it with a new one (restart the daemon)")
+
     ask = command("ask", "run one command through the model and the sandbox, showing each turn", cmd_ask)
     ask.add_argument("text", help='the command, e.g. "turn on the desk plug"')
     ask.add_argument("--json", action="store_true",
@@ -83,12 +90,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace) -> tuple[Config, str]:
+def _load(args: argparse.Namespace, level: str | None = None) -> tuple[Config, str]:
+    """The config, and logging set up: warnings only for one-shot commands unless -v."""
     path = find_config_file(args.config)
     config = load_config(path)
-    level = logging.DEBUG if args.verbose else logging.WARNING
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging("debug" if args.verbose else level or "warning", config.gateway.log_format == "json")
     return config, str(path) if path else "defaults"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.daemon import run_daemon
+
+    path = find_config_file(args.config)
+    config = load_config(path)
+    setup_logging("debug" if args.verbose else config.gateway.log_level, config.gateway.log_format == "json")
+    return asyncio.run(run_daemon(config, str(path) if path else "defaults"))
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from gateway.api.auth import load_or_create_token, rotate_token
+
+    config, _ = _load(args)
+    if args.rotate:
+        print(rotate_token(config.gateway.data_dir))
+        print("rotated: restart `pyuse run` for it to take effect", file=sys.stderr)
+    else:
+        print(load_or_create_token(config.gateway.data_dir)[0])
+    return 0
 
 
 def cmd_ask(args: argparse.Namespace) -> int:

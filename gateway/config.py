@@ -34,6 +34,7 @@ class GatewaySection(Section):
     id: str = Field("pyuse", description="names this gateway in MQTT topics; lowercase letters, digits, _ and -")
     data_dir: Path = Field(default_factory=default_data_dir)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line")
 
     @field_validator("id")
     @classmethod
@@ -99,6 +100,27 @@ class MqttSection(Section):
     username: str = ""
     password: SecretStr = SecretStr("")
     embedded: bool = Field(False, description="start the built-in broker (amqtt) on host:port")
+
+
+class ApiSection(Section):
+    host: str = Field("127.0.0.1", description="any address but loopback requires the bearer token")
+    port: int = Field(8321, ge=0, le=65535)
+    max_concurrent_tasks: int = Field(16, ge=1, le=256)
+    max_queued_tasks: int = Field(64, ge=1, le=10_000)
+    mqtt_intake: bool = Field(True, description="take tasks on pyuse/<id>/task and confirmations over MQTT")
+
+
+class SttSection(Section):
+    """Speech to text for /api/voice, through an OpenAI-compatible transcription endpoint."""
+
+    base_url: str = Field("", description="empty: voice uploads are refused with a hint")
+    model: str = "whisper-1"
+    api_key: SecretStr = SecretStr("")
+    language: str = Field("", description="ISO 639-1 hint such as en or zh; empty: detect")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url)
 
 
 class PolicyRule(DangerRule):
@@ -171,6 +193,8 @@ class Config(Section):
     mqtt: MqttSection = MqttSection()
     policy: PolicySection = PolicySection()
     discovery: DiscoverySection = DiscoverySection()
+    api: ApiSection = ApiSection()
+    stt: SttSection = SttSection()
     devices: list[DeviceEntry] = []
 
     @property

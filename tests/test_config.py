@@ -37,7 +37,7 @@ def test_an_unknown_environment_setting_is_reported_with_a_suggestion():
         load_config(None, env={"PYUSE_LMM_MODEL": "x"})
     assert error.value.problems == [
         "PYUSE_LMM_MODEL (environment): no such setting; expected PYUSE_<SECTION>_<KEY> with a section among "
-        "agent, discovery, gateway, llm, mqtt, policy, sandbox (did you mean 'llm'?)"]
+        "agent, api, discovery, gateway, llm, mqtt, policy, sandbox, stt (did you mean 'llm'?)"]
 
 
 def test_secrets_never_appear_in_error_messages(tmp_path):

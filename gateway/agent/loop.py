@@ -97,6 +97,7 @@ class AgentLoop:
                 self.store.add_step(step)
                 self._finish(task_id, progress, reply.answer, emit)
                 return
+            self.store.add_step(step)  # before running: a crash mid-execution still shows what was running
             emit(TaskEvent(task_id, "code", {"turn": turn, "thought": reply.thought, "code": reply.code}))
             started = time.perf_counter()
             execution = await session.execute(reply.code)

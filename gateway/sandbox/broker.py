@@ -91,6 +91,7 @@ class JobContext:
     task_id: str
     devices: dict[str, Device]
     confirm: Confirmer | None = None  # how to ask the person the task came from; None: nobody can be asked
+    origin: str = "cli"
 
 
 # Calls that only read: no danger rule applies to them.
@@ -174,8 +175,8 @@ class Broker:
             return None
         if decision.action == "deny":
             raise CallDenied(f"denied: {operation.summary()} on {device.id!r} is not allowed ({decision.reason})")
-        approved, why = await self.confirmations.ask(context.task_id, device, operation, decision.reason,
-                                                     context.confirm)
+        approved, why = await self.confirmations.ask(context.task_id, context.origin, device, operation,
+                                                     decision.reason, context.confirm)
         if not approved:
             raise CallDenied(f"denied: {operation.summary()} on {device.id!r} needs a person's confirmation "
                              f"({decision.reason}), and {why}")

@@ -1,0 +1,354 @@
+"""The HTTP API (aiohttp): tasks with their live traces (Server-Sent Events), devices, confirmations, voice,
+health, the OpenAPI document, and the web page.
+
+Bound to 127.0.0.1 by default. On any other address every /api request needs the bearer token (EventSource,
+which cannot send headers, may pass it as ?token=). Bodies are validated and size-limited; every error is JSON
+{"error": {"code", "message"}}. The OpenAPI document is generated from ROUTES, the same table the router is
+built from, so it cannot drift from the handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from gateway.agent.loop import TaskEvent
+from gateway.api import models
+from gateway.api.auth import is_loopback
+from gateway.api.voice import Transcriber, VoiceUnavailable
+from gateway.devices.registry import DeviceEvent
+from gateway.policy import ConfirmationRequest, ScopeError, answered_elsewhere
+from gateway.runner import Busy, RunningTask, TaskRunner
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).with_name("static")
+JSON_LIMIT = 64 * 1024
+AUDIO_LIMIT = 16 * 1024 * 1024
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: str  # name of an Api method
+    summary: str
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    stream: bool = False
+    many: bool = False  # the response is a list of `response`
+    body_limit: int = JSON_LIMIT
+    query: tuple[tuple[str, str], ...] = ()  # (name, description)
+
+
+ROUTES = [
+    Route("POST", "/api/tasks", "create_task", "Start a task from a command", models.TaskRequest,
+          models.TaskCreated, 202),
+    Route("GET", "/api/tasks", "list_tasks", "Recent tasks, newest first", response=models.TaskPage,
+          query=(("limit", "how many (1-200, default 20)"), ("offset", "how many to skip"))),
+    Route("GET", "/api/tasks/{id}", "get_task", "One task with its steps", response=models.Task),
+    Route("POST", "/api/tasks/{id}/cancel", "cancel_task", "Cancel a queued or running task",
+          response=models.Cancelled),
+    Route("GET", "/api/tasks/{id}/events", "task_events", "The task's trace as Server-Sent Events: queued, "
+          "started, delta, retry, code, observation, confirmation, answer, finished", stream=True),
+    Route("GET", "/api/devices", "list_devices", "Every device the gateway knows", response=models.Device,
+          many=True),
+    Route("GET", "/api/devices/{id}", "get_device", "One device", response=models.Device),
+    Route("GET", "/api/confirmations", "list_confirmations", "Dangerous calls waiting for a yes or no",
+          response=models.Confirmation, many=True),
+    Route("POST", "/api/confirmations/{id}", "answer_confirmation", "Approve or refuse a dangerous call",
+          models.ConfirmationAnswer, models.Answered),
+    Route("GET", "/api/events", "events", "Device changes and task progress for the web page, as Server-Sent "
+          "Events", stream=True),
+    Route("POST", "/api/voice", "voice", "Upload audio (any format the transcription server takes); its "
+          "transcript runs as a task", response=models.TaskCreated, status=202, body_limit=AUDIO_LIMIT),
+    Route("GET", "/api/health", "health", "Whether the gateway is ready, and what it runs under",
+          response=models.Health),
+    Route("GET", "/api/openapi.json", "openapi", "This document"),
+]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def task_json(record: Any, steps: list[Any] | None = None) -> dict[str, Any]:
+    return models.Task(
+        id=record.id, text=record.text, origin=record.origin, status=record.status, answer=record.answer,
+        error=record.error, created_at=record.created_at, started_at=record.started_at,
+        finished_at=record.finished_at, turns=record.turns, tokens=record.tokens, duration_ms=record.duration_ms,
+        sandbox_layers=[layer for layer in (record.sandbox_layers or "").split(",") if layer],
+        steps=None if steps is None else [models.Step(
+            turn=step.turn, thought=step.thought, code=step.code, observation=step.observation,
+            llm_ms=step.llm_ms, exec_ms=step.exec_ms, prompt_tokens=step.prompt_tokens,
+            completion_tokens=step.completion_tokens) for step in steps]).model_dump()
+
+
+def device_json(device: Any) -> dict[str, Any]:
+    return models.Device(id=device.id, name=device.name, kind=device.kind, transport=device.transport,
+                         area=device.area, aliases=device.aliases, online=device.online, exposed=device.exposed,
+                         source=device.source, state=device.state).model_dump()
+
+
+class Broadcast:
+    """Fan-out of gateway-wide events to /api/events subscribers."""
+
+    def __init__(self) -> None:
+        self.queues: set[asyncio.Queue[tuple[str, dict[str, Any]]]] = set()
+
+    def send(self, kind: str, data: dict[str, Any]) -> None:
+        for queue in self.queues:
+            if queue.qsize() < 1000:  # a stalled browser loses events rather than growing memory
+                queue.put_nowait((kind, data))
+
+
+class Api:
+    def __init__(self, runner: TaskRunner, token: str | None, transcriber: Transcriber) -> None:
+        self.runner = runner
+        self.gateway = runner.gateway
+        self.token = token
+        self.transcriber = transcriber
+        self.broadcast = Broadcast()
+        self.gateway.registry.subscribe(self._device_event)
+        self.runner.listeners.append(self._task_event)
+        self.gateway.confirmations.listeners.append(self._confirmation_event)
+
+    # plumbing
+    def _device_event(self, event: DeviceEvent) -> None:
+        self.broadcast.send("device", {"event": event.type, "device": device_json(event.device)})
+
+    def _task_event(self, task: RunningTask, event: TaskEvent) -> None:
+        if event.kind in ("queued", "started", "answer", "finished"):
+            self.broadcast.send("task", {"id": task.id, "event": event.kind, "text": task.text, **event.data})
+
+    def _confirmation_event(self, what: str, request: ConfirmationRequest, approved: bool | None) -> None:
+        data = asdict(request) | {"state": what, "approved": approved}
+        self.broadcast.send("confirmation", data)
+        task = self.runner.tasks.get(request.task_id)
+        if task is not None:
+            self.runner.emit(task, TaskEvent(task.id, "confirmation", data))
+
+    async def _body(self, request: web.Request, model: type[BaseModel]) -> Any:
+        raw = await request.read()
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
+                                 for error in exc.errors())
+            raise ApiError(400, "invalid_body", problems) from None
+
+    def _submit(self, text: str, origin: str, devices: list[str] | None) -> web.Response:
+        try:
+            task = self.runner.submit(text, origin, devices, confirm=answered_elsewhere)
+        except Busy as exc:
+            raise ApiError(503, "busy", str(exc)) from None
+        return web.json_response(models.TaskCreated(id=task.id, status="queued",
+                                                    events=f"/api/tasks/{task.id}/events").model_dump(), status=202)
+
+    # handlers
+    async def create_task(self, request: web.Request) -> web.Response:
+        body = await self._body(request, models.TaskRequest)
+        if body.devices:
+            try:
+                self.gateway.policy.devices_for_task(self.gateway.registry, body.devices)
+            except ScopeError as exc:
+                raise ApiError(400, "unknown_devices", str(exc)) from None
+        return self._submit(body.text, "api", body.devices)
+
+    async def list_tasks(self, request: web.Request) -> web.Response:
+        try:
+            limit = min(200, max(1, int(request.query.get("limit", 20))))
+            offset = max(0, int(request.query.get("offset", 0)))
+        except ValueError:
+            raise ApiError(400, "invalid_query", "limit and offset must be whole numbers") from None
+        records = self.gateway.store.list_tasks(limit=limit, offset=offset)
+        return web.json_response({"tasks": [task_json(record) for record in records], "offset": offset,
+                                  "limit": limit})
+
+    def _record(self, request: web.Request) -> Any:
+        record = self.gateway.store.get_task(request.match_info["id"])
+        if record is None:
+            raise ApiError(404, "not_found", f"no task {request.match_info['id']!r}")
+        return record
+
+    async def get_task(self, request: web.Request) -> web.Response:
+        record = self._record(request)
+        return web.json_response(task_json(record, self.gateway.store.steps(record.id)))
+
+    async def cancel_task(self, request: web.Request) -> web.Response:
+        record = self._record(request)
+        return web.json_response({"id": record.id, "cancelled": self.runner.cancel(record.id)})
+
+    async def task_events(self, request: web.Request) -> web.StreamResponse:
+        record = self._record(request)
+        response = await self._start_stream(request)
+        task = self.runner.tasks.get(record.id)
+        if task is None:  # finished before this daemon started: its outcome is all there is
+            await self._send(response, "finished", {"task_id": record.id, "status": record.status,
+                                                    "answer": record.answer, "error": record.error})
+            return response
+        async for event in task.follow():
+            await self._send(response, event.kind, event.data)
+        return response
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        response = await self._start_stream(request)
+        queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self.broadcast.queues.add(queue)
+        try:
+            await self._send(response, "hello", {"gateway": self.gateway.config.gateway.id})
+            while True:
+                try:
+                    async with asyncio.timeout(15):
+                        kind, data = await queue.get()
+                    await self._send(response, kind, data)
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            return response
+        finally:
+            self.broadcast.queues.discard(queue)
+
+    @staticmethod
+    async def _start_stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                               "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        return response
+
+    @staticmethod
+    async def _send(response: web.StreamResponse, kind: str, data: dict[str, Any]) -> None:
+        await response.write(f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n".encode())
+
+    async def list_devices(self, request: web.Request) -> web.Response:
+        return web.json_response([device_json(device) for device in self.gateway.registry.all()])
+
+    async def get_device(self, request: web.Request) -> web.Response:
+        device = self.gateway.registry.get(request.match_info["id"])
+        if device is None:
+            raise ApiError(404, "not_found", f"no device {request.match_info['id']!r}")
+        return web.json_response(device_json(device))
+
+    async def list_confirmations(self, request: web.Request) -> web.Response:
+        return web.json_response([asdict(pending) for pending, _ in self.gateway.confirmations.pending.values()])
+
+    async def answer_confirmation(self, request: web.Request) -> web.Response:
+        body = await self._body(request, models.ConfirmationAnswer)
+        request_id = request.match_info["id"]
+        if not self.gateway.confirmations.answer(request_id, body.approve, channel="api"):
+            raise ApiError(404, "not_found", f"no pending confirmation {request_id!r} for a task started here "
+                                             "(answered, expired, or it belongs to another channel)")
+        return web.json_response({"id": request_id, "approved": body.approve})
+
+    async def voice(self, request: web.Request) -> web.Response:
+        audio = await request.read()
+        if not audio:
+            raise ApiError(400, "invalid_body", "send the audio as the request body")
+        try:
+            text = await self.transcriber.transcribe(audio, request.content_type or "audio/wav")
+        except VoiceUnavailable as exc:
+            raise ApiError(501, "voice_not_configured", str(exc)) from None
+        if not text.strip():
+            raise ApiError(422, "no_speech", "the transcription is empty: nothing was said, or it was not heard")
+        return self._submit(text.strip(), "voice", None)
+
+    async def health(self, request: web.Request) -> web.Response:
+        sandbox = self.gateway.sandbox
+        stats = self.runner.stats()
+        return web.json_response(models.Health(
+            status="ok" if sandbox.refusal is None else "degraded", gateway=self.gateway.config.gateway.id,
+            sandbox_layers=sandbox.layers, sandbox_refusal=sandbox.refusal,
+            mqtt_connected=self.gateway.mqtt.connected, model_configured=self.gateway.llm is not None,
+            devices=len(self.gateway.registry.all()), tasks_running=stats["running"],
+            tasks_queued=stats["queued"]).model_dump())
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        from gateway.api.openapi import build_spec
+
+        return web.json_response(build_spec(ROUTES))
+
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+
+def create_app(runner: TaskRunner, token: str | None, transcriber: Transcriber) -> web.Application:
+    api = Api(runner, token, transcriber)
+    limits = {(route.method, route.path): route.body_limit for route in ROUTES}
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            if request.path.startswith("/api/") and token is not None:
+                offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() \
+                    or request.query.get("token", "")
+                if not secrets.compare_digest(offered.encode(), token.encode()):
+                    raise ApiError(401, "unauthorized", "this gateway needs its API token: send "
+                                   "'Authorization: Bearer <token>' (see `pyuse token`)")
+            route = request.match_info.route.resource.canonical if request.match_info.route.resource else ""
+            limit = limits.get((request.method, route), JSON_LIMIT)
+            if request.content_length is not None and request.content_length > limit:
+                raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
+            return await handler(request)
+        except ApiError as exc:
+            return error_response(exc.status, exc.code, exc.message)
+        except web.HTTPRequestEntityTooLarge:
+            return error_response(413, "too_large", "the body is too large")
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+        except Exception:
+            log.exception("API handler failed on %s %s", request.method, request.path)
+            return error_response(500, "internal", "the gateway failed on this request; its log says why")
+
+    app = web.Application(middlewares=[guard], client_max_size=AUDIO_LIMIT)
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, getattr(api, route.handler))
+    app.router.add_get("/", api.index)
+    if STATIC.is_dir():
+        app.router.add_static("/static/", STATIC)
+    return app
+
+
+class ApiServer:
+    def __init__(self, runner: TaskRunner, host: str, port: int, token: str | None, transcriber: Transcriber) -> None:
+        self.host, self.port = host, port
+        self.app = create_app(runner, token, transcriber)
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def close(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+
+def token_required(host: str) -> bool:
+    return not is_loopback(host)

@@ -1,0 +1,74 @@
+"""`pyuse run`: the gateway as a long-running service with its HTTP API, web page and MQTT command topic.
+
+Shuts down in order on SIGINT or SIGTERM: running and queued tasks are cancelled (and marked so), jobs are
+killed, the API stops, and the MQTT connection closes after publishing the gateway's offline status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from gateway.api.auth import load_or_create_token
+from gateway.api.mqtt_intake import MqttIntake
+from gateway.api.server import ApiServer, token_required
+from gateway.api.voice import Transcriber
+from gateway.app import Gateway
+from gateway.config import Config
+from gateway.runner import TaskRunner
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(self, config: Config, source: str = "defaults") -> None:
+        self.config = config
+        self.gateway = Gateway(config, source)
+        self.runner: TaskRunner | None = None
+        self.server: ApiServer | None = None
+        self.intake: MqttIntake | None = None
+        self.token: str | None = None
+        self.token_created = False
+
+    async def start(self) -> None:
+        config = self.config
+        await self.gateway.start()
+        self.runner = TaskRunner(self.gateway, config.api.max_concurrent_tasks, config.api.max_queued_tasks)
+        if token_required(config.api.host):
+            self.token, self.token_created = load_or_create_token(config.gateway.data_dir)
+        self.server = ApiServer(self.runner, config.api.host, config.api.port, self.token, Transcriber(config.stt))
+        await self.server.start()
+        if config.api.mqtt_intake:
+            self.intake = MqttIntake(self.gateway.mqtt, self.runner, config.gateway.id)
+            await self.intake.start()
+        log.info("ready: web page and API at %s; sandbox layers: %s", self.server.url,
+                 ", ".join(self.gateway.sandbox.layers) or "none")
+
+    async def close(self) -> None:
+        if self.runner:
+            await self.runner.close()
+        if self.intake:
+            self.intake.stop()
+        if self.server:
+            await self.server.close()
+        await self.gateway.close()
+
+
+async def run_daemon(config: Config, source: str) -> int:
+    daemon = Daemon(config, source)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await daemon.start()
+        assert daemon.server is not None
+        print(f"pyuse gateway {config.gateway.id!r} is running: {daemon.server.url}/", flush=True)
+        if daemon.token_created:
+            print(f"API token (shown once; `pyuse token` prints it again): {daemon.token}", flush=True)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await daemon.close()
+    return 0

@@ -1,0 +1,139 @@
+"""Runs many tasks at once for the daemon: a bounded queue, a concurrency limit, cancellation, and each task's
+events kept so that a subscriber who arrives late (a browser opening the trace, an MQTT listener) sees them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.agent.loop import TaskEvent
+from gateway.app import Gateway, TaskResult
+from gateway.policy import Confirmer
+
+log = logging.getLogger(__name__)
+
+FINAL = "finished"
+
+
+class Busy(Exception):
+    """The queue is full; try again later."""
+
+
+@dataclass
+class RunningTask:
+    id: str
+    text: str
+    origin: str
+    device_ids: list[str] | None
+    confirm: Confirmer | None
+    events: list[TaskEvent] = field(default_factory=list)
+    result: TaskResult | None = None
+    worker: asyncio.Task[TaskResult] | None = None
+    _followers: set[asyncio.Queue[TaskEvent]] = field(default_factory=set)
+
+    def emit(self, event: TaskEvent) -> None:
+        self.events.append(event)
+        for queue in self._followers:
+            queue.put_nowait(event)
+
+    async def follow(self) -> AsyncIterator[TaskEvent]:
+        """Every event so far, then each new one, until the task has finished."""
+        queue: asyncio.Queue[TaskEvent] = asyncio.Queue()
+        backlog = list(self.events)
+        self._followers.add(queue)  # no await since the snapshot: nothing can slip between the two
+        try:
+            for event in backlog:
+                yield event
+                if event.kind == FINAL:
+                    return
+            while True:
+                event = await queue.get()
+                yield event
+                if event.kind == FINAL:
+                    return
+        finally:
+            self._followers.discard(queue)
+
+
+Listener = Callable[[RunningTask, TaskEvent], None]
+
+
+class TaskRunner:
+    def __init__(self, gateway: Gateway, max_concurrent: int = 16, max_queued: int = 64) -> None:
+        self.gateway = gateway
+        self.max_queued = max_queued
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self.tasks: dict[str, RunningTask] = {}
+        self.listeners: list[Listener] = []
+        self._waiting = 0
+
+    def submit(self, text: str, origin: str, device_ids: list[str] | None = None,
+               confirm: Confirmer | None = None) -> RunningTask:
+        """Queue a command; raises Busy when too many are waiting already."""
+        if self._waiting >= self.max_queued:
+            raise Busy(f"{self._waiting} tasks are already waiting; try again shortly")
+        assert self.gateway.store is not None
+        record = self.gateway.store.create_task(text, origin)
+        task = RunningTask(record.id, text, origin, device_ids, confirm)
+        self.tasks[task.id] = task
+        self._waiting += 1
+        self.emit(task, TaskEvent(task.id, "queued", {"text": text, "origin": origin}))
+        task.worker = asyncio.create_task(self._run(task), name=f"task-{task.id}")
+        return task
+
+    async def _run(self, task: RunningTask) -> TaskResult:
+        try:
+            async with self._slots:
+                self._waiting -= 1
+                self.emit(task, TaskEvent(task.id, "started", {}))
+                task.result = await self.gateway.run_task(
+                    task.text, task.origin, task.device_ids, on_event=lambda event: self.emit(task, event),
+                    confirm=task.confirm, task_id=task.id)
+        except asyncio.CancelledError:
+            record = self.gateway.task(task.id)
+            task.result = TaskResult(task.id, "cancelled", None, "cancelled", record.turns if record else 0,
+                                     record.tokens if record else 0, 0.0)
+            if record is not None and record.status == "queued":
+                self.gateway.store.update_task(task.id, status="cancelled", error="cancelled",
+                                               finished_at=time.time())
+                self._waiting -= 1
+        finally:
+            self.emit(task, TaskEvent(task.id, FINAL, task.result.summary() | {"error": task.result.error}
+                                       if task.result else {"status": "failed"}))
+        return task.result
+
+    def emit(self, task: RunningTask, event: TaskEvent) -> None:
+        task.emit(event)
+        for listener in list(self.listeners):
+            try:
+                listener(task, event)
+            except Exception:  # a broken listener must not break the task
+                log.exception("task event listener failed")
+
+    def cancel(self, task_id: str) -> bool:
+        task = self.tasks.get(task_id)
+        if task is None or task.worker is None or task.worker.done():
+            return False
+        task.worker.cancel()
+        return True
+
+    async def wait(self, task_id: str) -> TaskResult:
+        task = self.tasks[task_id]
+        assert task.worker is not None
+        return await asyncio.shield(task.worker)
+
+    async def close(self) -> None:
+        """Cancel everything still running or queued; each is marked cancelled in the store."""
+        workers = [task.worker for task in self.tasks.values() if task.worker and not task.worker.done()]
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+    def stats(self) -> dict[str, Any]:
+        running = sum(1 for task in self.tasks.values() if task.worker and not task.worker.done())
+        return {"running": running - self._waiting, "queued": self._waiting}

@@ -1,0 +1,196 @@
+"""The daemon's HTTP API and MQTT command topic over real sockets, against the scripted model and simulators."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import paho.mqtt.client as paho
+import pytest
+from openapi_spec_validator import validate
+
+from conftest import code_reply, make_config, psu_entry, shelly_entry
+from gateway.api.server import ROUTES
+from gateway.daemon import Daemon
+
+
+@pytest.fixture
+async def daemon_factory() -> AsyncIterator[Any]:
+    daemons: list[Daemon] = []
+
+    async def start(config) -> Daemon:
+        config.api.port = 0
+        daemon = Daemon(config)
+        await daemon.start()
+        daemons.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in daemons:
+        await daemon.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def read_events(http: aiohttp.ClientSession, url: str) -> list[tuple[str, dict[str, Any]]]:
+    """A Server-Sent Events stream, read to its end."""
+    events = []
+    async with http.get(url) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        kind = None
+        async for raw in response.content:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line[6:])))
+    return events
+
+
+async def test_a_task_from_the_api_streams_its_trace_and_changes_the_device(tmp_path, scripted_llm, shelly,
+                                                                           daemon_factory, http):
+    llm = await scripted_llm({"conversations": [{"match": "desk plug", "replies": [
+        code_reply('devices["desk_plug"].rpc("Switch.Set", id=0, on=True)\nprint("done")'),
+        "FINAL ANSWER: The desk plug is on."]}]})
+    daemon = await daemon_factory(make_config(tmp_path, llm, [shelly_entry(shelly)]))
+    base = daemon.server.url
+
+    async with http.post(f"{base}/api/tasks", json={"text": "turn on the desk plug"}) as response:
+        assert response.status == 202
+        created = await response.json()
+    events = await read_events(http, f"{base}{created['events']}")
+
+    kinds = [kind for kind, _ in events if kind != "delta"]
+    assert kinds == ["queued", "started", "code", "observation", "answer", "finished"]
+    assert events[-1][1]["status"] == "done" and events[-1][1]["answer"] == "The desk plug is on."
+    assert shelly.output is True
+    async with http.get(f"{base}/api/tasks/{created['id']}") as response:
+        task = await response.json()
+    assert task["status"] == "done" and task["steps"][0]["observation"] == "done"
+    assert "seccomp" in task["sandbox_layers"]
+    async with http.get(f"{base}/api/tasks?limit=5") as response:
+        assert [item["id"] for item in (await response.json())["tasks"]] == [created["id"]]
+    late = await read_events(http, f"{base}{created['events']}")  # a late subscriber still sees it all
+    assert [kind for kind, _ in late if kind != "delta"] == kinds
+
+
+async def test_a_long_task_can_be_cancelled(tmp_path, scripted_llm, daemon_factory, http):
+    llm = await scripted_llm({"conversations": [{"match": "nap", "replies": [code_reply("sleep(20)")]}]})
+    daemon = await daemon_factory(make_config(tmp_path, llm, sandbox={"exec_timeout_s": 30}))
+    base = daemon.server.url
+    async with http.post(f"{base}/api/tasks", json={"text": "take a long nap"}) as response:
+        task_id = (await response.json())["id"]
+    reader = asyncio.create_task(read_events(http, f"{base}/api/tasks/{task_id}/events"))
+    async with asyncio.timeout(10):
+        while (daemon.gateway.task(task_id).status != "running"
+               or not any(e.kind == "code" for e in daemon.runner.tasks[task_id].events)):
+            await asyncio.sleep(0.02)
+
+    started = time.monotonic()
+    async with http.post(f"{base}/api/tasks/{task_id}/cancel") as response:
+        assert await response.json() == {"id": task_id, "cancelled": True}
+    events = await reader
+    assert time.monotonic() - started < 5
+    assert events[-1][0] == "finished" and events[-1][1]["status"] == "cancelled"
+    assert daemon.gateway.task(task_id).status == "cancelled"
+
+
+async def test_bad_requests_get_json_errors(tmp_path, daemon_factory, http):
+    daemon = await daemon_factory(make_config(tmp_path))
+    base = daemon.server.url
+
+    async def error(method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+        async with http.request(method, f"{base}{path}", **kwargs) as response:
+            return response.status, (await response.json())["error"]
+
+    status, body = await error("POST", "/api/tasks", data=b"{not json")
+    assert status == 400 and body["code"] == "invalid_body"
+    status, body = await error("POST", "/api/tasks", json={"text": "x", "extra": 1})
+    assert status == 400 and "extra" in body["message"]
+    status, body = await error("POST", "/api/tasks", json={"text": "x" * 100_000})
+    assert status == 413 and body["code"] == "too_large"
+    status, body = await error("POST", "/api/tasks", json={"text": "hi", "devices": ["ghost"]})
+    assert status == 400 and "ghost" in body["message"]
+    status, body = await error("GET", "/api/tasks/nope")
+    assert status == 404 and body["code"] == "not_found"
+    status, body = await error("GET", "/api/tasks?limit=lots")
+    assert status == 400
+    status, body = await error("POST", "/api/confirmations/c999", json={"approve": True})
+    assert status == 404
+    status, body = await error("POST", "/api/voice", data=b"RIFF....WAVEfmt ")
+    assert status == 501 and "[stt] base_url" in body["message"]
+    status, body = await error("GET", "/api/nothing-here")
+    assert status == 404 and set(body) == {"code", "message"}
+
+
+async def test_the_openapi_document_is_valid_and_lists_every_route(tmp_path, daemon_factory, http):
+    daemon = await daemon_factory(make_config(tmp_path))
+    async with http.get(f"{daemon.server.url}/api/openapi.json") as response:
+        spec = await response.json()
+    validate(spec)
+    served = {(route.method, route.resource.canonical) for route in daemon.server.app.router.routes()
+              if route.resource.canonical.startswith("/api/")}
+    documented = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
+    assert served == documented == {(route.method, route.path) for route in ROUTES}
+
+
+async def test_twenty_concurrent_tasks_finish_together(tmp_path, scripted_llm, daemon_factory, http):
+    llm = await scripted_llm({"delay_s": 1.0, "conversations": [
+        {"match": "count", "replies": [code_reply("final_answer(sum(range(10)))")]}]})
+    daemon = await daemon_factory(make_config(tmp_path, llm))
+    base = daemon.server.url
+    started = time.monotonic()
+
+    async def one(index: int) -> dict[str, Any]:
+        async with http.post(f"{base}/api/tasks", json={"text": f"count number {index}"}) as response:
+            created = await response.json()
+        events = await read_events(http, f"{base}{created['events']}")
+        return events[-1][1]
+
+    results = await asyncio.gather(*(one(index) for index in range(20)))
+    elapsed = time.monotonic() - started
+    assert [result["answer"] for result in results] == ["45"] * 20
+    assert elapsed < 5, f"20 tasks took {elapsed:.1f} s"
+
+
+async def test_tasks_and_confirmations_over_mqtt(tmp_path, scripted_llm, mqtt_broker, psu, daemon_factory):
+    llm = await scripted_llm({"conversations": [{"match": "output on", "replies": [code_reply(
+        'psu = devices["bench_psu"]\npsu.write("OUTP ON")\nfinal_answer(psu.query("OUTP?"))')]}]})
+    daemon = await daemon_factory(make_config(tmp_path, llm, [psu_entry(psu)], broker=mqtt_broker))
+    received: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    client.on_message = lambda c, u, m: loop.call_soon_threadsafe(
+        received.put_nowait, (m.topic, json.loads(m.payload) if m.payload.startswith(b"{") else m.payload))
+    client.connect(mqtt_broker.host, mqtt_broker.port)
+    client.subscribe("pyuse/pyuse/#")
+    client.subscribe("my/results")
+    client.loop_start()
+    try:
+        async with asyncio.timeout(10):
+            while (await received.get())[0] != "pyuse/pyuse/status":  # retained: online
+                pass
+        client.publish("pyuse/pyuse/task", json.dumps({"text": "switch the output on", "reply_to": "my/results",
+                                                        "id": 7}))
+        async with asyncio.timeout(15):
+            while True:
+                topic, payload = await received.get()
+                if topic.startswith("pyuse/pyuse/confirm/") and not topic.endswith("/set"):
+                    assert payload["action"] == "OUTP ON" and psu.output is False
+                    client.publish(f"{topic}/set", "yes")
+                if topic == "my/results":
+                    break
+        assert payload["id"] == 7 and payload["status"] == "done" and payload["answer"] == "1"
+        assert psu.output is True
+        events = [item for item in daemon.runner.tasks[payload["task_id"]].events]
+        assert "confirmation" in [event.kind for event in events]
+    finally:
+        client.loop_stop()
