@@ -15,6 +15,7 @@ from gateway.agent.retrieval import vocabulary
 from gateway.config import Config, ConfigError
 from gateway.devices.docs import DocLibrary
 from gateway.devices.registry import Registry
+from gateway.discovery.mdns import MdnsDiscovery
 from gateway.discovery.mqtt import MqttDiscovery
 from gateway.discovery.serial import discover_serial
 from gateway.logs import current_task
@@ -69,6 +70,7 @@ class Gateway:
         self.broker: Broker | None = None
         self.prompts: PromptBuilder | None = None
         self.mqtt_discovery: MqttDiscovery | None = None
+        self.mdns_discovery: MdnsDiscovery | None = None
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -108,6 +110,9 @@ class Gateway:
         if config.discovery.mqtt:
             self.mqtt_discovery = MqttDiscovery(self.mqtt, self.registry, self.docs, config.discovery)
             await self.mqtt_discovery.start()
+        if config.discovery.mdns:
+            self.mdns_discovery = MdnsDiscovery(self.registry, self.docs, self.http, config.discovery.mdns_interfaces)
+            await self.mdns_discovery.start()
         if config.discovery.serial_ports:
             await discover_serial(config.discovery.serial_ports, self.serial, self.docs, self.registry)
         await self.sandbox.start()
@@ -127,10 +132,14 @@ class Gateway:
         """For one-shot commands: let retained discovery messages arrive before building a prompt."""
         if self.mqtt_discovery is not None:
             await self.mqtt_discovery.settle()
+        if self.mdns_discovery is not None:
+            await self.mdns_discovery.settle()
 
     async def close(self) -> None:
         if self.mqtt_discovery is not None:
             self.mqtt_discovery.stop()
+        if self.mdns_discovery is not None:
+            await self.mdns_discovery.close()
         self.registry.flush()
         if self.llm:
             await self.llm.close()

@@ -103,8 +103,9 @@ async def psu() -> AsyncIterator[ScpiPowerSupply]:
 def make_config(tmp_path: Path, model_server: ScriptedLLM | None = None, devices: list[DeviceEntry] = (),
                 broker: BrokerAddress | None = None, **sections: dict[str, Any]) -> Config:
     """A config for a test: its own data dir, the scripted model, the given devices and section overrides."""
+    # mDNS on lo is shared by every process on the machine: tests that want it turn it on themselves.
     data: dict[str, Any] = {"gateway": {"data_dir": str(tmp_path / "data")},
-                            "sandbox": {"exec_timeout_s": 2.0},
+                            "sandbox": {"exec_timeout_s": 2.0}, "discovery": {"mdns": False},
                             "llm": ({"base_url": model_server.base_url, "model": model_server.model}
                                     if model_server else {})}
     if broker:

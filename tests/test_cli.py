@@ -188,7 +188,7 @@ async def test_ask_on_a_terminal_asks_before_a_dangerous_call(tmp_path, scripted
 
 async def test_devices_and_prompt_show_what_the_gateway_knows(tmp_path, shelly):
     config = tmp_path / "pyuse.toml"
-    config.write_text(f'[gateway]\ndata_dir = "{tmp_path / "data"}"\n\n[discovery]\nmqtt = false\n\n'
+    config.write_text(f'[gateway]\ndata_dir = "{tmp_path / "data"}"\n\n[discovery]\nmqtt = false\nmdns = false\n\n'
                       f'[[devices]]\nid = "desk_plug"\nname = "Desk Plug"\narea = "office"\nkind = "shelly_switch"\n'
                       f'host = "{shelly.host}"\nport = {shelly.port}\n')
 

@@ -97,7 +97,7 @@ async def test_kill_9_during_a_task_loses_nothing_that_finished(tmp_path, script
     port = free_port()
     config = tmp_path / "pyuse.toml"
     config.write_text(f'[gateway]\ndata_dir = "{tmp_path / "data"}"\n[llm]\nbase_url = "{llm.base_url}"\n'
-                      f'model = "scripted"\n[api]\nport = {port}\n[mqtt]\nport = {mqtt_broker.port}\n'
+                      f'model = "scripted"\n[api]\nport = {port}\n[mqtt]\nport = {mqtt_broker.port}\n[discovery]\nmdns = false\n'
                       '[sandbox]\nexec_timeout_s = 30\n')
     plug = TasmotaPlug("kettle", "tasmota_0A0B0C", name="Kitchen Kettle")
     await plug.start(SimContext(mqtt_port=mqtt_broker.port))

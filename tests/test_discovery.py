@@ -228,3 +228,33 @@ async def test_serial_ports_are_identified_scpi_and_korad(tmp_path, gateway_fact
     finally:
         for instrument in instruments:
             await instrument.stop()
+
+
+async def test_mdns_devices_are_found_probed_and_named_by_themselves(tmp_path, gateway_factory):
+    """Announcements cross the loopback interface only (interfaces=["127.0.0.1"] on both sides)."""
+    from zeroconf.asyncio import AsyncZeroconf
+
+    from simulators.elgato import ElgatoKeyLight
+    from simulators.shelly import ShellySwitch
+    from simulators.wled import WledStrip
+
+    zeroconf = AsyncZeroconf(interfaces=["127.0.0.1"])
+    context = SimContext(zeroconf=zeroconf)
+    devices = [ShellySwitch("desk_plug", name="Desk Plug"), WledStrip("tv_strip", name="TV Backlight"),
+               ElgatoKeyLight("key_light", name="Office Key Light")]
+    for device in devices:
+        await device.start(context)
+    try:
+        gateway = await gateway_factory(make_config(tmp_path, discovery={"mqtt": False, "mdns": True}))
+        expected = {"desk_plug": "shelly_switch", "tv_backlight": "wled_strip", "office_key_light": "elgato_light"}
+        await until(lambda: expected.items() <= kinds(gateway).items(), timeout=15)
+        plug = gateway.registry.get("desk_plug")
+        assert (plug.host, plug.port) == (devices[0].host, devices[0].port)  # one device for its two services
+        assert gateway.registry.get("office_key_light").area == "office"
+
+        await devices[0].stop()  # goodbye packets
+        await until(lambda: gateway.registry.get("desk_plug").online is False, timeout=15)
+    finally:
+        for device in devices[1:]:
+            await device.stop()
+        await zeroconf.async_close()

@@ -70,7 +70,7 @@ class MatchRule(BaseModel):
     """How discovery recognises this kind. Every given field must hold; the most specific matching rule wins.
 
     mdns: `type` (service type), `name` (glob on the instance name), `txt` (globs on TXT values), then `probe`:
-    a GET of that path must answer JSON holding `probe_fields`. zigbee2mqtt: `exposes` (expose types or
+    a GET of that path must answer JSON holding `probe_fields` (its `probe_name` key names the device). zigbee2mqtt: `exposes` (expose types or
     properties that must all be present). tasmota: `fields` (values in the discovery config; a list means any of
     them). homeassistant: `component` (the main entity's platform). serial: `idn` (regex on the *IDN? reply).
     """
@@ -83,6 +83,7 @@ class MatchRule(BaseModel):
     txt: dict[str, str] = {}
     probe: str | None = None
     probe_fields: dict[str, Any] = {}
+    probe_name: str | None = Field(None, description="key of the device's own name in the probe's JSON")
     exposes: list[str] = []
     fields: dict[str, Any] = {}
     component: str | None = None
