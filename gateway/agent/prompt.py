@@ -85,15 +85,33 @@ class PromptBuilder:
             "Handles available in your code (Python stubs):\n```python\n" + _prompt_file("handles.pyi") + "\n```",
             _prompt_file("example.md")])
         self._fixed_tokens = estimate_tokens(self.fixed)
+        self._line_cache: dict[tuple[object, ...], int] = {}
         self._doc_tokens = {kind: estimate_tokens(doc_section(doc)) + 2 for kind, doc in docs.docs.items()}
 
     def build(self, task: str, devices: list[Device]) -> Prompt:
         chosen = self._choose(task, devices)
         prompt = self._render(task, chosen, devices)
-        while prompt.estimate > self.budget and len(chosen) < len(devices) and chosen:
-            chosen = chosen[:-1]  # the least likely device goes first
+        while prompt.estimate > self.budget and chosen and len(chosen) < len(devices):
+            excess = prompt.estimate - self.budget
+            while chosen and excess > 0:  # the least likely devices go first
+                dropped = chosen.pop()
+                last_of_kind = all(device.kind != dropped.kind for device in chosen)
+                excess -= self._cost(dropped) + (self._doc_tokens.get(dropped.kind, 0) if last_of_kind else 0)
             prompt = self._render(task, chosen, devices)
         return prompt
+
+    def _line_tokens(self, device: Device) -> int:
+        key = (device.id, device.name, device.area, device.kind, device.online, id(device.api))
+        tokens = self._line_cache.get(key)
+        if tokens is None:
+            if len(self._line_cache) > 50_000:
+                self._line_cache.clear()
+            tokens = self._line_cache[key] = estimate_tokens(inventory_line(device))
+        return tokens
+
+    def _cost(self, device: Device) -> int:
+        """Tokens this device adds: its inventory line and its state line."""
+        return self._line_tokens(device) + estimate_tokens(state_line(device, self.docs.get(device.kind)) or "")
 
     def _render(self, task: str, listed: list[Device], devices: list[Device]) -> Prompt:
         omitted = len(devices) - len(listed)
@@ -129,17 +147,19 @@ class PromptBuilder:
 
         Costs are estimated per line and per doc; build() then trims to the exact budget."""
         overhead = self._fixed_tokens + estimate_tokens(task) + HEADROOM_TOKENS
-        line_tokens = {device.id: estimate_tokens(inventory_line(device))
-                       + estimate_tokens(state_line(device, self.docs.get(device.kind)) or "") for device in devices}
         kinds = {device.kind for device in devices}
-        everything = overhead + sum(line_tokens.values()) + sum(self._doc_tokens.get(kind, 0) for kind in kinds)
-        if everything <= self.budget:
+        lines = overhead + sum(self._doc_tokens.get(kind, 0) for kind in kinds)
+        for device in devices:
+            lines += self._line_tokens(device)
+            if lines > self.budget:
+                break
+        if lines <= self.budget and lines + sum(self._cost(d) - self._line_tokens(d) for d in devices) <= self.budget:
             return devices
         remaining = self.budget - overhead
         chosen: list[Device] = []
         chosen_kinds: set[str] = set()
         for _, device in self.retriever.rank(task, devices):
-            cost = line_tokens[device.id] + (0 if device.kind in chosen_kinds else self._doc_tokens.get(device.kind, 0))
+            cost = self._cost(device) + (0 if device.kind in chosen_kinds else self._doc_tokens.get(device.kind, 0))
             if cost <= remaining:
                 chosen.append(device)
                 chosen_kinds.add(device.kind)

@@ -33,13 +33,24 @@ def words(text: str) -> list[str]:
 
 
 def phrase_in(phrase: str, text: str) -> bool:
-    return bool(phrase) and re.search(rf"(?<![a-z0-9]){re.escape(phrase)}(?![a-z0-9])", text) is not None
+    """Whole-word match on normalised text (lowercase words joined by single spaces)."""
+    return bool(phrase) and f" {phrase} " in f" {text} "
 
 
 @dataclass(frozen=True)
 class Query:
     text: str  # normalised: lowercase, translated, digits, singular
     words: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Features:
+    """What scoring needs of a device, computed once per name/area/aliases/kind."""
+
+    area: str
+    area_words: frozenset[str]
+    name_words: frozenset[str]
+    own_names: tuple[str, ...]  # each name without the area's words, e.g. "ceiling light"
 
 
 @cache
@@ -54,6 +65,7 @@ class Retriever:
         data = vocabulary()
         self.stopwords = frozenset(data["stopwords"])
         self.translations = sorted(data["translations"].items(), key=lambda item: -len(item[0]))
+        self._features: dict[tuple[object, ...], Features] = {}
 
     def query(self, command: str) -> Query:
         text = normalize_numbers(command)
@@ -66,27 +78,41 @@ class Retriever:
     def _keywords(self) -> dict[str, list[str]]:
         return {kind: [" ".join(words(keyword)) for keyword in doc.keywords] for kind, doc in self.docs.docs.items()}
 
-    def score(self, query: Query, device: Device) -> float:
-        area = " ".join(words(device.area))
-        area_words = set(area.split())
-        score = 0.0
-        if phrase_in(area, query.text):
-            score += AREA_PHRASE
-        else:
-            score += AREA_WORD * len((area_words - self.stopwords) & query.words)
-        names = [device.name, *device.aliases]
-        name_words = {word for name in names for word in words(name)} | set(device.id.split("_"))
-        score += NAME_WORD * len((name_words - area_words - self.stopwords) & query.words)
-        for name in names:
-            own = " ".join(word for word in words(name) if word not in area_words)
-            if own and phrase_in(own, query.text):
-                score += NAME_PHRASE
-                break
-        keywords = [keyword for keyword in self._keywords.get(device.kind, []) if phrase_in(keyword, query.text)]
-        return score + KIND_KEYWORD * min(2, len(keywords))
+    def features(self, device: Device) -> Features:
+        key = (device.id, device.name, device.area, tuple(device.aliases))
+        found = self._features.get(key)
+        if found is None:
+            area = " ".join(words(device.area))
+            area_words = frozenset(area.split())
+            names = [device.name, *device.aliases]
+            name_words = {word for name in names for word in words(name)} | set(device.id.split("_"))
+            own = tuple(dict.fromkeys(" ".join(word for word in words(name) if word not in area_words)
+                                      for name in names))
+            found = Features(area, area_words, frozenset(name_words - area_words - self.stopwords), own)
+            if len(self._features) > 50_000:
+                self._features.clear()
+            self._features[key] = found
+        return found
 
     def rank(self, command: str, devices: list[Device]) -> list[tuple[float, Device]]:
         """Devices with any sign of being meant, best first (ties keep inventory order)."""
         query = self.query(command)
-        scored = [(self.score(query, device), device) for device in devices]
-        return sorted((item for item in scored if item[0] > 0), key=lambda item: -item[0])
+        kind_scores = {kind: KIND_KEYWORD * min(2, sum(phrase_in(keyword, query.text) for keyword in keywords))
+                       for kind, keywords in self._keywords.items()}
+        area_scores: dict[str, float] = {}
+        scored = []
+        for device in devices:
+            features = self.features(device)
+            area = area_scores.get(features.area)
+            if area is None:
+                area = (AREA_PHRASE if phrase_in(features.area, query.text)
+                        else AREA_WORD * len((features.area_words - self.stopwords) & query.words))
+                area_scores[features.area] = area
+            score = area + kind_scores.get(device.kind, 0.0)
+            if features.name_words & query.words:
+                score += NAME_WORD * len(features.name_words & query.words)
+                if any(own and phrase_in(own, query.text) for own in features.own_names):
+                    score += NAME_PHRASE
+            if score > 0:
+                scored.append((score, device))
+        return sorted(scored, key=lambda item: -item[0])
