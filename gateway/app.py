@@ -8,7 +8,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.agent.llm import LLMClient, LLMError
+from gateway.agent.intents import LocalIntents, LocalPlan, Unclear
+from gateway.agent.llm import NOT_CONFIGURED, LLMClient, LLMError
+from gateway.agent.local import run_locally
 from gateway.agent.loop import AgentLoop, EventSink, Progress, TaskEvent
 from gateway.agent.prompt import Prompt, PromptBuilder
 from gateway.agent.retrieval import vocabulary
@@ -41,6 +43,7 @@ class TaskResult:
     turns: int
     tokens: int
     duration_ms: float
+    processed_locally: bool = False
 
     def summary(self) -> dict[str, Any]:
         return {"task_id": self.task_id, "status": self.status, "answer": self.answer, "turns": self.turns,
@@ -121,6 +124,8 @@ class Gateway:
         self.broker = Broker(self.docs, self.policy, self.confirmations, self.store, self.http, self.mqtt,
                              self.serial, rpc_source=f"pyuse-{config.gateway.id}")
         self.prompts = PromptBuilder(self.docs, config.agent.prompt_budget_tokens)
+        self.local = LocalIntents(self.docs)
+        await asyncio.to_thread(self.local.warm_up)
         if config.llm.configured:
             self.llm = LLMClient(config.llm)
 
@@ -180,13 +185,19 @@ class Gateway:
         progress = Progress()
         session: SandboxSession | None = None
         try:
-            if self.llm is None:
-                raise LLMError("no model is configured")
             session = self.session(record.id, device_ids, confirm, origin)
-            prompt = self.build_prompt(text, device_ids)
-            loop = AgentLoop(self.llm, self.store, self.config.agent)
             async with asyncio.timeout(self.config.agent.task_timeout_s):
-                await loop.run(record.id, prompt, session, progress, on_event)
+                local = self.local.match(text, self.policy.devices_for_task(self.registry, device_ids))
+                if isinstance(local, LocalPlan):
+                    await run_locally(record.id, local, session, self.store, progress, on_event)
+                elif isinstance(local, Unclear) and self.llm is None:
+                    progress.status, progress.error = "failed", local.question
+                elif self.llm is None:
+                    raise LLMError(f"this is not a command the gateway understands without a model, and {NOT_CONFIGURED}")
+                else:
+                    prompt = self.build_prompt(text, device_ids)
+                    loop = AgentLoop(self.llm, self.store, self.config.agent)
+                    await loop.run(record.id, prompt, session, progress, on_event)
         except TimeoutError:
             progress.status = "timeout"
             progress.error = f"the task ran longer than {self.config.agent.task_timeout_s} s ([agent] task_timeout_s)"
@@ -203,11 +214,12 @@ class Gateway:
             finished = time.time()
             self.store.update_task(record.id, status=progress.status, answer=progress.answer, error=progress.error,
                                    finished_at=finished, turns=progress.turns, prompt_tokens=progress.prompt_tokens,
-                                   completion_tokens=progress.completion_tokens)
+                                   completion_tokens=progress.completion_tokens,
+                                   processed_locally=int(progress.processed_locally))
         log.info("task %s after %d turn(s), %d tokens%s", progress.status, progress.turns, progress.tokens,
                  f": {progress.error}" if progress.error else "")
         return TaskResult(record.id, progress.status, progress.answer, progress.error, progress.turns,
-                          progress.tokens, round((finished - started) * 1000, 1))
+                          progress.tokens, round((finished - started) * 1000, 1), progress.processed_locally)
 
     def build_prompt(self, text: str, device_ids: list[str] | None = None) -> Prompt:
         """The messages a command would send to the model; raises ScopeError for devices it cannot have."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     model TEXT,
-    sandbox_layers TEXT
+    sandbox_layers TEXT,
+    processed_locally INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks(created_at);
 CREATE TABLE IF NOT EXISTS steps (
@@ -72,7 +73,8 @@ CREATE TABLE IF NOT EXISTS devices (
 FINISHED = ("done", "failed", "timeout", "cancelled", "interrupted")
 
 # Statements that bring a store of version N-1 to version N.
-MIGRATIONS = {2: ["ALTER TABLE tasks ADD COLUMN sandbox_layers TEXT"], 3: []}  # 3: the devices table
+MIGRATIONS = {2: ["ALTER TABLE tasks ADD COLUMN sandbox_layers TEXT"], 3: [],  # 3: the devices table
+              4: ["ALTER TABLE tasks ADD COLUMN processed_locally INTEGER NOT NULL DEFAULT 0"]}
 
 
 @dataclass
@@ -91,6 +93,7 @@ class TaskRecord:
     completion_tokens: int = 0
     model: str | None = None
     sandbox_layers: str | None = None
+    processed_locally: int = 0
 
     @property
     def tokens(self) -> int:

@@ -57,13 +57,13 @@ async def read_events(http: aiohttp.ClientSession, url: str) -> list[tuple[str, 
 
 async def test_a_task_from_the_api_streams_its_trace_and_changes_the_device(tmp_path, scripted_llm, shelly,
                                                                            daemon_factory, http):
-    llm = await scripted_llm({"conversations": [{"match": "desk plug", "replies": [
+    llm = await scripted_llm({"conversations": [{"match": "before lunch", "replies": [
         code_reply('devices["desk_plug"].rpc("Switch.Set", id=0, on=True)\nprint("done")'),
         "FINAL ANSWER: The desk plug is on."]}]})
     daemon = await daemon_factory(make_config(tmp_path, llm, [shelly_entry(shelly)]))
     base = daemon.server.url
 
-    async with http.post(f"{base}/api/tasks", json={"text": "turn on the desk plug"}) as response:
+    async with http.post(f"{base}/api/tasks", json={"text": "switch the desk plug on before lunch"}) as response:
         assert response.status == 202
         created = await response.json()
     events = await read_events(http, f"{base}{created['events']}")

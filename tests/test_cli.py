@@ -30,14 +30,15 @@ def write_config(tmp_path: Path, base_url: str, extra: str = "") -> Path:
 
 
 async def test_ask_json_prints_one_json_object_last_and_exits_zero(tmp_path, scripted_llm, shelly):
-    llm = await scripted_llm({"conversations": [{"match": "desk plug on", "replies": [
+    llm = await scripted_llm({"conversations": [{"match": "what it draws", "replies": [
         code_reply('devices["desk_plug"].rpc("Switch.Set", id=0, on=True)\nprint("switched")'),
         "FINAL ANSWER: The desk plug is on."]}]})
     config = write_config(tmp_path, llm.base_url, f'\n[[devices]]\nid = "desk_plug"\nname = "Desk Plug"\n'
                                                   f'kind = "shelly_switch"\nhost = "{shelly.host}"\n'
                                                   f'port = {shelly.port}\n')
 
-    code, out, err = await pyuse("ask", "turn the desk plug on", "-c", str(config), "--json")
+    code, out, err = await pyuse("ask", "switch on the desk plug and tell me what it draws", "-c", str(config),
+                                 "--json")
 
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])

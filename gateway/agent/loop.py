@@ -44,6 +44,7 @@ class Progress:
     answer: str | None = None
     status: str = "running"
     error: str | None = None
+    processed_locally: bool = False
 
     @property
     def tokens(self) -> int:

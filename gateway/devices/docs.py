@@ -118,6 +118,39 @@ class MatchRule(BaseModel):
         return True
 
 
+class IntentTemplates(BaseModel):
+    """Code for the local fast path (no model): `dev` is the device's handle; $level (0-100 %), $temperature (°C)
+    and $position (0-100 %) are filled in. A template is a statement; `read` and `read_temperature` are
+    expressions whose value answers the question."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    domain: Literal["light", "switch", "fan", "climate", "lock", "cover", "sensor", "binary_sensor"] | None = None
+    turn_on: str | None = None
+    turn_off: str | None = None
+    set_level: str | None = None
+    set_temperature: str | None = None
+    set_position: str | None = None
+    lock: str | None = None
+    unlock: str | None = None
+    open: str | None = None
+    close: str | None = None
+    read: str | None = None
+    read_temperature: str | None = None
+
+    @model_validator(mode="after")
+    def _python(self) -> IntentTemplates:
+        for name in type(self).model_fields:
+            template = getattr(self, name)
+            if name != "domain" and template is not None:
+                code = template.replace("$level", "1").replace("$temperature", "1").replace("$position", "1")
+                try:
+                    compile(code, f"intents.{name}", "eval" if name.startswith("read") else "exec")
+                except SyntaxError as error:
+                    raise ValueError(f"intents.{name} is not valid Python: {error.msg}") from None
+        return self
+
+
 class DeviceDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -132,6 +165,7 @@ class DeviceDoc(BaseModel):
     line_terminator: str = Field("\n", description="serial: ends each command and reply")
     baudrate: int = 9600
     match: list[MatchRule] = Field([], description="how discovery recognises this kind")
+    intents: IntentTemplates = IntentTemplates()
     danger: list[DangerRule] = Field([], description="calls that need confirmation or are refused")
     rate_limit_per_minute: int | None = Field(None, gt=0, description="calls per minute to one device")
     body: str = ""
