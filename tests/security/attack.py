@@ -72,10 +72,6 @@ def tracer_of(pid: int) -> int:
     return int(_status_field(str(pid), "TracerPid") or 0)
 
 
-def nice_of(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
-
-
 class Heartbeat:
     """Measures how late a 10 ms timer fires on the gateway's event loop while an attack runs."""
 
