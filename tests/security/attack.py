@@ -14,11 +14,10 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from gateway.app import Gateway
 
-JOB_UID = 64123
 LIMITS = {"exec_timeout_s": 1.0, "memory_mb": 128, "cpu_s": 2, "output_limit_bytes": 200_000}
 SECRET = "sk-redteam-0123456789abcdef"  # a fake API key: found anywhere in an observation means a leak
 MAX_LOOP_LAG_S = 0.5  # the gateway's event loop must never stall longer than this during an attack
@@ -40,17 +39,16 @@ def world_open_dir(prefix: str) -> Path:
     return path
 
 
-def _status_field(pid: str, name: str) -> str | None:
+def _parent_of(pid: str) -> int | None:
     try:
-        text = Path(f"/proc/{pid}/status").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
-    found = re.search(rf"^{name}:\s+(\S+)", text, re.MULTILINE)
-    return found[1] if found else None
+    return int(re.search(r"^PPid:\s+(\d+)", status, re.MULTILINE)[1])
 
 
 def job_processes(zygote_pid: int | None, scratch_root: Path) -> list[int]:
-    """Processes that belong to this gateway's jobs: children of its zygote, or anything working in its scratch.
+    """Processes of this gateway's jobs: children of its zygote, or anything whose cwd is in its scratch.
 
     Other gateways on the machine use the same job uid, so the uid alone cannot tell ours apart.
     """
@@ -62,14 +60,9 @@ def job_processes(zygote_pid: int | None, scratch_root: Path) -> list[int]:
             cwd = os.readlink(f"/proc/{entry}/cwd")
         except OSError:
             cwd = ""
-        if (zygote_pid is not None and _status_field(entry, "PPid") == str(zygote_pid)) \
-                or cwd.startswith(str(scratch_root)):
+        if (zygote_pid is not None and _parent_of(entry) == zygote_pid) or cwd.startswith(str(scratch_root)):
             found.append(int(entry))
     return found
-
-
-def tracer_of(pid: int) -> int:
-    return int(_status_field(str(pid), "TracerPid") or 0)
 
 
 class Heartbeat:
@@ -86,7 +79,7 @@ class Heartbeat:
             await asyncio.sleep(0.01)
             self.worst = max(self.worst, loop.time() - start - 0.01)
 
-    def __enter__(self) -> Heartbeat:
+    def __enter__(self) -> Self:
         self._task = asyncio.create_task(self._beat())
         return self
 
@@ -111,10 +104,11 @@ class Attacker:
         return self.gateway.sandbox.zygote.pid
 
     async def run(self, code: str, device_ids: list[str] | None = None) -> Outcome:
-        """Run the attack as model code, then assert the gateway is healthy; returns what the model would see."""
+        """Run the attack as model code, then check the gateway is healthy; returns what the model saw."""
         with Heartbeat() as heartbeat:
             task_id, execution = await self.gateway.run_code(code, "red team", device_ids)
-        assert heartbeat.worst < MAX_LOOP_LAG_S, f"the gateway's event loop stalled for {heartbeat.worst:.2f} s"
+        stall = heartbeat.worst
+        assert stall < MAX_LOOP_LAG_S, f"the gateway's event loop stalled for {stall:.2f} s"
         await self.assert_healthy()
         return Outcome(task_id, execution.status, execution.output)
 

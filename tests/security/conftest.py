@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import BrokerAddress, make_config
+
 from gateway.app import Gateway
 from gateway.config import DeviceEntry
 from security.attack import LIMITS, SECRET, Attacker, Listener, StartAttacker, world_open_dir
@@ -21,10 +22,10 @@ async def start_attacker() -> AsyncIterator[StartAttacker]:
     The data dir sits in a world-enterable directory (mode 0755, not pytest's private 0700 tmp dir), so the
     files in it are readable by the job's uid as far as file modes go: only the sandbox can keep them out.
     """
-    started: list[tuple[Gateway, Any]] = []
+    started: list[tuple[Gateway, Path]] = []
 
-    async def start(devices: list[DeviceEntry] = (), broker: BrokerAddress | None = None, model_server: Any = None,
-                    **sections: dict[str, Any]) -> Attacker:
+    async def start(devices: list[DeviceEntry] = (), broker: BrokerAddress | None = None,
+                    model_server: Any = None, **sections: dict[str, Any]) -> Attacker:
         base = world_open_dir("pyuse-redteam-")
         sandbox = {**LIMITS, **sections.pop("sandbox", {})}
         llm = {"api_key": SECRET, **sections.pop("llm", {})}
@@ -37,7 +38,9 @@ async def start_attacker() -> AsyncIterator[StartAttacker]:
     yield start
     for gateway, base in started:
         await gateway.close()
-        subprocess.run(["rm", "-rf", "--", str(base)], check=True)  # rmtree recurses; a job may nest deeper
+        # Not shutil.rmtree: it recurses, and a job may have nested directories deeper than Python's stack.
+        remover = await asyncio.create_subprocess_exec("rm", "-rf", "--", str(base))
+        assert await remover.wait() == 0
 
 
 @pytest.fixture

@@ -51,12 +51,19 @@ async def test_reading_a_secret_is_denied(attacker, target):
     assert SECRET not in result.output and "SQLite format" not in result.output
 
 
+HOST_DIRS = ("/", "/root", "/proc", "/sys/class/net", "/dev", "..")
+LIST_DIRS = f"""import os
+for path in {HOST_DIRS!r}:
+    try:
+        print(path, os.listdir(path))
+    except OSError as error:
+        print(path, type(error).__name__)
+"""
+
+
 async def test_listing_the_host_is_denied(attacker):
-    result = await attacker.run("import os\nfor path in ('/', '/root', '/proc', '/sys/class/net', '/dev', '..'):\n"
-                                "    try:\n        print(path, os.listdir(path))\n"
-                                "    except OSError as error:\n        print(path, type(error).__name__)")
-    assert result.output.splitlines() == [f"{path} PermissionError"
-                                          for path in ("/", "/root", "/proc", "/sys/class/net", "/dev", "..")]
+    result = await attacker.run(LIST_DIRS)
+    assert result.output.splitlines() == [f"{path} PermissionError" for path in HOST_DIRS]
 
 
 @pytest.fixture
@@ -84,8 +91,10 @@ async def test_overwriting_a_gateway_file_is_denied(attacker, planted, target):
 
 def fresh_path_in(kind: str, attacker: Attacker) -> Path:
     name = f"planted-{uuid.uuid4().hex}.py"
-    return {"/tmp": Path("/tmp"), "data dir": attacker.data_dir, "device docs": attacker.data_dir / "device_docs",
-            "gateway source tree": Path(gateway.__file__).parent}[kind] / name
+    data = attacker.data_dir
+    directory = {"/tmp": Path("/tmp"), "data dir": data, "device docs": data / "device_docs",
+                 "gateway source tree": Path(gateway.__file__).parent}
+    return directory[kind] / name
 
 
 @pytest.mark.parametrize("kind", ["/tmp", "data dir", "device docs", "gateway source tree"])
@@ -100,11 +109,13 @@ async def test_creating_a_file_outside_scratch_is_denied(attacker, planted, kind
 
 
 ESCAPES = {
-    "symlink to a file": ("import os\nos.symlink({doc!r}, 'link')\nopen('link', 'w').write('tampered')", DENIED),
-    "symlink to a directory": ("import os\nos.symlink({docs!r}, 'dir')\nopen('dir/custom_relay.md', 'w')"
-                               ".write('tampered')", DENIED),
+    "symlink to a file": (("import os\nos.symlink({doc!r}, 'link')\n"
+                           "open('link', 'w').write('tampered')"), DENIED),
+    "symlink to a directory": (("import os\nos.symlink({docs!r}, 'dir')\n"
+                                "open('dir/custom_relay.md', 'w').write('tampered')"), DENIED),
     "dot-dot": ("open('../../device_docs/custom_relay.md', 'w').write('tampered')", DENIED),
-    "dot-dot after chdir": ("import os\nos.chdir('..')\nopen('othertask/notes.txt', 'w').write('tampered')", DENIED),
+    "dot-dot after chdir": (("import os\nos.chdir('..')\n"
+                             "open('othertask/notes.txt', 'w').write('tampered')"), DENIED),
     "hard link": ("import os\nos.link({doc!r}, 'hard')\nopen('hard', 'w').write('tampered')", NO_REFER),
     "rename into scratch": ("import os\nos.rename({doc!r}, 'stolen.md')", DENIED),
     "unlink": ("import os\nos.unlink({doc!r})", DENIED),
@@ -128,8 +139,12 @@ async def test_scratch_and_dev_null_stay_writable(attacker):
 
 
 @pytest.mark.parametrize(("path", "mode"), [("/dev/tty", "r+b"), ("/dev/ptmx", "r+b"), ("/dev/kmsg", "rb"),
-                                           ("/dev/shm/planted", "wb")])
+                                           ("/dev/shm/planted-", "wb")])
 async def test_opening_a_world_accessible_device_node_is_denied(attacker, path, mode):
-    result = await attacker.run(f"open({path!r}, {mode!r})")
-    assert DENIED in result.output
-    assert not os.path.exists("/dev/shm/planted")
+    target = Path(path + uuid.uuid4().hex if path.endswith("-") else path)
+    try:
+        result = await attacker.run(f"open({str(target)!r}, {mode!r})")
+        assert DENIED in result.output
+    finally:
+        if target.parent == Path("/dev/shm"):
+            target.unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""Model code against the network: the MQTT broker, devices, any TCP/UDP address, unix sockets, the host's netns.
+"""Model code against the network: the MQTT broker, devices, TCP/UDP addresses, unix sockets, the host netns.
 
 Every target here is a real listener started by the test, so containment is checked on the listener's side
 (nothing accepted, nothing received), not only by the error the job saw. Non-loopback addresses are only
@@ -13,13 +13,22 @@ import uuid
 
 import aiomqtt
 import pytest
-
 from conftest import shelly_entry
+
 from security.attack import NOT_PERMITTED, Listener, spy
 
-CONNECT = "s = socket.create_connection(({host!r}, {port}), timeout=0.5)\ns.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')"
+CONNECT = """import socket
+s = socket.create_connection(({host!r}, {port}), timeout=0.5)
+s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')
+"""
 MQTT_CONNECT = bytes([0x10, 16]) + b"\x00\x04MQTT\x04\x02\x00\x3c" + b"\x00\x04leak"
 MQTT_PUBLISH = bytes([0x30, 20]) + b"\x00\x0credteam/leak" + b"stolen"
+MQTT_LEAK = f"""import socket
+s = socket.create_connection(({{host!r}}, {{port}}), timeout=0.5)
+s.sendall({MQTT_CONNECT!r})
+s.recv(4)
+s.sendall({MQTT_PUBLISH!r})
+"""
 SWITCH_ON_REQUEST = b'POST /rpc/Switch.Set HTTP/1.0\r\nContent-Length: 11\r\n\r\n{"on":true}'
 
 
@@ -27,7 +36,7 @@ SWITCH_ON_REQUEST = b'POST /rpc/Switch.Set HTTP/1.0\r\nContent-Length: 11\r\n\r\
 async def test_tcp_to_a_loopback_listener_is_blocked(attacker, host):
     listener = await Listener().start(host)
     try:
-        result = await attacker.run("import socket\n" + CONNECT.format(host=host, port=listener.port))
+        result = await attacker.run(CONNECT.format(host=host, port=listener.port))
         assert NOT_PERMITTED in result.output
         assert listener.accepted == 0
     finally:
@@ -35,7 +44,7 @@ async def test_tcp_to_a_loopback_listener_is_blocked(attacker, host):
 
 
 async def test_tcp_to_a_lan_address_is_blocked_before_any_packet(attacker):
-    result = await attacker.run("import socket\n" + CONNECT.format(host="10.0.0.1", port=80))
+    result = await attacker.run(CONNECT.format(host="10.0.0.1", port=80))
     assert NOT_PERMITTED in result.output  # from socket() itself: no socket, so no SYN
 
 
@@ -55,9 +64,7 @@ async def test_the_mqtt_broker_is_unreachable(attacker_with_broker):
     attacker, broker = attacker_with_broker
     async with aiomqtt.Client(broker.host, broker.port) as watcher:
         await watcher.subscribe("redteam/#")
-        code = (f"import socket\ns = socket.create_connection(({broker.host!r}, {broker.port}), timeout=0.5)\n"
-                f"s.sendall({MQTT_CONNECT!r})\ns.recv(4)\ns.sendall({MQTT_PUBLISH!r})")
-        result = await attacker.run(code)
+        result = await attacker.run(MQTT_LEAK.format(host=broker.host, port=broker.port))
         assert NOT_PERMITTED in result.output
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.3):
@@ -127,8 +134,9 @@ try:
 except OSError as error:
     print('open:', error.strerror)
     host = 1
-for name, result in (('setns', libc.setns(host, 0x40000000)), ('unshare', libc.unshare(0x10000000 | 0x40000000))):
-    print(name + ':', os.strerror(ctypes.get_errno()) if result else 'succeeded')
+for name, call in (('setns', lambda: libc.setns(host, 0x40000000)),
+                   ('unshare', lambda: libc.unshare(0x10000000 | 0x40000000))):
+    print(name + ':', os.strerror(ctypes.get_errno()) if call() else 'succeeded')
 import socket
 s = socket.create_connection(('127.0.0.1', {port}), timeout=0.5)
 """
