@@ -61,6 +61,13 @@ async def test_an_oversized_message_ends_the_job(attacker):
     assert result.status == "killed" and "message of more than 1048576 bytes" in result.output
 
 
+async def test_a_turn_of_code_too_big_for_the_channel_is_refused_with_a_reason(attacker):
+    code = "x = 1\n" + "#" * 300_000 + "\nprint(x)"  # more than a SEQPACKET message to the job may hold
+    result = await attacker.run(code)
+    assert result.status in ("error", "killed")
+    assert "[sandbox] None" not in result.output and result.output.strip()
+
+
 FORGED_FAILURE = CHANNEL + """channel.send(json.dumps({'op': 'failed', 'reason': 'all good'}).encode())
 channel.send(json.dumps({'op': 'done', 'status': 'ok'}).encode())
 while True:
@@ -106,7 +113,7 @@ OUTSIDE_THE_TASK = """try:
     devices['lab_relay']
 except PermissionError as error:
     print('handle:', error)
-sleep.__self__.channel.call('lab_relay', 'rpc', {'rpc_method': 'Switch.Set', 'params': {'on': True}})
+devices['desk_plug']._channel.call('lab_relay', 'rpc', {'rpc_method': 'Switch.Set', 'params': {'on': True}})
 """
 
 

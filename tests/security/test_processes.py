@@ -4,6 +4,7 @@ and what the job's own memory and descriptors hold."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 
@@ -47,6 +48,31 @@ async def test_signalling_the_gateway_is_refused(attacker, how):
 async def test_signalling_every_process_is_refused(attacker):
     result = await attacker.run("import os\nos.kill(-1, 0)")  # signal 0: probes the right, sends nothing
     assert NOT_PERMITTED in result.output
+
+
+ORPHAN = """import ctypes, os, time
+ctypes.CDLL(None).prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG off: nothing kills the job when its zygote dies
+os.close(sleep.__self__.channel._sock.detach())  # the gateway now waits for the job's exit status
+while True:
+    try:
+        time.sleep(0.2)
+    except BaseException:
+        pass
+"""
+
+
+async def test_a_job_cannot_outlive_its_zygote(attacker):
+    """The zygote can die under its jobs (the OOM killer, a crash); every job must die with it."""
+    attack = asyncio.create_task(attacker.run(ORPHAN))
+    job = await attacker.running_job()
+    try:
+        await asyncio.sleep(0.2)
+        os.kill(attacker.zygote_pid, signal.SIGKILL)
+        result = await attack  # the harness finds the job if it is still there, whoever its parent is now
+        assert result.status == "killed"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(job, signal.SIGKILL)
 
 
 REACH_INTO = {
