@@ -60,20 +60,15 @@ async def test_udp_to_a_loopback_listener_is_blocked(attacker):
             receiver.recv(16)
 
 
-async def test_the_mqtt_broker_is_unreachable(attacker_with_broker):
-    attacker, broker = attacker_with_broker
-    async with aiomqtt.Client(broker.host, broker.port) as watcher:
+async def test_the_mqtt_broker_is_unreachable(start_attacker, mqtt_broker):
+    attacker = await start_attacker(broker=mqtt_broker)
+    async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port) as watcher:
         await watcher.subscribe("redteam/#")
-        result = await attacker.run(MQTT_LEAK.format(host=broker.host, port=broker.port))
+        result = await attacker.run(MQTT_LEAK.format(host=mqtt_broker.host, port=mqtt_broker.port))
         assert NOT_PERMITTED in result.output
-        with pytest.raises(TimeoutError):
+        with pytest.raises(TimeoutError):  # the job's PUBLISH never reached the broker
             async with asyncio.timeout(0.3):
                 await anext(aiter(watcher.messages))
-
-
-@pytest.fixture
-async def attacker_with_broker(start_attacker, mqtt_broker):
-    return await start_attacker(broker=mqtt_broker), mqtt_broker
 
 
 async def test_a_device_that_is_not_exposed_is_unreachable(start_attacker, shelly):
