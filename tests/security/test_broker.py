@@ -257,13 +257,18 @@ async def test_a_dangerous_psu_command_needs_a_person(start_attacker, psu, call)
     ("post('/rpc/Shelly.Reboot')", NOT_YOURS),
     ("post('/rpc', json={'id': 1, 'method': 'Shelly.Reboot'})", NOT_YOURS),
     ("post('/rpc', json={'id': 1, 'method': 'Shelly.FactoryReset'})", "is not allowed"),
-], ids=["rpc", "GET", "GET in lower case", "POST to the method", "POST a frame", "factory reset"])
+    ("get('/rpc/Shelly%2EReboot')", NOT_YOURS),
+    ("get('/rpc/%53helly.Reboot')", NOT_YOURS),
+], ids=["rpc", "GET", "GET in lower case", "POST to the method", "POST a frame", "factory reset",
+        "percent-encoded dot", "percent-encoded letter"])
 async def test_a_dangerous_shelly_call_needs_a_person(start_attacker, shelly, call, why):
+    """Percent-encoding an unreserved character does not change a URL (RFC 3986, 6.2.2.2): a device that decodes
+    /rpc/Shelly%2EReboot reboots, so the policy must see Shelly.Reboot in it too."""
     received = spy(shelly, "call")
     attacker = await start_attacker(devices=[shelly_entry(shelly)])
     result = await attacker.run(f"devices['desk_plug'].{call}")
     assert "PermissionError: denied:" in result.output and why in result.output
-    assert received == []
+    assert received == []  # what the device was sent, whether or not the simulator decodes it
 
 
 RUNAWAY = """outcomes = []

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from pathlib import Path
 
 import pytest
 from conftest import shelly_entry
@@ -20,6 +21,24 @@ result = libc.syscall(*[ctypes.c_long(arg) for arg in {args}])
 print(result, os.strerror(ctypes.get_errno()) if result < 0 else 'succeeded')
 """
 CLONE_NEWUSER, CLONE_NEWNET, SIGCHLD = 0x10000000, 0x40000000, 17
+
+
+async def test_the_layers_are_really_in_force_in_a_running_job(attacker):
+    """Checked from outside, on the live job: the probe's word is not taken for it."""
+    attack = asyncio.create_task(attacker.run(
+        "import os, time\nprint(os.getuid(), os.getgid(), os.getgroups(), os.nice(0))\ntime.sleep(0.5)"))
+    job = await attacker.running_job()
+    for _ in range(40):  # the job locks itself down within milliseconds of being forked
+        status = Path(f"/proc/{job}/status").read_text()
+        if "Seccomp:\t2\n" in status:
+            break
+        await asyncio.sleep(0.01)
+    network = os.readlink(f"/proc/{job}/ns/net")
+    result = await attack
+    assert "Seccomp:\t2\n" in status and "NoNewPrivs:\t1\n" in status
+    assert network != os.readlink("/proc/self/ns/net")
+    sandbox = attacker.gateway.config.sandbox
+    assert result.output == f"{sandbox.job_uid} {sandbox.job_gid} [] 10\n"
 
 
 async def test_signalling_the_zygote_is_refused(attacker):
