@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from gateway.app import Gateway
+from gateway.policy import Confirmer
 
 LIMITS = {"exec_timeout_s": 1.0, "memory_mb": 128, "cpu_s": 2, "output_limit_bytes": 200_000}
 SECRET = "sk-redteam-0123456789abcdef"  # a fake API key: found anywhere in an observation means a leak
@@ -103,10 +104,10 @@ class Attacker:
     def zygote_pid(self) -> int | None:
         return self.gateway.sandbox.zygote.pid
 
-    async def run(self, code: str, device_ids: list[str] | None = None) -> Outcome:
+    async def run(self, code: str, device_ids: list[str] | None = None, confirm: Confirmer | None = None) -> Outcome:
         """Run the attack as model code, then check the gateway is healthy; returns what the model saw."""
         with Heartbeat() as heartbeat:
-            task_id, execution = await self.gateway.run_code(code, "red team", device_ids)
+            task_id, execution = await self.gateway.run_code(code, "red team", device_ids, confirm)
         stall = heartbeat.worst
         assert stall < MAX_LOOP_LAG_S, f"the gateway's event loop stalled for {stall:.2f} s"
         await self.assert_healthy()

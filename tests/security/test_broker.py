@@ -14,6 +14,7 @@ import pytest
 from conftest import code_reply, psu_entry, shelly_entry, tasmota_entry
 
 from gateway.config import DeviceEntry
+from gateway.policy import ConfirmationRequest
 from security.attack import spy
 from simulators.scpi import ScpiPowerSupply
 from simulators.shelly import ShellySwitch
@@ -269,6 +270,29 @@ async def test_a_dangerous_shelly_call_needs_a_person(start_attacker, shelly, ca
     result = await attacker.run(f"devices['desk_plug'].{call}")
     assert "PermissionError: denied:" in result.output and why in result.output
     assert received == []  # what the device was sent, whether or not the simulator decodes it
+
+
+SPOOFED_PROMPTS = {
+    # ESC [2K erases the line, ESC [1G goes back to its start: the person would see only what follows.
+    "a serial command": "devices['bench_psu'].write('OUTP ON;\\x1b[2K\\x1b[1GSYST:ERR?')",
+    "an RPC parameter name": "devices['desk_plug'].rpc('Shelly.Reboot', **{'\\x1b[2K\\x1b[1GStatus': 1})",
+}
+
+
+@pytest.mark.parametrize("where", SPOOFED_PROMPTS)
+async def test_the_model_cannot_rewrite_the_confirmation_prompt(start_attacker, shelly, psu, where):
+    """The person must see the call as it is: a terminal escape in the prompt could erase and replace its line."""
+    shown = []
+
+    async def person(request: ConfirmationRequest) -> bool:
+        shown.append(request.prompt())
+        return False
+
+    attacker = await start_attacker(devices=[shelly_entry(shelly), psu_entry(psu)])
+    result = await attacker.run(SPOOFED_PROMPTS[where], confirm=person)
+    assert "PermissionError: denied:" in result.output and "the user said no" in result.output
+    assert len(shown) == 1 and shown[0].isprintable(), shown
+    assert psu.output is False
 
 
 RUNAWAY = """outcomes = []
