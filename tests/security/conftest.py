@@ -1,0 +1,55 @@
+"""Fixtures for the red team's tests: a gateway whose data lives where file modes would let the job in."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import BrokerAddress, make_config
+
+from gateway.app import Gateway
+from gateway.config import DeviceEntry
+from security.attack import LIMITS, SECRET, Attacker, Listener, StartAttacker, world_open_dir
+
+
+@pytest.fixture
+async def start_attacker() -> AsyncIterator[StartAttacker]:
+    """Starts gateways with small limits and the fake secret in their config; closes and removes them after.
+
+    The data dir sits in a world-enterable directory (mode 0755, not pytest's private 0700 tmp dir), so the
+    files in it are readable by the job's uid as far as file modes go: only the sandbox can keep them out.
+    """
+    started: list[tuple[Gateway, Path]] = []
+
+    async def start(devices: list[DeviceEntry] = (), broker: BrokerAddress | None = None,
+                    model_server: Any = None, **sections: dict[str, Any]) -> Attacker:
+        base = world_open_dir("pyuse-redteam-")
+        sandbox = {**LIMITS, **sections.pop("sandbox", {})}
+        llm = {"api_key": SECRET, **sections.pop("llm", {})}
+        config = make_config(base, model_server, devices, broker, sandbox=sandbox, llm=llm, **sections)
+        gateway = Gateway(config, "red team")
+        started.append((gateway, base))
+        await gateway.start()
+        return Attacker(gateway, base)
+
+    yield start
+    for gateway, base in started:
+        await gateway.close()
+        # Not shutil.rmtree: it recurses, and a job may have nested directories deeper than Python's stack.
+        remover = await asyncio.create_subprocess_exec("rm", "-rf", "--", str(base))
+        assert await remover.wait() == 0
+
+
+@pytest.fixture
+async def attacker(start_attacker: StartAttacker) -> Attacker:
+    return await start_attacker()
+
+
+@pytest.fixture
+async def listener() -> AsyncIterator[Listener]:
+    server = await Listener().start()
+    yield server
+    await server.close()
