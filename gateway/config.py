@@ -85,6 +85,7 @@ class SandboxSection(Section):
     memory_mb: int = Field(512, ge=32, description="address-space limit of a job")
     cpu_s: int = Field(30, ge=1, description="CPU seconds a job may use over the whole task")
     output_limit_bytes: int = Field(1 << 20, ge=4096, description="a job printing more is killed")
+    scratch_mb: int = Field(64, ge=1, le=4096, description="size of a job's scratch space (a tmpfs: it uses memory)")
     allow_weak: bool = Field(False, description="run model code even with neither a network namespace nor "
                                                 "seccomp (not recommended)")
     job_uid: int = Field(64123, ge=1, le=2**31 - 2, description="as root, jobs run as this uid; use one nothing "

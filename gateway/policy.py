@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
+import unicodedata
 import itertools
 import json
 import re
@@ -45,19 +46,35 @@ class Operation:
     command: str | None = None
 
     def summary(self) -> str:
+        """What a person is asked to approve: escaped, so nothing the model wrote can steer their terminal."""
         if self.rpc:
-            return f"{self.rpc}({_kwargs(self.params)})"
-        if self.command is not None:
-            return self.command
-        if self.topic:
-            return f"publish {self.topic} {self.payload!r}"
-        return f"{self.method} {self.path}" + (f" {_kwargs(self.params)}" if self.params else "")
+            text = f"{self.rpc}({_kwargs(self.params)})"
+        elif self.command is not None:
+            text = self.command
+        elif self.topic:
+            text = f"publish {self.topic} {self.payload!r}"
+        else:
+            text = f"{self.method} {self.path}" + (f" {_kwargs(self.params)}" if self.params else "")
+        return printable(text)
 
 
 @dataclass
 class Decision:
     action: str  # allow | confirm | deny
     reason: str = ""
+
+
+def printable_char(char: str) -> bool:
+    """Not a control character, surrogate or non-character: safe in a topic, a path or a terminal."""
+    code = ord(char)
+    return not (code < 0x20 or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xDFFF or 0xFDD0 <= code <= 0xFDEF
+                or (code & 0xFFFE) == 0xFFFE)
+
+
+def printable(text: str) -> str:
+    """Text with every unsafe character written as an escape (\\x1b, \\u202e...)."""
+    return "".join(char if printable_char(char) and unicodedata.category(char) != "Cf"
+                   else char.encode("unicode_escape").decode() for char in text)
 
 
 def _kwargs(params: dict[str, Any]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import make_config, psu_entry, shelly_entry, tasmota_entry
-from gateway.sandbox.broker import JobContext, check_http_path
+from gateway.sandbox.broker import JobContext, normalize_http_path
 from gateway.sandbox.messages import CallRequest
 
 
@@ -17,12 +17,20 @@ def call(device: str, method: str, **args) -> CallRequest:
                                   "/a b", "/a\r\nHost: evil", "\\\\evil"])
 def test_paths_that_could_leave_the_device_are_refused(path):
     with pytest.raises(ValueError):
-        check_http_path(path)
+        normalize_http_path(path)
 
 
 @pytest.mark.parametrize("path", ["/rpc/Switch.Set?id=0&on=true", "/json/state", "/", "/cm?cmnd=Power%20On"])
 def test_ordinary_device_paths_pass(path):
-    check_http_path(path)
+    assert normalize_http_path(path) == path
+
+
+def test_percent_encoding_in_the_path_is_decoded_once_and_double_encoding_refused():
+    assert normalize_http_path("/rpc/Shelly%2EReboot") == "/rpc/Shelly.Reboot"
+    with pytest.raises(ValueError):
+        normalize_http_path("/rpc/Shelly%252EReboot")
+    with pytest.raises(ValueError):
+        normalize_http_path("/a%2F..%2Fetc")
 
 
 async def test_calls_are_checked_against_what_each_device_owns(tmp_path, shelly, mqtt_broker, tasmota, psu,

@@ -130,7 +130,7 @@ async def test_doctor_reports_every_sandbox_layer(tmp_path):
     code, out, err = await pyuse("doctor", env={"PYUSE_GATEWAY_DATA_DIR": str(tmp_path)}, cwd=tmp_path)
 
     assert code == 0, out + err
-    for layer in ("session", "fds", "nice", "netns", "rlimits", "landlock", "uid", "seccomp"):
+    for layer in ("session", "fds", "nice", "netns", "scratch", "rlimits", "landlock", "uid", "seccomp"):
         assert f"  {layer:<9} on" in out, out
     assert "=> model code may run" in out
     assert "model: not configured" in out
@@ -151,7 +151,7 @@ async def test_exec_runs_a_file_under_the_same_sandbox_and_policy(tmp_path, psu)
     assert out.splitlines()[0].startswith("PYUSE,SIM-PSU")
     assert "refused: denied: OUTP ON on 'bench_psu' needs a person's confirmation" in out
     assert "PermissionError: [Errno 13] Permission denied: '/etc/hostname'" in out
-    assert "layers: session, fds, nice, netns, rlimits, landlock, uid, seccomp" in err
+    assert "layers: session, fds, nice, netns, scratch, rlimits, landlock, uid, seccomp" in err
     assert psu.output is False
     code, out, _ = await pyuse("tasks", "-c", str(config))
     assert "exec " in out and "failed" in out

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 import time
+from urllib.parse import unquote
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
-from gateway.policy import Confirmations, Confirmer, Policy, operation_for
+from gateway.policy import Confirmations, Confirmer, Policy, operation_for, printable, printable_char
 from gateway.sandbox.messages import CallRequest
 from gateway.store import AuditRecord, Store
 from gateway.transports.http import HttpTransport
@@ -139,6 +140,7 @@ class Broker:
                 args = schema.model_validate(request.args)
             except ValidationError as exc:
                 raise ValueError(_validation_message(request.method, exc)) from None
+            self._precheck(device, args)
             if (device.transport, request.method) not in READ_ONLY_METHODS:
                 note = await self._authorize(context, device, request.method, args)
             within, limit = self.policy.within_rate(device)
@@ -165,6 +167,16 @@ class Broker:
                                 started)
         self._audit(context, request, target, "ok", note, started)
         return {"id": request.id, "ok": True, "result": result}
+
+    def _precheck(self, device: Device, args: _Args) -> None:
+        """What the call names must be well-formed before anyone is asked about it (or shown it)."""
+        if isinstance(args, (HttpGet, HttpPost)):
+            args.path = normalize_http_path(args.path)
+        for topic in (getattr(args, "topic", None), getattr(args, "reply_topic", None)):
+            if topic is not None:
+                self._check_topic(device, topic)
+        if isinstance(args, (SerialQuery, SerialWrite)):
+            check_serial_command(args.cmd)
 
     async def _authorize(self, context: JobContext, device: Device, method: str, args: _Args) -> str | None:
         """Apply the danger rules; returns an audit note for a confirmed call, raises CallDenied otherwise."""
@@ -217,7 +229,6 @@ class Broker:
         return reply.get("result")
 
     async def _http(self, device: Device, method: str, path: str, **kwargs: Any) -> Any:
-        check_http_path(path)
         assert device.host and device.port
         reply = await self.http.request(method, device.host, device.port, path, **kwargs)
         if not reply.ok:
@@ -226,6 +237,8 @@ class Broker:
 
     # MQTT
     def _check_topic(self, device: Device, topic: str) -> None:
+        if any(not printable_char(char) for char in topic):
+            raise ValueError(f"topic {printable(topic)}: control characters and non-characters are not allowed")
         if "+" in topic or "#" in topic:
             raise ValueError(f"topic {topic!r}: wildcards are not allowed here; name one topic")
         if not any(topic_matches(owned, topic) for owned in device.topics):
@@ -233,19 +246,15 @@ class Broker:
                              f"(it owns {', '.join(device.topics) or 'no topics'})")
 
     async def _mqtt_publish(self, device: Device, args: MqttPublish) -> None:
-        self._check_topic(device, args.topic)
         await self.mqtt.publish(args.topic, args.payload, qos=args.qos, retain=args.retain)
 
     async def _mqtt_request(self, device: Device, args: MqttRequest) -> Any:
-        self._check_topic(device, args.topic)
-        self._check_topic(device, args.reply_topic)
         message = await self.mqtt.next_message(
             args.reply_topic, args.timeout, skip_retained=True,
             before_waiting=lambda: self.mqtt.publish(args.topic, args.payload))
         return message.decoded()
 
     async def _mqtt_wait(self, device: Device, args: MqttWait) -> Any:
-        self._check_topic(device, args.topic)
         return (await self.mqtt.next_message(args.topic, args.timeout)).decoded()
 
     # serial
@@ -254,31 +263,38 @@ class Broker:
         return doc.line_terminator if doc else "\n"
 
     async def _serial_query(self, device: Device, args: SerialQuery) -> str:
-        check_serial_command(args.cmd)
         assert device.serial_port
         return await self.serial.query(device.serial_port, device.baudrate, args.cmd, self._terminator(device),
                                        args.timeout)
 
     async def _serial_write(self, device: Device, args: SerialWrite) -> None:
-        check_serial_command(args.cmd)
         assert device.serial_port
         await self.serial.write(device.serial_port, device.baudrate, args.cmd, self._terminator(device))
 
 
-def check_http_path(path: str) -> None:
-    """A path on the device itself: absolute, no scheme or authority, no dot segments, no control chars."""
-    bare = path.partition("?")[0]
-    if not bare.startswith("/") or bare.startswith("//") or "\\" in path:
-        raise ValueError(f"path {path!r}: expected a path on the device such as '/rpc/Shelly.GetStatus'")
-    if any(segment in ("..", ".") for segment in bare.split("/")) or "#" in path:
-        raise ValueError(f"path {path!r}: dot segments and fragments are not allowed")
-    if any(ord(char) < 0x20 or ord(char) == 0x7F or char == " " for char in path):
-        raise ValueError(f"path {path!r}: control characters and spaces are not allowed (URL-encode them)")
+def normalize_http_path(path: str) -> str:
+    """The one spelling of a path on the device that is checked, matched by danger rules and sent: the path part
+    percent-decoded (so /rpc/Shelly%2EReboot is /rpc/Shelly.Reboot), absolute, without scheme, authority, dot
+    segments, fragments, spaces or control characters; the query string is kept as given."""
+    bare, mark, query = path.partition("?")
+    try:
+        decoded = unquote(bare, errors="strict")
+    except UnicodeDecodeError:
+        raise ValueError(f"path {printable(path)}: percent-encoding that is not UTF-8") from None
+    if not decoded.startswith("/") or decoded.startswith("//") or "\\" in decoded or "%" in decoded:
+        raise ValueError(f"path {printable(path)}: expected a path on the device such as '/rpc/Shelly.GetStatus'")
+    if any(segment in ("..", ".") for segment in decoded.split("/")) or "#" in path:
+        raise ValueError(f"path {printable(path)}: dot segments and fragments are not allowed")
+    if any(not printable_char(char) or char == " " for char in decoded + query):
+        raise ValueError(f"path {printable(path)}: control characters and spaces are not allowed (URL-encode them)")
+    return decoded + mark + query
 
 
 def check_serial_command(command: str) -> None:
     if any(char in command for char in "\r\n\x00"):
         raise ValueError("a serial command is one line: no CR, LF or NUL inside")
+    if not all(" " <= char <= "~" for char in command):
+        raise ValueError(f"serial command {printable(command)}: only printable ASCII is sent to an instrument")
 
 
 def _target(args: dict[str, Any]) -> str | None:

@@ -6,6 +6,8 @@ Stdlib only: loaded by the zygote, which runs as `python -I -S`. Layers, in orde
   fds         stdio onto the capped output pipe, every other descriptor closed, cwd = the scratch dir
   nice        nice 10: the gateway stays responsive
   netns       a network namespace with no usable interface (user+network namespace when not root)
+  scratch     a private mount namespace with a size-limited tmpfs as the scratch dir: disk use is bounded and
+              nothing the job writes outlives it
   rlimits     address space, CPU seconds, open files, file size, no core dumps (+ processes for non-root)
   landlock    read-only system and interpreter paths, write only the task's scratch dir, no TCP,
               abstract unix sockets and signals scoped to the job
@@ -33,7 +35,9 @@ NICE = 10
 MAX_OPEN_FILES = 64
 MAX_FILE_BYTES = 64 << 20
 MAX_PROCESSES = 256
-LAYERS = ("session", "fds", "nice", "netns", "rlimits", "landlock", "uid", "seccomp")
+LAYERS = ("session", "fds", "nice", "netns", "scratch", "rlimits", "landlock", "uid", "seccomp")
+CLONE_NEWNS = 0x00020000
+MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x4000, 0x40000
 SYSTEM_READ_PATHS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/ld.so.cache", "/etc/localtime",
                      "/dev/urandom", "/dev/zero")
 
@@ -89,6 +93,18 @@ def enter_network_namespace() -> str:
     return "netns" if flags == CLONE_NEWNET else "userns+netns"
 
 
+def mount_scratch(scratch: str, size_mb: int) -> None:
+    """A tmpfs of `size_mb` over the scratch dir, seen only by this job (its own mount namespace)."""
+    unshare(CLONE_NEWNS)
+    for source, target, fstype, flags, data in (
+            (b"none", b"/", None, MS_REC | MS_PRIVATE, None),  # nothing mounted here propagates to the host
+            (b"tmpfs", scratch.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, f"size={size_mb}m,mode=0700".encode())):
+        if _libc.mount(source, target, fstype, ctypes.c_ulong(flags), data) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"mount {target.decode()}: {os.strerror(errno)}")
+    os.chdir(scratch)  # the old cwd is the directory underneath the new tmpfs
+
+
 def set_limits(memory_mb: int, cpu_s: int, limit_processes: bool) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 2))
@@ -129,6 +145,7 @@ def lockdown(config: dict, out_fd: int, keep_fds: set[int]) -> dict[str, str | N
         "fds": lambda: (redirect_stdio(out_fd), close_fds_except(keep_fds), os.chdir(scratch)),
         "nice": lambda: os.nice(NICE),
         "netns": enter_network_namespace,
+        "scratch": lambda: mount_scratch(scratch, config.get("scratch_mb", 64)),
         "rlimits": lambda: set_limits(config["memory_mb"], config["cpu_s"], unprivileged),
         "landlock": lambda: _landlock(scratch),
         "uid": lambda: (_drop(uid, gid, scratch), die_with_parent(zygote)),

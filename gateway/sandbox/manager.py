@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -15,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import SandboxSection
-from gateway.sandbox.session import CallHandler, Inventory, JobLimits, JobProcess, SandboxSession, ZygoteProcess
+from gateway.sandbox.session import (CallHandler, Inventory, JobLimits, JobProcess, SandboxSession, ZygoteProcess,
+                                     remove_tree)
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ class Sandbox:
 
     async def _probe(self, drop_uid: bool) -> dict[str, str | None]:
         scratch = Path(tempfile.mkdtemp(prefix="probe-", dir=self._scratch_dir()))
-        config = {"probe": True, "scratch_dir": str(scratch), "memory_mb": self.settings.memory_mb,
+        config = {"probe": True, "scratch_dir": str(scratch), "scratch_mb": self.settings.scratch_mb,
+                  "memory_mb": self.settings.memory_mb,
                   "cpu_s": self.settings.cpu_s, "job_uid": self.settings.job_uid if drop_uid else None,
                   "job_gid": self.settings.job_gid if drop_uid else None}
         inventory = Inventory(list)
@@ -117,7 +118,7 @@ class Sandbox:
         finally:
             await job.stop()
             inventory.close()
-            shutil.rmtree(scratch, ignore_errors=True)
+            await remove_tree(scratch)
 
     def _scratch_dir(self) -> Path:
         self.scratch_root.mkdir(parents=True, exist_ok=True)
@@ -133,7 +134,8 @@ class Sandbox:
         if self.refusal:
             raise SandboxUnavailable(self.refusal)
         scratch = self._scratch_dir() / task_id
-        config = {"scratch_dir": str(scratch), "memory_mb": self.settings.memory_mb,
+        config = {"scratch_dir": str(scratch), "scratch_mb": self.settings.scratch_mb,
+                  "memory_mb": self.settings.memory_mb,
                   "cpu_s": self.settings.cpu_s, "layers": self.layers,
                   "job_uid": self.settings.job_uid, "job_gid": self.settings.job_gid}
         return SandboxSession(self.zygote, config, self._limits(), scratch, on_call, inventory)

@@ -4,7 +4,9 @@ Stdlib only (runs in the job). Denied: creating sockets (so no new network or un
 new processes (fork, vfork, clone without CLONE_THREAD; clone3 answers ENOSYS so libc falls back to clone for
 threads), exec, namespaces and mounts, ptrace and cross-process memory access, bpf, io_uring, keyrings,
 perf, module loading, reboot and clock setting, and signals to any process but the job itself.
-Threads still work; so do the file descriptors the job was given.
+Calls that act on a process by pid (rlimits, scheduling, memory policy) only on the job itself, so one task's
+job cannot reach another's under the shared uid; memfd is denied (its pages escape the address-space limit);
+and the parent-death signal cannot be cleared. Threads still work; so do the file descriptors the job was given.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ RET_ERRNO = 0x00050000
 RET_KILL_PROCESS = 0x80000000
 CLONE_THREAD = 0x00010000
 X32_SYSCALL_BIT = 0x40000000
+PR_SET_PDEATHSIG = 1
 
 LD_W_ABS, JEQ_K, JGE_K, JSET_K, RET_K = 0x20, 0x15, 0x35, 0x45, 0x06
-OFFSET_NR, OFFSET_ARCH, OFFSET_ARG0_LOW, OFFSET_ARG0_HIGH = 0, 4, 16, 20
+OFFSET_NR, OFFSET_ARCH, OFFSET_ARG0_LOW, OFFSET_ARG0_HIGH, OFFSET_ARG1_LOW, OFFSET_ARG1_HIGH = 0, 4, 16, 20, 24, 28
+PRIO_PROCESS = 0
 
 # Numbers from the kernel headers (asm/unistd_64.h and asm-generic/unistd.h).
 ARCHES: dict[str, dict[str, object]] = {
@@ -44,9 +48,13 @@ ARCHES: dict[str, dict[str, object]] = {
                  "lookup_dcookie": 212, "vhangup": 153, "personality": 135, "tkill": 200,
                  "pidfd_send_signal": 424, "pidfd_getfd": 438, "pidfd_open": 434, "move_mount": 429,
                  "open_tree": 428, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
-                 "mount_setattr": 442},
+                 "mount_setattr": 442, "kcmp": 312, "ioprio_set": 251, "process_madvise": 440,
+                 "process_mrelease": 448, "memfd_create": 319, "memfd_secret": 447, "migrate_pages": 256,
+                 "move_pages": 279, "set_mempolicy_home_node": 450},
         "own_pid_only": {"kill": 62, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297},
-        "clone": 56, "clone3": 435,
+        "own_pid_or_zero": {"prlimit64": 302, "sched_setaffinity": 203, "sched_setscheduler": 144,
+                            "sched_setparam": 142, "sched_setattr": 314, "get_robust_list": 274},
+        "clone": 56, "clone3": 435, "prctl": 157, "setpriority": 141,
     },
     "aarch64": {
         "audit_arch": 0xC00000B7,
@@ -62,9 +70,13 @@ ARCHES: dict[str, dict[str, object]] = {
                  "lookup_dcookie": 18, "vhangup": 58, "personality": 92, "tkill": 130,
                  "pidfd_send_signal": 424, "pidfd_getfd": 438, "pidfd_open": 434, "move_mount": 429,
                  "open_tree": 428, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
-                 "mount_setattr": 442},
+                 "mount_setattr": 442, "kcmp": 272, "ioprio_set": 30, "process_madvise": 440,
+                 "process_mrelease": 448, "memfd_create": 279, "memfd_secret": 447, "migrate_pages": 238,
+                 "move_pages": 239, "set_mempolicy_home_node": 450},
         "own_pid_only": {"kill": 129, "tgkill": 131, "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240},
-        "clone": 220, "clone3": 435,
+        "own_pid_or_zero": {"prlimit64": 261, "sched_setaffinity": 122, "sched_setscheduler": 119,
+                            "sched_setparam": 118, "sched_setattr": 274, "get_robust_list": 100},
+        "clone": 220, "clone3": 435, "prctl": 167, "setpriority": 140,
     },
 }
 
@@ -92,6 +104,19 @@ def build_filter(arch: str, own_pid: int) -> bytes:
         program += [_op(JEQ_K, number, jf=6), _op(LD_W_ABS, OFFSET_ARG0_LOW), _op(JEQ_K, own_pid, jf=3),
                     _op(LD_W_ABS, OFFSET_ARG0_HIGH), _op(JEQ_K, 0, jf=1), _op(RET_K, RET_ALLOW),
                     _op(RET_K, deny_errno)]
+    for number in table["own_pid_or_zero"].values():
+        # pid 0 means "the calling thread" for these; anything else must be the job's own pid.
+        program += [_op(JEQ_K, number, jf=7), _op(LD_W_ABS, OFFSET_ARG0_HIGH), _op(JEQ_K, 0, jf=4),
+                    _op(LD_W_ABS, OFFSET_ARG0_LOW), _op(JEQ_K, 0, jt=1), _op(JEQ_K, own_pid, jf=1),
+                    _op(RET_K, RET_ALLOW), _op(RET_K, deny_errno)]
+    # setpriority(PRIO_PROCESS, 0 or its own pid, ...) only: not another job's niceness, nor a whole user's.
+    program += [_op(JEQ_K, table["setpriority"], jf=10), _op(LD_W_ABS, OFFSET_ARG0_LOW), _op(JEQ_K, PRIO_PROCESS, jf=7),
+                _op(LD_W_ABS, OFFSET_ARG1_HIGH), _op(JEQ_K, 0, jf=5), _op(LD_W_ABS, OFFSET_ARG1_LOW),
+                _op(JEQ_K, 0, jt=2), _op(JEQ_K, own_pid, jt=1), _op(RET_K, deny_errno), _op(RET_K, RET_ALLOW),
+                _op(RET_K, deny_errno)]
+    # prctl(PR_SET_PDEATHSIG) would let a job outlive its zygote.
+    program += [_op(JEQ_K, table["prctl"], jf=4), _op(LD_W_ABS, OFFSET_ARG0_LOW), _op(JEQ_K, PR_SET_PDEATHSIG, jf=1),
+                _op(RET_K, deny_errno), _op(RET_K, RET_ALLOW)]
     # Reached with the syscall number still in the accumulator.
     program += [_op(JEQ_K, table["clone"], jf=4), _op(LD_W_ABS, OFFSET_ARG0_LOW), _op(JSET_K, CLONE_THREAD, jf=1),
                 _op(RET_K, RET_ALLOW), _op(RET_K, deny_errno), _op(RET_K, RET_ALLOW)]

@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -31,6 +30,9 @@ ZYGOTE_PATH = Path(__file__).with_name("zygote.py")
 KILL_GRACE_S = 1.0
 OUTPUT_HEAD = 16 * 1024
 OUTPUT_TAIL = 4 * 1024
+MAX_EXEC_BYTES = 192 * 1024  # one exec message: under the ~208 KiB a SEQPACKET socket takes by default
+CALLS_IN_FLIGHT = 8  # a job past this waits (blocked on its own send) instead of flooding the gateway
+MAX_REFUSED_CALLS = 200  # a job that keeps making refused calls is stopped
 
 CallHandler = Callable[[CallRequest], Awaitable[dict[str, Any]]]
 
@@ -122,6 +124,7 @@ class ZygoteProcess:
         self._next_request = 0
         self._start_lock = asyncio.Lock()
         self._closing = False
+        self.jobs: set[int] = set()  # spawned and not yet reported exited
 
     @property
     def running(self) -> bool:
@@ -164,7 +167,10 @@ class ZygoteProcess:
                     if future and not future.done():
                         future.set_result(message["pid"])
                 elif message["op"] == "exited":
-                    self._exit_future(message["pid"]).set_result((message["code"], message["signal"]))
+                    self.jobs.discard(message["pid"])
+                    future = self._exit_future(message["pid"])
+                    if not future.done():
+                        future.set_result((message["code"], message["signal"]))
         except (OSError, ValueError, KeyError) as exc:
             log.error("zygote channel failed: %s", exc)
         finally:
@@ -175,10 +181,16 @@ class ZygoteProcess:
                 if not future.done():
                     future.set_exception(SandboxError("the zygote stopped while starting a job"))
             self._spawns.clear()
-            # Jobs die with their zygote (PR_SET_PDEATHSIG).
-            for pid, future in list(self._exits.items()):
+            # Jobs die with their zygote (PR_SET_PDEATHSIG); kill their process groups anyway rather than trust it.
+            for pid in self.jobs:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                future = self._exit_future(pid)
                 if not future.done():
                     future.set_result((None, signal.SIGKILL))
+            self.jobs.clear()
 
     def _exit_future(self, pid: int) -> asyncio.Future[tuple[int | None, int | None]]:
         if pid not in self._exits:
@@ -196,9 +208,11 @@ class ZygoteProcess:
         await self._send(payload, fds)
         try:
             async with asyncio.timeout(10):
-                return await future
+                pid = await future
         except TimeoutError:
             raise SandboxError("the zygote did not start a job within 10 s") from None
+        self.jobs.add(pid)
+        return pid
 
     async def wait_exit(self, pid: int, timeout: float) -> tuple[int | None, int | None] | None:
         try:
@@ -251,6 +265,9 @@ class JobProcess:
     limits: JobLimits
     on_call: CallHandler
     dead_reason: str | None = None
+    exit_status: tuple[int | None, int | None] | None = None
+    _executed: bool = False  # model code has been sent: from now on the job's word counts for nothing
+    _refused: int = 0
     _output: OutputBuffer = field(default_factory=OutputBuffer)
     _done: asyncio.Future[DoneMessage] | None = None
     probe_report: asyncio.Future[ProbeReport] | None = None
@@ -291,10 +308,14 @@ class JobProcess:
         self._output = OutputBuffer()
         self._done = loop.create_future()
         started = time.perf_counter()
-        message = {"op": "exec", "code": code, "turn": turn, "timeout": self.limits.exec_timeout_s,
-                   "inventory": inventory_version}
+        message = json.dumps({"op": "exec", "code": code, "turn": turn, "timeout": self.limits.exec_timeout_s,
+                              "inventory": inventory_version}).encode()
+        if len(message) > MAX_EXEC_BYTES:
+            return Execution("error", f"[sandbox] this code takes {len(message)} bytes to send; one turn may send "
+                                      f"at most {MAX_EXEC_BYTES}. Write less code per turn.")
+        self._executed = True
         try:
-            await loop.sock_sendall(self.channel, json.dumps(message, default=str).encode())
+            await loop.sock_sendall(self.channel, message)
             async with asyncio.timeout(self.limits.exec_timeout_s + KILL_GRACE_S):
                 done = await asyncio.shield(self._done)
         except TimeoutError:
@@ -306,6 +327,7 @@ class JobProcess:
         self._drain_output()
         duration = (time.perf_counter() - started) * 1000
         if done is None or not self.alive:
+            await self.kill("the job stopped answering")  # a no-op with its reason kept if it is already dead
             await self._settle()
             return Execution("killed", self._output.text(), duration_ms=duration, killed_reason=self.dead_reason)
         return Execution(done.status, self._output.text(), done.answer, duration_ms=duration)
@@ -339,14 +361,19 @@ class JobProcess:
 
     async def _read_channel(self) -> None:
         loop = asyncio.get_running_loop()
+        buffer = bytearray(MAX_MESSAGE + 1)
         try:
             while True:
+                if len(self._tasks) >= CALLS_IN_FLIGHT:
+                    await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
                 try:
-                    data = await loop.sock_recv(self.channel, MAX_MESSAGE + 1)
+                    size = await loop.sock_recv_into(self.channel, buffer)
                 except OSError:
-                    data = b""
-                if not data:
+                    size = 0
+                if not size:
                     break
+                data = bytes(buffer[:size])
+                await asyncio.sleep(0)  # a job sending as fast as it can must not keep the loop to itself
                 try:
                     message = parse_job_message(data)
                 except (ValidationError, ValueError) as exc:
@@ -355,11 +382,14 @@ class JobProcess:
                 if isinstance(message, DoneMessage):
                     if self._done and not self._done.done():
                         self._done.set_result(message)
-                elif isinstance(message, ProbeReport):
-                    if self.probe_report and not self.probe_report.done():
+                elif isinstance(message, ProbeReport) and self.probe_report and not self._executed:
+                    if not self.probe_report.done():
                         self.probe_report.set_result(message)
-                elif isinstance(message, JobFailed):
-                    self.dead_reason = message.reason
+                elif isinstance(message, JobFailed) and not self._executed:
+                    self.dead_reason = f"the sandbox could not be set up: {message.reason}"
+                elif isinstance(message, (JobFailed, ProbeReport)):
+                    await self.kill(f"the job sent a {message.op!r} message, which only its start-up may send")
+                    break
                 else:
                     task = asyncio.create_task(self._answer(message))
                     self._tasks.add(task)
@@ -369,6 +399,11 @@ class JobProcess:
 
     async def _answer(self, request: CallRequest) -> None:
         reply = await self.on_call(request)
+        if not reply.get("ok"):
+            self._refused += 1
+            if self._refused > MAX_REFUSED_CALLS:
+                await self.kill(f"the job made more than {MAX_REFUSED_CALLS} calls that were refused")
+                return
         data = json.dumps(reply, default=str).encode()
         if len(data) > MAX_MESSAGE:
             data = json.dumps({"id": request.id, "ok": False, "error": {
@@ -380,24 +415,30 @@ class JobProcess:
             pass  # the job died meanwhile; its death is reported by the channel reader
 
     async def _on_channel_closed(self) -> None:
+        status = await self.zygote.wait_exit(self.pid, 2.0)
+        if status is not None:
+            self.exit_status = status
         if self.dead_reason is None:
-            status = await self.zygote.wait_exit(self.pid, 2.0)
             self.dead_reason = describe_exit(status)
         for future in (self._done, self.probe_report):
             if future and not future.done():
                 future.set_exception(JobDied(self.dead_reason))
 
     async def kill(self, reason: str) -> None:
-        if self.dead_reason is not None:
+        """Make sure the job is gone; the first reason given is the one reported."""
+        if self.dead_reason is None:
+            self.dead_reason = reason
+        if self.exit_status is not None:
             return
-        self.dead_reason = reason
         await self.zygote.kill(self.pid)
-        if await self.zygote.wait_exit(self.pid, 3.0) is None:
+        self.exit_status = await self.zygote.wait_exit(self.pid, 3.0)
+        if self.exit_status is None:
             # Backstop when the zygote is gone or stuck: a job leads its own process group.
             try:
                 os.killpg(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            self.exit_status = (None, signal.SIGKILL)
 
     async def _settle(self) -> None:
         """After a death: stop reading and release everything the job held."""
@@ -426,7 +467,7 @@ class JobDied(Exception):
 
 
 def describe_exit(status: tuple[int | None, int | None] | None) -> str:
-    if status is None:
+    if status is None or status == (None, None):
         return "the job stopped answering"
     code, sig = status
     if sig == signal.SIGKILL:
@@ -476,4 +517,16 @@ class SandboxSession:
             await self._job.stop()
             self._job = None
         self._inventory.close()
-        shutil.rmtree(self._scratch, ignore_errors=True)
+        await remove_tree(self._scratch)
+
+
+async def remove_tree(path: Path) -> None:
+    """Delete a scratch dir whatever a job left in it (directories deeper than Python's recursion limit
+    included), off the event loop, never raising: cleanup must not turn a finished task into a stuck one."""
+    try:
+        process = await asyncio.create_subprocess_exec("rm", "-rf", "--", str(path),
+                                                       stdout=asyncio.subprocess.DEVNULL,
+                                                       stderr=asyncio.subprocess.DEVNULL)
+        await process.wait()
+    except OSError as exc:
+        log.warning("could not remove %s: %s", path, exc)

@@ -44,7 +44,7 @@ MALFORMED = {
 async def test_a_malformed_message_ends_the_job(attacker, message):
     send = f"channel.send({MALFORMED[message]!r})\n"
     result = await attacker.run(CHANNEL + send + "time.sleep(0.8)\nprint('alive')")
-    assert result.status == "killed" and "the job sent a malformed message" in result.output
+    assert result.status == "killed" and "the job sent a malformed message" in result.output, result.output
     assert "alive" not in result.output
 
 
@@ -220,7 +220,7 @@ async def psu_b():
     "open({port!r}, 'r+b', buffering=0).write(b'OUTP ON\\n')",
 ], ids=["handle", "forged call", "open the port"])
 async def test_another_devices_serial_port_is_out_of_reach(start_attacker, psu, psu_b, attack):
-    received = spy(psu_b, "handle_line")
+    received = spy(psu_b, "answer_line")
     hidden = DeviceEntry(id="psu_b", name="Second Supply", area="lab", kind="scpi_psu",
                          serial_port=psu_b.port, exposed=False)
     attacker = await start_attacker(devices=[psu_entry(psu), hidden])
@@ -230,7 +230,7 @@ async def test_another_devices_serial_port_is_out_of_reach(start_attacker, psu, 
 
 
 async def test_a_serial_command_cannot_smuggle_a_second_line(start_attacker, psu):
-    received = spy(psu, "handle_line")
+    received = spy(psu, "answer_line")
     attacker = await start_attacker(devices=[psu_entry(psu)])
     result = await attacker.run("devices['bench_psu'].write('VOLT 5\\nOUTP ON')")
     assert "ValueError: a serial command is one line" in result.output
@@ -243,7 +243,7 @@ async def test_a_serial_command_cannot_smuggle_a_second_line(start_attacker, psu
     "query('OUTP ON;OUTP?')",
 ])
 async def test_a_dangerous_psu_command_needs_a_person(start_attacker, psu, call):
-    received = spy(psu, "handle_line")
+    received = spy(psu, "answer_line")
     attacker = await start_attacker(devices=[psu_entry(psu)])
     result = await attacker.run(f"devices['bench_psu'].{call}")
     assert "PermissionError: denied:" in result.output and NOT_YOURS in result.output
@@ -290,8 +290,10 @@ async def test_the_model_cannot_rewrite_the_confirmation_prompt(start_attacker, 
 
     attacker = await start_attacker(devices=[shelly_entry(shelly), psu_entry(psu)])
     result = await attacker.run(SPOOFED_PROMPTS[where], confirm=person)
-    assert "PermissionError: denied:" in result.output and "the user said no" in result.output
-    assert len(shown) == 1 and shown[0].isprintable(), shown
+    asked = "PermissionError: denied:" in result.output and "the user said no" in result.output
+    refused_unasked = "ValueError" in result.output and not shown  # even better: nobody is shown it at all
+    assert asked or refused_unasked, result.output
+    assert all(prompt.isprintable() for prompt in shown), shown
     assert psu.output is False
 
 

@@ -117,17 +117,18 @@ ESCAPES = {
     "dot-dot after chdir": (("import os\nos.chdir('..')\n"
                              "open('othertask/notes.txt', 'w').write('tampered')"), DENIED),
     "hard link": ("import os\nos.link({doc!r}, 'hard')\nopen('hard', 'w').write('tampered')", NO_REFER),
-    "rename into scratch": ("import os\nos.rename({doc!r}, 'stolen.md')", DENIED),
+    # Scratch is a tmpfs of its own: the kernel refuses the move across filesystems even before Landlock does.
+    "rename into scratch": ("import os\nos.rename({doc!r}, 'stolen.md')", (DENIED, NO_REFER)),
     "unlink": ("import os\nos.unlink({doc!r})", DENIED),
 }
 
 
 @pytest.mark.parametrize("escape", ESCAPES)
 async def test_escaping_scratch_is_denied(attacker, planted, escape):
-    template, error = ESCAPES[escape]
+    template, errors = ESCAPES[escape]
     doc = planted["device doc"]
     result = await attacker.run(template.format(doc=str(doc), docs=str(doc.parent)))
-    assert error in result.output
+    assert any(error in result.output for error in ((errors,) if isinstance(errors, str) else errors)), result.output
     assert doc.read_text() == ORIGINAL and planted["other task's scratch"].read_text() == ORIGINAL
 
 

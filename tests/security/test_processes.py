@@ -219,21 +219,28 @@ async def test_the_jobs_memory_holds_no_secret_and_no_address(start_attacker, sh
     assert result.output == "True 0\n[]\n"
 
 
-OPEN_FDS = """import os, socket
-open_fds = []
+OPEN_FDS = """import os, socket, stat
+kinds = []
 for fd in range(1024):
     try:
-        os.fstat(fd)
-        open_fds.append(fd)
+        info = os.fstat(fd)
     except OSError:
-        pass
-print(open_fds[:3], len(open_fds), socket.socket(fileno=os.dup(open_fds[3])).type.name)
+        continue
+    if fd < 3:
+        kinds.append(fd)
+    elif stat.S_ISSOCK(info.st_mode):
+        kinds.append(socket.socket(fileno=os.dup(fd)).type.name)
+    elif stat.S_ISREG(info.st_mode) and info.st_nlink == 0:
+        kinds.append("memfd")
+    else:
+        kinds.append(oct(info.st_mode))
+print(kinds)
 """
 
 
-async def test_the_job_holds_only_its_stdio_and_its_channel(attacker):
+async def test_the_job_holds_only_its_stdio_its_channel_and_its_inventory(attacker):
     result = await attacker.run(OPEN_FDS)
-    assert result.output == "[0, 1, 2] 4 SOCK_SEQPACKET\n"
+    assert result.output == "[0, 1, 2, 'SOCK_SEQPACKET', 'memfd']\n"
 
 
 TIOCSTI = """import fcntl, termios
