@@ -194,3 +194,10 @@ async def test_tasks_and_confirmations_over_mqtt(tmp_path, scripted_llm, mqtt_br
         assert "confirmation" in [event.kind for event in events]
     finally:
         client.loop_stop()
+
+
+async def test_a_device_names_the_state_fields_worth_showing_first(tmp_path, shelly, daemon_factory, http):
+    daemon = await daemon_factory(make_config(tmp_path, devices=[shelly_entry(shelly)]))
+    async with http.get(f"{daemon.server.url}/api/devices/desk_plug") as response:
+        device = await response.json()
+    assert device["state_keys"] == ["output", "apower"]  # from its doc, shelly_switch.md: the web page shows these

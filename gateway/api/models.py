@@ -67,6 +67,7 @@ class Device(Strict):
     exposed: bool
     source: str
     state: dict[str, Any]
+    state_keys: list[str] = Field(description="the state fields worth showing first, from the device's doc")
 
 
 class Confirmation(Strict):

@@ -25,6 +25,7 @@ from gateway.agent.loop import TaskEvent
 from gateway.api import models
 from gateway.api.auth import is_loopback
 from gateway.api.voice import Transcriber, VoiceUnavailable
+from gateway.devices.docs import DocLibrary
 from gateway.devices.registry import DeviceEvent
 from gateway.policy import ConfirmationRequest, ScopeError, answered_elsewhere
 from gateway.runner import Busy, RunningTask, TaskRunner
@@ -101,10 +102,12 @@ def task_json(record: Any, steps: list[Any] | None = None) -> dict[str, Any]:
             completion_tokens=step.completion_tokens) for step in steps]).model_dump()
 
 
-def device_json(device: Any) -> dict[str, Any]:
+def device_json(device: Any, docs: DocLibrary) -> dict[str, Any]:
+    doc = docs.get(device.kind)
     return models.Device(id=device.id, name=device.name, kind=device.kind, transport=device.transport,
                          area=device.area, aliases=device.aliases, online=device.online, exposed=device.exposed,
-                         source=device.source, state=device.state).model_dump()
+                         source=device.source, state=device.state,
+                         state_keys=doc.state_keys if doc else []).model_dump()
 
 
 class Broadcast:
@@ -132,7 +135,7 @@ class Api:
 
     # plumbing
     def _device_event(self, event: DeviceEvent) -> None:
-        self.broadcast.send("device", {"event": event.type, "device": device_json(event.device)})
+        self.broadcast.send("device", {"event": event.type, "device": device_json(event.device, self.gateway.docs)})
 
     def _task_event(self, task: RunningTask, event: TaskEvent) -> None:
         if event.kind in ("queued", "started", "answer", "finished"):
@@ -238,13 +241,13 @@ class Api:
         await response.write(f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n".encode())
 
     async def list_devices(self, request: web.Request) -> web.Response:
-        return web.json_response([device_json(device) for device in self.gateway.registry.all()])
+        return web.json_response([device_json(device, self.gateway.docs) for device in self.gateway.registry.all()])
 
     async def get_device(self, request: web.Request) -> web.Response:
         device = self.gateway.registry.get(request.match_info["id"])
         if device is None:
             raise ApiError(404, "not_found", f"no device {request.match_info['id']!r}")
-        return web.json_response(device_json(device))
+        return web.json_response(device_json(device, self.gateway.docs))
 
     async def list_confirmations(self, request: web.Request) -> web.Response:
         return web.json_response([asdict(pending) for pending, _ in self.gateway.confirmations.pending.values()])

@@ -1,0 +1,327 @@
+"""The web page in headless Chromium (Debian's, driven by Playwright) against a real in-process daemon on
+127.0.0.1, the scripted model and the device simulators: what a person sees and does, and what the devices do.
+
+Screenshots go to test-artifacts/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from conftest import code_reply, make_config, psu_entry
+from gateway import daemon as daemon_module
+from gateway.config import Config
+from gateway.daemon import Daemon
+from simulators.base import SimContext
+from simulators.tasmota import TasmotaPlug
+
+try:
+    from axe_playwright_python.async_playwright import Axe
+    from playwright.async_api import Browser, Page, async_playwright, expect
+except ImportError:  # the test extra is not installed
+    async_playwright = None
+
+CHROMIUM = shutil.which("chromium")
+ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
+# Playwright gives each launch a fresh temporary profile. This one talks to nobody but the gateway: no background
+# services, and no host name resolves (the page is opened by its 127.0.0.1 address).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-component-update", "--disable-sync",
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]  # a microphone that beeps
+PHONE: dict[str, Any] = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True,
+                         "has_touch": True}
+COMMAND = "What should the gateway do?"
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if async_playwright is None:
+        pytest.skip("needs Playwright for Python and axe-playwright-python: pip install -e '.[test]'")
+    if CHROMIUM is None:
+        pytest.skip("needs Debian's Chromium: apt-get install chromium")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def start_daemon() -> AsyncIterator[Callable[[Config], Awaitable[Daemon]]]:
+    daemons: list[Daemon] = []
+
+    async def start(config: Config) -> Daemon:
+        config.api.port = 0
+        daemon = Daemon(config)
+        await daemon.start()
+        daemons.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in daemons:
+        await daemon.close()
+
+
+@dataclass
+class Tab:
+    """A phone's browser tab on the gateway, noting console errors and any request that would leave 127.0.0.1."""
+
+    page: Page
+    errors: list[str] = field(default_factory=list)
+    outside: list[str] = field(default_factory=list)
+
+    def assert_clean(self, expected_error: str | None = None) -> None:
+        assert [error for error in self.errors if not (expected_error and expected_error in error)] == []
+        assert self.outside == []
+
+
+@pytest.fixture
+async def open_tab(browser: Browser, start_daemon: Any) -> AsyncIterator[Callable[..., Awaitable[Tab]]]:
+    # Depends on start_daemon so that the tabs, and their open event streams, close before the daemons stop.
+    contexts = []
+
+    async def open_(daemon: Daemon, init_script: str | None = None, **options: Any) -> Tab:
+        context = await browser.new_context(**PHONE, **options)
+        contexts.append(context)
+        if init_script:
+            await context.add_init_script(init_script)
+        page = await context.new_page()
+        tab = Tab(page)
+
+        def note_request(request: Any) -> None:
+            if urlsplit(request.url).hostname not in (None, "127.0.0.1"):  # None: data: and blob: URLs
+                tab.outside.append(request.url)
+
+        page.on("console", lambda message: tab.errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: tab.errors.append(str(error)))
+        page.on("request", note_request)
+        await page.goto(f"{daemon.server.url}/")
+        return tab
+
+    yield open_
+    for context in contexts:
+        await context.close()
+
+
+@pytest.fixture
+async def kettle(mqtt_broker: Any) -> AsyncIterator[TasmotaPlug]:
+    """A Tasmota plug the gateway finds on MQTT, whose state changes reach the registry."""
+    plug = TasmotaPlug("kettle", "tasmota_0A0B0C", name="Kitchen Kettle")
+    await plug.start(SimContext(mqtt_port=mqtt_broker.port))
+    yield plug
+    await plug.stop()
+
+
+async def assert_accessible(page: Page) -> None:
+    """axe-core's rules (names and labels, contrast, ARIA, landmarks...) hold in the dark and the light scheme."""
+    for scheme in ("dark", "light"):
+        await page.emulate_media(color_scheme=scheme)
+        results = await Axe().run(page)
+        assert results.violations_count == 0, f"{scheme} scheme: {results.generate_report()}"
+
+
+async def screenshot(page: Page, name: str, full_page: bool = True) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=ARTIFACTS / name, full_page=full_page)
+
+
+KETTLE_CODE = ('kettle = devices["kitchen_kettle"]  # found on MQTT\n'
+               't = kettle.base_topic\n'
+               'print(kettle.request(f"cmnd/{t}/Power", "ON", reply_topic=f"stat/{t}/RESULT"))\n'
+               'print("<img src=x onerror=alert(1)>", 42)')
+
+
+async def test_a_typed_command_streams_its_trace_and_the_device_list_follows_the_plug(
+        tmp_path, scripted_llm, mqtt_broker, kettle, psu, start_daemon, open_tab):
+    llm = await scripted_llm({"conversations": [{"match": "kettle", "replies": [
+        code_reply(KETTLE_CODE, "The kettle is a Tasmota plug."), "FINAL ANSWER: The kettle is on."]}]})
+    daemon = await start_daemon(make_config(tmp_path, llm, [psu_entry(psu)], broker=mqtt_broker))
+    tab = await open_tab(daemon)
+    page = tab.page
+    card = page.locator(".device", has_text="Kitchen Kettle")
+    power = card.locator('[data-key="power"] dd')
+    await expect(power).to_have_text("OFF")
+    await expect(card.locator(".badge")).to_have_text("online")
+
+    await page.get_by_label(COMMAND).fill("turn on the kettle")
+    await page.get_by_role("button", name="Send").click()
+
+    step = page.locator("#trace .step")
+    await expect(step.locator(".thought")).to_have_text("The kettle is a Tasmota plug.")
+    await expect(step.locator("pre.code")).to_have_text(KETTLE_CODE)  # highlighted, and still exactly the code
+    await expect(step.locator(".tok-string").first).to_have_text('"kitchen_kettle"')
+    await expect(step.locator(".tok-comment")).to_have_text("# found on MQTT")
+    await expect(step.locator(".tok-number")).to_have_text("42")
+    await expect(step.locator(".tok-builtin").first).to_have_text("devices")
+    await expect(step.locator(".observation pre")).to_have_text("{'POWER': 'ON'}\n<img src=x onerror=alert(1)> 42")
+    await expect(page.locator("#answer")).to_have_text("The kettle is on.")
+    await expect(page.locator("#task-status")).to_have_text("done")
+    await expect(page.locator("#writing")).to_be_hidden()
+    assert await page.locator("#trace img").count() == 0  # the observation's markup stayed text
+    assert kettle.power is True
+    await expect(power).to_have_text("ON")  # the plug's report reached the page through /api/events
+
+    kettle.set_value("power", False)  # someone presses the button on the plug
+    await expect(power).to_have_text("OFF")
+    kettle.apply({"fault": "offline"})
+    await expect(card.locator(".badge")).to_have_text("offline")
+    kettle.apply({"fault": "none"})
+    await expect(card.locator(".badge")).to_have_text("online")
+
+    devices = page.locator(".device .device-name")
+    lab = page.get_by_role("button", name="lab", exact=True)
+    await lab.click()
+    await expect(lab).to_have_attribute("aria-pressed", "true")
+    await expect(devices).to_have_text(["Bench Supply"])
+    await page.get_by_role("button", name="All", exact=True).click()
+    await expect(devices).to_have_text(["Kitchen Kettle", "Bench Supply"])  # by area: kitchen, lab
+    await page.get_by_label("Search devices").fill("kett")
+    await expect(devices).to_have_text(["Kitchen Kettle"])
+
+    await page.reload()  # the recent tasks keep the trace
+    task = page.locator(".history-item", has_text="turn on the kettle")
+    await expect(task.locator(".chip")).to_have_text("done")
+    await task.click()
+    await expect(page.locator("#trace pre.code")).to_have_text(KETTLE_CODE)
+    await expect(page.locator("#answer")).to_have_text("The kettle is on.")
+    await assert_accessible(page)
+    await screenshot(page, "web-task-phone.png")
+    await page.set_viewport_size({"width": 1280, "height": 900})
+    await screenshot(page, "web-task-desktop.png")
+    await page.emulate_media(color_scheme="dark")
+    await screenshot(page, "web-task-desktop-dark.png")
+    tab.assert_clean()
+
+
+@pytest.mark.parametrize("button, output_on", [("Approve", True), ("Deny", False)])
+async def test_a_dangerous_call_waits_for_the_answer_in_the_dialog(button, output_on, tmp_path, scripted_llm, psu,
+                                                                    start_daemon, open_tab):
+    code = 'psu = devices["bench_psu"]\npsu.write("OUTP ON")\nfinal_answer(psu.query("OUTP?"))'
+    llm = await scripted_llm({"conversations": [{"match": "output on", "replies": [
+        code_reply(code), "FINAL ANSWER: The output stays off: you said no."]}]})
+    daemon = await start_daemon(make_config(tmp_path, llm, [psu_entry(psu)]))
+    tab = await open_tab(daemon)
+    page = tab.page
+    await expect(page.locator(".device", has_text="Bench Supply")).to_be_visible()
+
+    await page.get_by_label(COMMAND).fill("switch the bench supply output on")
+    await page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="Allow this?")
+    await expect(dialog).to_be_visible()
+    await expect(dialog.locator("#confirm-device")).to_have_text("Bench Supply (bench_psu)")
+    await expect(dialog.locator("#confirm-action")).to_have_text("OUTP ON")
+    await expect(dialog.locator("#confirm-reason")).to_have_text("switches the supply's output on")
+    await expect(dialog.locator("#confirm-task")).to_have_text("switch the bench supply output on")
+    assert psu.output is False  # nothing is switched before the person answers
+    if output_on:
+        await assert_accessible(page)
+        await screenshot(page, "web-confirmation-phone.png", full_page=False)  # the modal covers the viewport
+
+    await dialog.get_by_role("button", name=button).click()
+    await expect(dialog).to_be_hidden()
+    await expect(page.locator("#task-status")).to_have_text("done")
+    await expect(page.locator("#answer")).to_have_text("1" if output_on else "The output stays off: you said no.")
+    assert psu.output is output_on
+    await expect(page.locator("#trace .note").last).to_have_text(
+        f"OUTP ON on Bench Supply: {'approved' if output_on else 'not approved'}")
+    tab.assert_clean()
+
+
+async def test_a_gateway_that_needs_its_token_asks_for_it_and_keeps_it(tmp_path, scripted_llm, psu, monkeypatch,
+                                                                       start_daemon, open_tab):
+    monkeypatch.setattr(daemon_module, "token_required", lambda host: True)  # as on a LAN address, on 127.0.0.1
+    llm = await scripted_llm({"conversations": [{"match": "hello", "replies": ["FINAL ANSWER: Hello, token holder."]}]})
+    daemon = await start_daemon(make_config(tmp_path, llm, [psu_entry(psu)]))
+    assert daemon.token
+    tab = await open_tab(daemon)
+    page = tab.page
+    supply = page.locator(".device", has_text="Bench Supply")
+    dialog = page.get_by_role("dialog", name="This gateway needs its API token")
+    await expect(dialog).to_be_visible()
+    assert await supply.count() == 0
+    await assert_accessible(page)
+
+    await dialog.get_by_label("API token").fill("not-the-token")
+    await dialog.get_by_role("button", name="Save").click()
+    await expect(dialog.get_by_role("alert")).to_have_text("That token was not accepted. Check it and try again.")
+    await dialog.get_by_label("API token").fill(daemon.token)
+    await dialog.get_by_role("button", name="Save").click()
+    await expect(supply).to_be_visible()  # through the Bearer header, and the event stream's ?token=
+    assert await page.evaluate("localStorage.getItem('pyuse.token')") == daemon.token
+
+    await page.reload()
+    await expect(supply).to_be_visible()
+    await page.get_by_label(COMMAND).fill("say hello")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#answer")).to_have_text("Hello, token holder.")
+    await expect(dialog).to_be_hidden()
+    tab.assert_clean(expected_error="status of 401")  # the refused requests before the token was known
+
+
+def recogniser(then: str) -> str:
+    """An init script giving the page a stand-in for the browser's speech recognition, which would need a service
+    on the internet: it hears nothing but does `then` (JavaScript, `this` being the recognition) when started."""
+    return (f"class StandIn {{ start() {{ setTimeout(() => {{ {then}; this.onend(); }}); }} stop() {{}} }}\n"
+            "window.SpeechRecognition = window.webkitSpeechRecognition = StandIn;")
+
+
+async def test_a_command_heard_by_the_browser_runs_like_a_typed_one(tmp_path, scripted_llm, start_daemon, open_tab):
+    llm = await scripted_llm({"conversations": [{"match": "hello", "replies": ["FINAL ANSWER: Hello, speaker."]}]})
+    daemon = await start_daemon(make_config(tmp_path, llm))
+    tab = await open_tab(daemon, init_script=recogniser(
+        'this.onresult({ results: [[{ transcript: "say " }], [{ transcript: "hello" }]] })'))
+    page = tab.page
+
+    await page.get_by_role("button", name="Speak a command").click()
+    await expect(page.locator("#task-title")).to_have_text("say hello")
+    await expect(page.locator("#answer")).to_have_text("Hello, speaker.")
+    tab.assert_clean()
+
+
+async def test_without_recognition_the_microphone_records_for_the_gateway_which_says_how_to_set_up_voice(
+        tmp_path, start_daemon, open_tab):
+    daemon = await start_daemon(make_config(tmp_path))
+    # Debian's Chromium has no recognition service to reach: it fails with "network", and the page records instead.
+    tab = await open_tab(daemon, init_script=recogniser('this.onerror({ error: "network" })'),
+                         permissions=["microphone"])
+    page = tab.page
+    await expect(page.locator("#notice")).to_contain_text("No model is configured")
+    mic = page.get_by_role("button", name="Speak a command")
+    await mic.click()
+    await expect(page.locator("#command-hint")).to_contain_text("tap the microphone again to record")
+
+    await mic.click()
+    stop = page.get_by_role("button", name="Stop listening")
+    async with page.expect_request("**/api/voice") as upload:
+        await stop.click()
+    assert (await upload.value).headers["content-type"].startswith("audio/")
+    hint = page.locator("#command-hint")  # an empty body would have been refused (400) before this answer (501)
+    await expect(hint).to_contain_text("Voice is not set up on this gateway")
+    await expect(hint).to_contain_text("[stt] base_url")
+    await assert_accessible(page)
+    await expect(mic).to_be_visible()  # listening no more
+    tab.assert_clean(expected_error="status of 501")
+
+
+async def test_a_running_task_can_be_stopped_from_the_page(tmp_path, scripted_llm, start_daemon, open_tab):
+    llm = await scripted_llm({"conversations": [{"match": "nap", "replies": [code_reply("sleep(20)")]}]})
+    daemon = await start_daemon(make_config(tmp_path, llm, sandbox={"exec_timeout_s": 30}))
+    tab = await open_tab(daemon)
+    page = tab.page
+
+    await page.get_by_label(COMMAND).fill("take a long nap")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#trace pre.code")).to_have_text("sleep(20)")
+    await page.get_by_role("button", name="Stop", exact=True).click()
+    await expect(page.locator("#task-status")).to_have_text("cancelled")
+    await expect(page.locator(".history-item", has_text="take a long nap").locator(".chip")).to_have_text("cancelled")
+    [task_id] = daemon.runner.tasks
+    assert daemon.gateway.task(task_id).status == "cancelled"
+    tab.assert_clean()
