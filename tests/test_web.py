@@ -150,7 +150,7 @@ async def test_a_typed_command_streams_its_trace_and_the_device_list_follows_the
     await expect(power).to_have_text("OFF")
     await expect(card.locator(".badge")).to_have_text("online")
 
-    await page.get_by_label(COMMAND).fill("turn on the kettle")
+    await page.get_by_label(COMMAND).fill("put the kettle on for tea")
     await page.get_by_role("button", name="Send").click()
 
     step = page.locator("#trace .step")
@@ -186,7 +186,7 @@ async def test_a_typed_command_streams_its_trace_and_the_device_list_follows_the
     await expect(devices).to_have_text(["Kitchen Kettle"])
 
     await page.reload()  # the recent tasks keep the trace
-    task = page.locator(".history-item", has_text="turn on the kettle")
+    task = page.locator(".history-item", has_text="put the kettle on for tea")
     await expect(task.locator(".chip")).to_have_text("done")
     await task.click()
     await expect(page.locator("#trace pre.code")).to_have_text(KETTLE_CODE)
