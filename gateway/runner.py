@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from gateway.policy import Confirmer
 log = logging.getLogger(__name__)
 
 FINAL = "finished"
+KEEP_FINISHED = 500  # finished tasks whose events stay in memory for late subscribers; the store has the rest
 
 
 class Busy(Exception):
@@ -37,7 +39,8 @@ class RunningTask:
     _followers: set[asyncio.Queue[TaskEvent]] = field(default_factory=set)
 
     def emit(self, event: TaskEvent) -> None:
-        self.events.append(event)
+        if event.kind != "delta":  # streamed text matters live only; the steps keep what was said
+            self.events.append(event)
         for queue in self._followers:
             queue.put_nowait(event)
 
@@ -71,6 +74,7 @@ class TaskRunner:
         self.tasks: dict[str, RunningTask] = {}
         self.listeners: list[Listener] = []
         self._waiting = 0
+        self._finished: deque[str] = deque()
 
     def submit(self, text: str, origin: str, device_ids: list[str] | None = None,
                confirm: Confirmer | None = None) -> RunningTask:
@@ -105,7 +109,14 @@ class TaskRunner:
         finally:
             self.emit(task, TaskEvent(task.id, FINAL, task.result.summary() | {"error": task.result.error}
                                        if task.result else {"status": "failed"}))
+            self._forget_old(task.id)
         return task.result
+
+    def _forget_old(self, finished_id: str) -> None:
+        """A daemon runs for months: only the latest finished tasks keep their events in memory."""
+        self._finished.append(finished_id)
+        while len(self._finished) > KEEP_FINISHED:
+            self.tasks.pop(self._finished.popleft(), None)
 
     def emit(self, task: RunningTask, event: TaskEvent) -> None:
         task.emit(event)

@@ -6,6 +6,7 @@ tests and demos. A script (TOML file or dict):
     model = "scripted"          # the only model it serves
     delay_s = 0.0               # wait before each reply (simulates a slow model)
     api_key = ""                # when set, requests without this bearer token get 401
+    transcript = ""             # what POST /v1/audio/transcriptions answers for any audio
 
     [[conversations]]
     match = "turn on the plug"  # case-insensitive substring of the task (the first user message)
@@ -13,7 +14,8 @@ tests and demos. A script (TOML file or dict):
     replies = ["...turn 1...", "...turn 2..."]   # reply N answers a request holding N-1 assistant messages
 
 Replies are cut at the request's stop sequences, as a real server does. Streaming (SSE, with a usage chunk
-when asked) and plain responses are both served, as are `GET /v1/models` and `GET /_stats` (request counts).
+when asked) and plain responses are both served, as are `GET /v1/models`, `POST /v1/audio/transcriptions`
+(the script's transcript) and `GET /_stats` (request counts).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class ScriptedLLM:
         self.model: str = script.get("model", "scripted")
         self.delay_s: float = float(script.get("delay_s", 0.0))
         self.api_key: str = script.get("api_key", "")
+        self.transcript: str = script.get("transcript", "")
+        self.audio: list[bytes] = []
         self.conversations = [Conversation(c["match"].casefold(), list(c.get("replies", [])),
                                            list(c.get("errors", []))) for c in script.get("conversations", [])]
         self.requests: list[dict[str, Any]] = []
@@ -55,6 +59,7 @@ class ScriptedLLM:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/audio/transcriptions", self._transcribe)
         app.router.add_get("/_stats", self._stats)
         return app
 
@@ -137,6 +142,14 @@ class ScriptedLLM:
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+    async def _transcribe(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        upload = form.get("file")
+        if not isinstance(upload, web.FileField):
+            return _error(400, "send the audio as the multipart field 'file'", "invalid_request")
+        self.audio.append(upload.file.read())
+        return web.json_response({"text": self.transcript})
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [

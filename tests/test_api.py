@@ -201,3 +201,20 @@ async def test_a_device_names_the_state_fields_worth_showing_first(tmp_path, she
     async with http.get(f"{daemon.server.url}/api/devices/desk_plug") as response:
         device = await response.json()
     assert device["state_keys"] == ["output", "apower"]  # from its doc, shelly_switch.md: the web page shows these
+
+
+async def test_voice_is_transcribed_and_runs_as_a_task(tmp_path, scripted_llm, shelly, daemon_factory, http):
+    stt = await scripted_llm({"transcript": "turn on the desk plug"})
+    config = make_config(tmp_path, devices=[shelly_entry(shelly)], stt={"base_url": stt.base_url})
+    daemon = await daemon_factory(config)
+    audio = b"RIFF$\x00\x00\x00WAVEfmt " + bytes(32)
+
+    async with http.post(f"{daemon.server.url}/api/voice", data=audio,
+                         headers={"Content-Type": "audio/wav"}) as response:
+        assert response.status == 202
+        created = await response.json()
+    events = await read_events(http, f"{daemon.server.url}{created['events']}")
+
+    assert stt.audio == [audio]  # the upload reached the transcription server untouched
+    assert events[0] == ("queued", {"text": "turn on the desk plug", "origin": "voice"})
+    assert events[-1][1]["status"] == "done" and shelly.output is True  # no model: the fast path took it

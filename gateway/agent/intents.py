@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 CJK = re.compile(r"[\u3400-\u9fff]")
 AMBIGUOUS = "ambiguous:"
+# The only Home Assistant intents the fast path acts on; matching others (timers, media...) would cost time.
+HANDLED = ("HassTurnOn", "HassTurnOff", "HassLightSet", "HassClimateSetTemperature", "HassClimateGetTemperature",
+           "HassGetState", "HassSetPosition")
 
 
 @cache
@@ -39,6 +42,7 @@ def _sentences(language: str) -> Intents:
     import home_assistant_intents
 
     data = home_assistant_intents.get_intents(language)
+    data["intents"] = {name: intent for name, intent in data["intents"].items() if name in HANDLED}
     extra = tomllib.loads((importlib.resources.files("gateway.agent") / "sentences.toml").read_text("utf-8"))
     for entry in extra.get(language, []):
         block = {"sentences": entry["sentences"]}

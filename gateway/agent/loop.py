@@ -68,8 +68,8 @@ class AgentLoop:
     async def run(self, task_id: str, prompt: Prompt, session: SandboxSession, progress: Progress,
                   emit: EventSink) -> None:
         messages = list(prompt.messages)
+        estimate = prompt.estimate  # kept up to date as messages are added, not recounted every turn
         for turn in range(1, self.settings.max_turns + 1):
-            estimate = sum(estimate_tokens(message["content"]) for message in messages)
             if progress.tokens + estimate > self.settings.max_tokens_per_task:
                 progress.status = "failed"
                 progress.error = (f"token budget exhausted: {progress.tokens} used, the next turn needs about "
@@ -92,8 +92,7 @@ class AgentLoop:
                 if not reply.answer:
                     step.observation = EMPTY_REPLY
                     self.store.add_step(step)
-                    messages += [{"role": "assistant", "content": completion.text},
-                                 {"role": "user", "content": f"Observation: {EMPTY_REPLY}"}]
+                    estimate += self._append(messages, completion.text, f"Observation: {EMPTY_REPLY}")
                     continue
                 self.store.add_step(step)
                 self._finish(task_id, progress, reply.answer, emit)
@@ -114,11 +113,16 @@ class AgentLoop:
             if execution.status == "final":
                 self._finish(task_id, progress, execution.answer or "", emit)
                 return
-            messages += [{"role": "assistant", "content": reply.kept},
-                         {"role": "user", "content": f"Observation:\n{observation}"}]
+            estimate += self._append(messages, reply.kept, f"Observation:\n{observation}")
         progress.status = "failed"
         progress.error = (f"no final answer after {self.settings.max_turns} turns ([agent] max_turns); "
                           "see the trace with `pyuse tasks ID`")
+
+    @staticmethod
+    def _append(messages: list[dict[str, str]], reply: str, observation: str) -> int:
+        """Add a turn to the conversation; returns its token estimate."""
+        messages += [{"role": "assistant", "content": reply}, {"role": "user", "content": observation}]
+        return estimate_tokens(reply) + estimate_tokens(observation) + 8
 
     @staticmethod
     def _finish(task_id: str, progress: Progress, answer: str, emit: EventSink) -> None:

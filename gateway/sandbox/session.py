@@ -524,6 +524,13 @@ async def remove_tree(path: Path) -> None:
     """Delete a scratch dir whatever a job left in it (directories deeper than Python's recursion limit
     included), off the event loop, never raising: cleanup must not turn a finished task into a stuck one."""
     try:
+        path.rmdir()  # the usual case: the job wrote into its own tmpfs, so the directory here is empty
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    try:
         process = await asyncio.create_subprocess_exec("rm", "-rf", "--", str(path),
                                                        stdout=asyncio.subprocess.DEVNULL,
                                                        stderr=asyncio.subprocess.DEVNULL)
