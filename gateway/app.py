@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.agent.intents import LocalIntents, LocalPlan, Unclear
 from gateway.agent.llm import NOT_CONFIGURED, LLMClient, LLMError
-from gateway.agent.local import run_locally
+from gateway.agent.local import run_without_model
 from gateway.agent.loop import AgentLoop, EventSink, Progress, TaskEvent
 from gateway.agent.prompt import Prompt, PromptBuilder
 from gateway.agent.retrieval import vocabulary
+from gateway.agent.skill_writer import SkillWriteError, write_skill
+from gateway.agent.skills import Skill, SkillLibrary
+from gateway.clock import Clock
 from gateway.config import Config, ConfigError
 from gateway.devices.docs import DocLibrary
 from gateway.devices.registry import Registry
@@ -24,7 +28,7 @@ from gateway.logs import current_task
 from gateway.policy import Confirmations, Confirmer, Policy, ScopeError
 from gateway.sandbox.broker import Broker, JobContext
 from gateway.sandbox.manager import Sandbox, SandboxUnavailable
-from gateway.sandbox.session import Execution, SandboxSession
+from gateway.sandbox.session import Execution, SandboxError, SandboxSession
 from gateway.store import StepRecord, Store, TaskRecord
 from gateway.transports.embedded_broker import EmbeddedBroker
 from gateway.transports.http import HttpTransport
@@ -44,10 +48,37 @@ class TaskResult:
     tokens: int
     duration_ms: float
     processed_locally: bool = False
+    skill: str | None = None  # the saved skill that ran, or the one saved from this task
 
     def summary(self) -> dict[str, Any]:
         return {"task_id": self.task_id, "status": self.status, "answer": self.answer, "turns": self.turns,
                 "tokens": self.tokens, "duration_ms": self.duration_ms}
+
+
+@dataclass
+class ModelFree:
+    """Work that needs no model: a fast-path match or a saved skill, as code and a way to phrase its result."""
+
+    thought: str
+    code: str
+    answer: Callable[[Any], str]
+    skill: str | None = None
+
+
+@dataclass
+class TaskOptions:
+    """How a task runs beyond its command: for skills run by name and for automations."""
+
+    work: ModelFree | None = None  # run this instead of planning
+    plan: bool = True  # try saved skills and the fast path before the model
+    session: tuple[SandboxSession, JobContext] | None = None  # a job to reuse, left open
+    timeout_s: float | None = None  # replaces [agent] task_timeout_s and [sandbox] exec_timeout_s
+    save_skill: bool | None = None  # replaces [skills] auto_save for a task the model solves
+    replaces_skill: str | None = None  # the skill a newly saved one supersedes
+
+
+class SkillArgumentError(ValueError):
+    """Arguments that do not fit a skill's parameters; the message names the parameter."""
 
 
 def _ignore(event: TaskEvent) -> None:
@@ -68,7 +99,9 @@ class Gateway:
             config.mqtt.host, config.mqtt.port, client_id=f"pyuse-{config.gateway.id}",
             username=config.mqtt.username, password=config.mqtt.password.get_secret_value(),
             will=(f"pyuse/{config.gateway.id}/status", b"offline"))
-        self.sandbox = Sandbox(config.sandbox, config.gateway.data_dir)
+        self.clock = Clock(config.gateway.clock_speed)
+        self.sandbox = Sandbox(config.sandbox, config.gateway.data_dir, config.gateway.clock_speed)
+        self.skills = SkillLibrary(config.gateway.data_dir / "skills")
         self.llm: LLMClient | None = None
         self.broker: Broker | None = None
         self.prompts: PromptBuilder | None = None
@@ -159,22 +192,73 @@ class Gateway:
         if self.store:
             self.store.close()
 
-    def session(self, task_id: str, device_ids: list[str] | None = None, confirm: Confirmer | None = None,
-                origin: str = "cli") -> SandboxSession:
-        """A sandbox for one task, holding handles for exactly the devices it may use."""
+    def open_session(self, task_id: str, device_ids: list[str] | None = None, confirm: Confirmer | None = None,
+                     origin: str = "cli", exec_timeout_s: float | None = None) -> tuple[SandboxSession, JobContext]:
+        """A sandbox for one task, holding handles for exactly the devices it may use, and the context its calls
+        are checked and audited under (an automation reuses both, moving the context to each run's task)."""
         assert self.broker is not None
         devices = self.policy.devices_for_task(self.registry, device_ids)
         context = JobContext(task_id, {device.id: device for device in devices}, confirm, origin)
         broker = self.broker
 
-        return self.sandbox.session(task_id, lambda: [device.for_job() for device in devices],
-                                    lambda request: broker.handle(context, request))
+        def inventory() -> dict[str, Any]:
+            return {"devices": [device.for_job() for device in devices],
+                    "skills": [{"name": skill.name, "source": skill.source} for skill in self.skills.load()]}
+
+        session = self.sandbox.session(task_id, inventory, lambda request: broker.handle(context, request),
+                                       exec_timeout_s)
+        return session, context
+
+    def session(self, task_id: str, device_ids: list[str] | None = None, confirm: Confirmer | None = None,
+                origin: str = "cli") -> SandboxSession:
+        return self.open_session(task_id, device_ids, confirm, origin)[0]
+
+    def plan_without_model(self, text: str, device_ids: list[str] | None = None) -> ModelFree | Unclear | None:
+        """A saved skill whose triggers the command says, else a fast-path match, else None (the model's turn)."""
+        found = self.skills.match(text)
+        if found is not None:
+            return self.skill_call(*found)
+        local = self.local.match(text, self.policy.devices_for_task(self.registry, device_ids))
+        if isinstance(local, LocalPlan):
+            return ModelFree(f"Handled locally, without a model: {local.action} on {local.device.id}.", local.code,
+                             local.answer)
+        return local
+
+    @staticmethod
+    def skill_call(skill: Skill, arguments: dict[str, Any]) -> ModelFree:
+        call = ", ".join(f"{name}={value!r}" for name, value in arguments.items())
+        return ModelFree(f"The saved skill {skill.name} matches; run without a model.",
+                         f"final_answer({skill.name}({call}))", str, skill.name)
+
+    def skill_arguments(self, skill: Skill, given: dict[str, Any]) -> dict[str, Any]:
+        """`given` (strings from a command line, or JSON values) converted to the skill's parameter types."""
+        unknown = sorted(set(given) - set(skill.params))
+        if unknown:
+            raise SkillArgumentError(f"{skill.name}() has no parameter {unknown[0]!r}; its parameters: "
+                                     f"{', '.join(skill.params) or 'none'}")
+        missing = [name for name in skill.params if name not in given]
+        if missing:
+            raise SkillArgumentError(f"{skill.name}() needs {', '.join(missing)} (pass --arg {missing[0]}=...)")
+        converted = {}
+        for name, kind in skill.params.items():
+            value = given[name]
+            try:
+                if kind == "bool" and isinstance(value, str):
+                    if value.casefold() not in ("true", "false", "on", "off", "yes", "no", "1", "0"):
+                        raise ValueError(value)
+                    converted[name] = value.casefold() in ("true", "on", "yes", "1")
+                else:
+                    converted[name] = {"int": int, "float": float, "str": str, "bool": bool}[kind](value)
+            except (TypeError, ValueError):
+                raise SkillArgumentError(f"{skill.name}(): {name} must be {kind}, got {value!r}") from None
+        return converted
 
     async def run_task(self, text: str, origin: str = "cli", device_ids: list[str] | None = None,
                        on_event: EventSink = _ignore, confirm: Confirmer | None = None,
-                       task_id: str | None = None) -> TaskResult:
+                       task_id: str | None = None, options: TaskOptions | None = None) -> TaskResult:
         """Run one command to its end. `confirm` asks the person behind `origin`; None means nobody can.
         `task_id` names a task already queued in the store; otherwise one is created."""
+        options = options or TaskOptions()
         assert self.store is not None and self.prompts is not None
         record = (self.store.get_task(task_id) if task_id else None) or self.store.create_task(text, origin)
         current_task.set(record.id)
@@ -183,34 +267,46 @@ class Gateway:
         self.store.update_task(record.id, status="running", started_at=started, model=self.config.llm.model or None,
                                sandbox_layers=",".join(self.sandbox.layers))
         progress = Progress()
-        session: SandboxSession | None = None
+        own_session: SandboxSession | None = None
+        skill_name: str | None = None
+        task_timeout = options.timeout_s or self.config.agent.task_timeout_s
         try:
-            session = self.session(record.id, device_ids, confirm, origin)
-            async with asyncio.timeout(self.config.agent.task_timeout_s):
-                local = self.local.match(text, self.policy.devices_for_task(self.registry, device_ids))
-                if isinstance(local, LocalPlan):
-                    await run_locally(record.id, local, session, self.store, progress, on_event)
-                elif isinstance(local, Unclear) and self.llm is None:
-                    progress.status, progress.error = "failed", local.question
+            if options.session is None:
+                own_session, _ = self.open_session(record.id, device_ids, confirm, origin, options.timeout_s)
+                job = own_session
+            else:
+                job, context = options.session
+                context.task_id = record.id
+            async with asyncio.timeout(task_timeout):
+                plan = options.work or (self.plan_without_model(text, device_ids) if options.plan else None)
+                if isinstance(plan, ModelFree):
+                    skill_name = plan.skill
+                    await run_without_model(record.id, plan.thought, plan.code, plan.answer, job, self.store,
+                                            progress, on_event)
+                    if plan.skill:
+                        self.store.skill_ran(plan.skill, progress.error)
+                elif isinstance(plan, Unclear) and self.llm is None:
+                    progress.status, progress.error = "failed", plan.question
                 elif self.llm is None:
                     raise LLMError(f"this is not a command the gateway understands without a model, and {NOT_CONFIGURED}")
                 else:
                     prompt = self.build_prompt(text, device_ids)
                     loop = AgentLoop(self.llm, self.store, self.config.agent)
-                    await loop.run(record.id, prompt, session, progress, on_event)
+                    await loop.run(record.id, prompt, job, progress, on_event)
         except TimeoutError:
             progress.status = "timeout"
-            progress.error = f"the task ran longer than {self.config.agent.task_timeout_s} s ([agent] task_timeout_s)"
+            progress.error = (f"the task ran longer than {task_timeout} s"
+                              + ("" if options.timeout_s else " ([agent] task_timeout_s)"))
         except asyncio.CancelledError:
             progress.status = "cancelled"
             progress.error = "cancelled"
             raise
-        except (LLMError, ScopeError, SandboxUnavailable) as exc:
+        except (LLMError, ScopeError, SandboxUnavailable, SandboxError) as exc:
             progress.status = "failed"
             progress.error = str(exc)
         finally:
-            if session is not None:
-                await asyncio.shield(session.close())
+            if own_session is not None:
+                await asyncio.shield(own_session.close())
             finished = time.time()
             self.store.update_task(record.id, status=progress.status, answer=progress.answer, error=progress.error,
                                    finished_at=finished, turns=progress.turns, prompt_tokens=progress.prompt_tokens,
@@ -218,13 +314,48 @@ class Gateway:
                                    processed_locally=int(progress.processed_locally))
         log.info("task %s after %d turn(s), %d tokens%s", progress.status, progress.turns, progress.tokens,
                  f": {progress.error}" if progress.error else "")
+        save_skill = options.save_skill
+        if save_skill is None:
+            save_skill = self.config.skills.auto_save == "always"
+        if save_skill and progress.status == "done" and not progress.processed_locally:
+            try:
+                skill_name = (await self.save_skill(record.id, options.replaces_skill)).name
+            except (SkillWriteError, LLMError) as exc:
+                log.warning("task %s was not saved as a skill: %s", record.id, exc)
         return TaskResult(record.id, progress.status, progress.answer, progress.error, progress.turns,
-                          progress.tokens, round((finished - started) * 1000, 1), progress.processed_locally)
+                          progress.tokens, round((finished - started) * 1000, 1), progress.processed_locally,
+                          skill_name)
+
+    async def save_skill(self, task_id: str, replaces: str | None = None) -> Skill:
+        """Have the model turn finished task `task_id` into a saved skill; raises SkillWriteError or LLMError."""
+        assert self.store is not None
+        if self.llm is None:
+            raise LLMError(f"writing a skill needs a model, and {NOT_CONFIGURED}")
+        skill, tokens = await write_skill(self.llm, self.store, self.skills, task_id, replaces)
+        log.info("task %s saved as skill %s (%d tokens)", task_id, skill.name, tokens)
+        return skill
+
+    def skill_work(self, name: str, arguments: dict[str, Any]) -> tuple[str, ModelFree]:
+        """The task text and work for running skill `name`; raises KeyError for an unknown skill (or one that does
+        not check out, with why) and SkillArgumentError for arguments that do not fit."""
+        skill = self.skills.get(name)
+        if skill is None:
+            problems = [error for error in self.skills.errors if error.startswith(f"{name}.py")]
+            raise KeyError(problems[0] if problems else f"no skill named {name!r} (see `pyuse skills list`)")
+        arguments = self.skill_arguments(skill, arguments)
+        call = ", ".join(f"{key}={value!r}" for key, value in arguments.items())
+        return f"skill {name}({call})", self.skill_call(skill, arguments)
+
+    async def run_skill(self, name: str, arguments: dict[str, Any], origin: str = "cli",
+                        confirm: Confirmer | None = None, on_event: EventSink = _ignore) -> TaskResult:
+        """Run a saved skill by name, as a task; raises like skill_work."""
+        text, work = self.skill_work(name, arguments)
+        return await self.run_task(text, origin, confirm=confirm, on_event=on_event, options=TaskOptions(work=work))
 
     def build_prompt(self, text: str, device_ids: list[str] | None = None) -> Prompt:
         """The messages a command would send to the model; raises ScopeError for devices it cannot have."""
         assert self.prompts is not None
-        return self.prompts.build(text, self.policy.devices_for_task(self.registry, device_ids))
+        return self.prompts.build(text, self.policy.devices_for_task(self.registry, device_ids), self.skills.load())
 
     async def run_code(self, code: str, label: str, device_ids: list[str] | None = None,
                        confirm: Confirmer | None = None) -> tuple[str, Execution]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from gateway.agent.llm import NOT_CONFIGURED
+from gateway.agent.skills import SkillLibrary
 from gateway.app import Gateway, TaskResult
 from gateway.config import Config, ConfigError, find_config_file, load_config
 from gateway.console import Console, TracePrinter, print_result
@@ -83,6 +84,64 @@ def build_parser() -> argparse.ArgumentParser:
     prompt.add_argument("text", help="the command")
     prompt.add_argument("--device", action="append", metavar="ID", help="limit the task to these devices")
 
+    skills = commands.add_parser("skills", help="list, show, run, save and delete saved skills",
+                                 description="Saved skills: Python functions in <data_dir>/skills/ that solved a "
+                                             "task once; a command matching a skill's TRIGGERS runs it without "
+                                             "a model.")
+    actions = skills.add_subparsers(dest="action", metavar="ACTION")
+    skills.set_defaults(handler=cmd_skills, action="list", config=None, verbose=False, json=False)
+
+    def skill_action(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = actions.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("-c", "--config", type=Path, help="config file")
+        sub.add_argument("-v", "--verbose", action="store_true", help="log more")
+        return sub
+
+    skill_action("list", "list the skills with their parameters, triggers and runs (the default)").add_argument(
+        "--json", action="store_true", help="one JSON array, for scripts")
+    skill_action("show", "print a skill's file and how it has run").add_argument("name")
+    run_skill = skill_action("run", "run a skill in the sandbox, under the same policy as any task")
+    run_skill.add_argument("name")
+    run_skill.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="a parameter's value")
+    skill_action("delete", "delete a skill's file").add_argument("name")
+    skill_action("save", "have the model turn a finished task into a skill").add_argument(
+        "task_id", metavar="TASK", help="a task id (a unique prefix is enough)")
+
+    automations = commands.add_parser(
+        "automations", help="list, add, trigger, resume and delete the running gateway's automations",
+        description="Automations run inside `pyuse run`; these commands ask it through its API. Define lasting "
+                    "ones with [[automations]] in the config, or add them here (kept in the gateway's store).")
+    automation_actions = automations.add_subparsers(dest="action", metavar="ACTION")
+    automations.set_defaults(handler=cmd_automations, action="list", config=None, verbose=False, json=False)
+
+    def automation_action(name: str, help_text: str, named: bool = True) -> argparse.ArgumentParser:
+        sub = automation_actions.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("-c", "--config", type=Path, help="config file")
+        sub.add_argument("-v", "--verbose", action="store_true", help="log more")
+        if named:
+            sub.add_argument("name")
+        return sub
+
+    automation_action("list", "each automation with its trigger, action, state and last run (the default)",
+                      named=False).add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    add = automation_action("add", "add an automation: one trigger (--mqtt, --device, --every or --at) and one "
+                                   "action (--action words, or --skill NAME with --arg)")
+    add.add_argument("--mqtt", metavar="TOPIC", help="an MQTT topic filter (+ and # allowed)")
+    add.add_argument("--device", metavar="ID", help="a device id: its state changing")
+    add.add_argument("--every", metavar="INTERVAL", help="30s, 5m, 2h, 1d")
+    add.add_argument("--at", metavar="HH:MM", help="daily, local time")
+    add.add_argument("--when", metavar="CONDITION", help='on the payload or state, e.g. "occupancy == true"')
+    add.add_argument("--action", dest="action_words", metavar="WORDS",
+                     help="a task in words, compiled into a skill on its first run")
+    add.add_argument("--skill", metavar="NAME", help="a saved skill to run")
+    add.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="the skill's argument")
+    add.add_argument("--debounce", type=float, metavar="SECONDS", help="ignore triggers this soon after a run")
+    add.add_argument("--max-runs-per-minute", type=int, metavar="N", help="more is a loop: stop it (0: no limit)")
+    automation_action("trigger", "run it now, as if triggered")
+    automation_action("resume", "let a stopped automation run again")
+    automation_action("recompile", "have the model compile its words again on the next run")
+    automation_action("delete", "delete an automation added through the API or this command")
+
     command("doctor", "report the sandbox layers this machine gives, the MQTT broker, the model, the device docs",
             cmd_doctor)
     command("demo", "start a simulated home/lab with an embedded MQTT broker and the gateway, then take "
@@ -121,9 +180,6 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     config, source = _load(args)
-    if not config.llm.configured:
-        print(f"pyuse: {NOT_CONFIGURED}", file=sys.stderr)
-        return 2
     trace_out = sys.stderr if args.json else sys.stdout
 
     async def run() -> TaskResult:
@@ -133,7 +189,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
                                           on_event=TracePrinter(trace_out), confirm=confirm)
 
     result = asyncio.run(run())
+    if result.status == "failed" and not config.llm.configured and NOT_CONFIGURED in (result.error or ""):
+        print(f"pyuse: {result.error}", file=sys.stderr)
+        return 2
     print_result(result, trace_out)
+    if (config.skills.auto_save == "ask" and result.status == "done" and not result.processed_locally
+            and not result.skill):
+        print(f"to run it again without the model: pyuse skills save {result.task_id}", file=trace_out)
     if args.json:
         print(json.dumps(result.summary(), ensure_ascii=False))
     return 0 if result.status == "done" else 1
@@ -283,6 +345,187 @@ def _show_task(store: Store, task_id: str, as_json: bool) -> int:
             print(f"  {row.device_id}.{row.method} {row.target or ''} → {row.outcome}{detail}")
     print(f"answer: {task.answer}" if task.status == "done" else f"{task.status}: {task.error}")
     return 0 if task.status == "done" else 1
+
+
+def cmd_skills(args: argparse.Namespace) -> int:
+    config, source = _load(args)
+    library = SkillLibrary(config.gateway.data_dir / "skills")
+    if args.action == "run":
+        return _run_skill(config, source, args)
+    if args.action == "save":
+        return asyncio.run(_save_skill(config, library, args.task_id))
+    if args.action == "delete":
+        if not library.delete(args.name):
+            print(f"pyuse skills: no skill named {args.name!r}", file=sys.stderr)
+            return 1
+        if config.db_path.exists():
+            store = Store(config.db_path)
+            store.forget_skill(args.name)
+            store.close()
+        print(f"deleted {library.directory / (args.name + '.py')}")
+        return 0
+    records = _skill_records(config)
+    skills = library.load()
+    if args.action == "show":
+        skill = next((skill for skill in skills if skill.name == args.name), None)
+        if skill is None:
+            problems = [error for error in library.errors if error.startswith(f"{args.name}.py")]
+            print(f"pyuse skills: {problems[0] if problems else f'no skill named {args.name!r}'}", file=sys.stderr)
+            return 1
+        print(f"# {library.directory / (skill.name + '.py')}\n{skill.source.rstrip()}")
+        record = records.get(skill.name, {})
+        print(f"# {record.get('runs', 0)} run(s), {record.get('failures', 0)} failed"
+              + (f"; saved from task {record['task_id']}" if record.get("task_id") else "")
+              + (f"; last error: {record['last_error']}" if record.get("last_error") else ""))
+        return 0
+    listing = [{"name": skill.name, "doc": skill.doc, "params": skill.params, "triggers": skill.triggers,
+                "runs": records.get(skill.name, {}).get("runs", 0),
+                "failures": records.get(skill.name, {}).get("failures", 0),
+                "task_id": records.get(skill.name, {}).get("task_id")} for skill in skills]
+    if args.json:
+        print(json.dumps({"skills": listing, "errors": library.errors}, ensure_ascii=False))
+        return 0
+    if not skills and not library.errors:
+        print(f"no skills yet: save one from a task with `pyuse skills save TASK`, or write one in "
+              f"{library.directory}/")
+    for item in listing:
+        signature = ", ".join(f"{name}: {kind}" for name, kind in item["params"].items())
+        print(f"{item['name']}({signature})  {item['doc']}  [{item['runs']} run(s), {item['failures']} failed]")
+        for trigger in item["triggers"]:
+            print(f"    \"{trigger}\"")
+    for error in library.errors:
+        print(f"skipped: {error}")
+    return 0
+
+
+def _skill_records(config: Config) -> dict[str, dict[str, object]]:
+    if not config.db_path.exists():
+        return {}
+    store = Store(config.db_path)
+    try:
+        return store.skill_records()
+    finally:
+        store.close()
+
+
+def _run_skill(config: Config, source: str, args: argparse.Namespace) -> int:
+    from gateway.app import SkillArgumentError
+
+    given = {}
+    for item in args.arg:
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            print(f"pyuse skills run: --arg {item!r}: expected NAME=VALUE", file=sys.stderr)
+            return 2
+        given[name.strip()] = value
+
+    async def run() -> TaskResult | None:
+        confirm = await _terminal_confirmer(sys.stdout)
+        async with Gateway(config, source) as gateway:
+            await gateway.settle_discovery()
+            try:
+                return await gateway.run_skill(args.name, given, "cli", confirm, TracePrinter(sys.stdout))
+            except (KeyError, SkillArgumentError) as exc:
+                print(f"pyuse skills run: {exc.args[0]}", file=sys.stderr)
+                return None
+
+    result = asyncio.run(run())
+    if result is None:
+        return 2
+    print_result(result, sys.stdout)
+    return 0 if result.status == "done" else 1
+
+
+async def _save_skill(config: Config, library: SkillLibrary, task_id: str) -> int:
+    from gateway.agent.llm import LLMClient, LLMError
+    from gateway.agent.skill_writer import SkillWriteError, write_skill
+
+    if not config.llm.configured:
+        print(f"pyuse skills save: writing a skill needs a model, and {NOT_CONFIGURED}", file=sys.stderr)
+        return 2
+    if not config.db_path.exists():
+        print(f"pyuse skills save: no tasks yet ({config.db_path} does not exist)", file=sys.stderr)
+        return 1
+    store, llm = Store(config.db_path), LLMClient(config.llm)
+    try:
+        skill, tokens = await write_skill(llm, store, library, task_id)
+    except (SkillWriteError, LLMError) as exc:
+        print(f"pyuse skills save: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await llm.close()
+        store.close()
+    signature = ", ".join(f"{name}: {kind}" for name, kind in skill.params.items())
+    print(f"saved {library.directory / (skill.name + '.py')} ({tokens} tokens): {skill.name}({signature})")
+    for trigger in skill.triggers:
+        print(f'    "{trigger}"')
+    return 0
+
+
+def _key_values(items: list[str], what: str) -> dict[str, str]:
+    values = {}
+    for item in items:
+        name, equals, value = item.partition("=")
+        if not equals or not name.strip():
+            raise ValueError(f"{what} {item!r}: expected NAME=VALUE")
+        values[name.strip()] = value
+    return values
+
+
+def cmd_automations(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from gateway.config import AutomationEntry
+    from gateway.remote import DaemonClient, DaemonUnavailable, RemoteError
+
+    config, _ = _load(args)
+    client = DaemonClient(config)
+    try:
+        if args.action == "list":
+            listing = asyncio.run(client.call("GET", "/api/automations"))["automations"]
+            if args.json:
+                print(json.dumps({"automations": listing}, ensure_ascii=False))
+            elif not listing:
+                print("no automations: add one with `pyuse automations add`, or [[automations]] in the config")
+            for item in ([] if args.json else listing):
+                state = f"STOPPED: {item['stopped']}" if item["stopped"] else ("on" if item["enabled"] else "off")
+                action = f"skill {item['skill']}" if item["skill"] and not item["action"] else repr(item["action"])
+                print(f"{item['name']}  [{state}]  {item['describe']} → {action}  "
+                      f"({item['runs']} run(s), {item['dropped']} dropped, last: {item['last_status'] or '-'})")
+            return 0
+        if args.action == "add":
+            trigger = {key: value for key in ("mqtt", "device", "every", "at", "when")
+                       if (value := getattr(args, key)) is not None}
+            fields: dict[str, object] = {"name": args.name, "trigger": trigger, "action": args.action_words or "",
+                                         "skill": args.skill or "", "args": _key_values(args.arg, "--arg")}
+            if args.debounce is not None:
+                fields["debounce_s"] = args.debounce
+            if args.max_runs_per_minute is not None:
+                fields["max_runs_per_minute"] = args.max_runs_per_minute
+            entry = AutomationEntry.model_validate(fields)
+            made = asyncio.run(client.call("POST", "/api/automations", entry.model_dump(mode="json")))
+            print(f"added {made['name']}: {made['describe']}")
+            return 0
+        path = f"/api/automations/{args.name}"
+        if args.action == "delete":
+            asyncio.run(client.call("DELETE", path))
+            print(f"deleted {args.name}")
+        else:
+            reply = asyncio.run(client.call("POST", f"{path}/{args.action}"))
+            print(f"{args.name}: {'started' if reply.get('started') else 'not started (disabled, stopped, debounced or busy)'}"
+                  if args.action == "trigger" else f"{args.action}: {args.name}")
+        return 0
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "automation"
+            print(f"pyuse automations add: {where}: {error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"pyuse automations: {exc}", file=sys.stderr)
+        return 2
+    except (DaemonUnavailable, RemoteError) as exc:
+        print(f"pyuse automations: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

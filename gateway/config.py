@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from gateway.clock import parse_interval, parse_time_of_day
+from gateway.conditions import Condition
 from gateway.devices.docs import DangerRule
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -35,6 +37,8 @@ class GatewaySection(Section):
     data_dir: Path = Field(default_factory=default_data_dir)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line")
+    clock_speed: float = Field(1.0, gt=0, le=100_000, description="time runs this many times faster for job "
+                                                                   "sleeps and schedules; only for simulations")
 
     @field_validator("id")
     @classmethod
@@ -186,6 +190,76 @@ class DiscoverySection(Section):
     areas: list[str] = Field([], description="area names to recognise at the start of device names")
 
 
+class SkillsSection(Section):
+    auto_save: Literal["ask", "always", "never"] = Field(
+        "ask", description="after the model solves a task: ask offers `pyuse skills save TASK`, always saves it")
+
+
+class AutomationTrigger(Section):
+    """Exactly one of mqtt, device, every, at; `when` filters mqtt and device triggers."""
+
+    mqtt: str | None = Field(None, description="topic filter (+ and # allowed)")
+    device: str | None = Field(None, description="a device id: runs when its state changes")
+    every: str | None = Field(None, description="interval such as 30s, 5m, 2h, 1d")
+    at: str | None = Field(None, description="daily at HH:MM, local time")
+    when: str | None = Field(None, description="condition on the JSON payload or device state, e.g. occupancy == true")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> AutomationTrigger:
+        kinds = [kind for kind in ("mqtt", "device", "every", "at") if getattr(self, kind) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"a trigger has exactly one of mqtt, device, every, at; this one has "
+                             f"{', '.join(kinds) or 'none'}")
+        if self.when is not None and kinds[0] not in ("mqtt", "device"):
+            raise ValueError("when applies to mqtt and device triggers only")
+        if self.mqtt is not None and (not self.mqtt or any(
+                ("#" in level and (level != "#" or index != len(self.mqtt.split("/")) - 1))
+                or ("+" in level and level != "+") for index, level in enumerate(self.mqtt.split("/")))):
+            raise ValueError(f"mqtt: {self.mqtt!r} is not a topic filter (+ stands for one level, # for the rest)")
+        if self.every is not None:
+            parse_interval(self.every)
+        if self.at is not None:
+            parse_time_of_day(self.at)
+        if self.when is not None:
+            Condition(self.when)
+        return self
+
+    def describe(self) -> str:
+        kind = next(kind for kind in ("mqtt", "device", "every", "at") if getattr(self, kind) is not None)
+        text = f"{kind} {getattr(self, kind)}"
+        return text + (f" when {self.when}" if self.when else "")
+
+
+class AutomationEntry(Section):
+    """A trigger and an action: a natural-language task (compiled into a skill on its first run) or a skill."""
+
+    name: str = Field(min_length=1, max_length=60)
+    trigger: AutomationTrigger
+    action: str = Field("", max_length=2000, description="a task in words")
+    skill: str = Field("", description="a saved skill's name, run with args")
+    args: dict[str, str | int | float | bool] = {}
+    debounce_s: float = Field(0.0, ge=0, description="ignore triggers this soon after the last run started")
+    max_concurrent: int = Field(1, ge=1, le=16, description="runs at once; triggers beyond are dropped")
+    max_runs_per_minute: int = Field(60, ge=0, description="more is a loop: the automation is stopped; 0: no limit")
+    timeout_s: float = Field(300.0, gt=0, description="limit on one run, its sleeps included (gateway clock)")
+    enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not SLUG.match(value):
+            raise ValueError("expected lowercase letters, digits, '_' or '-', starting with a letter or digit")
+        return value
+
+    @model_validator(mode="after")
+    def _one_action(self) -> AutomationEntry:
+        if bool(self.action.strip()) == bool(self.skill):
+            raise ValueError("give either action (a task in words) or skill (a saved skill's name), not both")
+        if self.args and not self.skill:
+            raise ValueError("args go with skill; write them into the action's words instead")
+        return self
+
+
 class Config(Section):
     gateway: GatewaySection = GatewaySection()
     llm: LLMSection = LLMSection()
@@ -196,7 +270,17 @@ class Config(Section):
     discovery: DiscoverySection = DiscoverySection()
     api: ApiSection = ApiSection()
     stt: SttSection = SttSection()
+    skills: SkillsSection = SkillsSection()
     devices: list[DeviceEntry] = []
+    automations: list[AutomationEntry] = []
+
+    @model_validator(mode="after")
+    def _unique_automations(self) -> Config:
+        names = [entry.name for entry in self.automations]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"automation names must be unique; used twice: {', '.join(twice)}")
+        return self
 
     @property
     def db_path(self) -> Path:
@@ -211,7 +295,7 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-SECTIONS = {name for name in Config.model_fields if name != "devices"}
+SECTIONS = {name for name in Config.model_fields if name not in ("devices", "automations")}
 
 
 def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> Config:

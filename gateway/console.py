@@ -48,8 +48,11 @@ def print_result(result: TaskResult, out: TextIO) -> None:
         out.write(f"\n{result.answer}\n")
     else:
         out.write(f"\ntask {result.status}: {result.error}\n")
-    out.write(f"[task {result.task_id} · {result.status} · {result.turns} turn(s) · {result.tokens} tokens · "
-              f"{result.duration_ms / 1000:.1f} s]\n")
+    how = (f"skill {result.skill}" if result.skill and result.processed_locally
+           else "processed locally, no model" if result.processed_locally
+           else f"{result.turns} turn(s) · {result.tokens} tokens")
+    saved = f" · saved as skill {result.skill}" if result.skill and not result.processed_locally else ""
+    out.write(f"[task {result.task_id} · {result.status} · {how}{saved} · {result.duration_ms / 1000:.1f} s]\n")
 
 
 class Console:

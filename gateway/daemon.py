@@ -1,7 +1,9 @@
-"""`pyuse run`: the gateway as a long-running service with its HTTP API, web page and MQTT command topic.
+"""`pyuse run`: the gateway as a long-running service with its HTTP API, web page, MQTT command topic and
+automations.
 
-Shuts down in order on SIGINT or SIGTERM: running and queued tasks are cancelled (and marked so), jobs are
-killed, the API stops, and the MQTT connection closes after publishing the gateway's offline status.
+Shuts down in order on SIGINT or SIGTERM: automations stop, running and queued tasks are cancelled (and marked
+so), jobs are killed, the API stops, and the MQTT connection closes after publishing the gateway's offline
+status.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from gateway.api.mqtt_intake import MqttIntake
 from gateway.api.server import ApiServer, token_required
 from gateway.api.voice import Transcriber
 from gateway.app import Gateway
+from gateway.automations import Automations
 from gateway.config import Config
 from gateway.runner import TaskRunner
 
@@ -26,6 +29,7 @@ class Daemon:
         self.config = config
         self.gateway = Gateway(config, source)
         self.runner: TaskRunner | None = None
+        self.automations: Automations | None = None
         self.server: ApiServer | None = None
         self.intake: MqttIntake | None = None
         self.token: str | None = None
@@ -37,7 +41,9 @@ class Daemon:
         self.runner = TaskRunner(self.gateway, config.api.max_concurrent_tasks, config.api.max_queued_tasks)
         if token_required(config.api.host):
             self.token, self.token_created = load_or_create_token(config.gateway.data_dir)
-        self.server = ApiServer(self.runner, config.api.host, config.api.port, self.token, Transcriber(config.stt))
+        self.automations = Automations(self.gateway, self.runner)
+        await self.automations.start()
+        self.server = ApiServer(self.runner, self.automations, config.api.host, config.api.port, self.token, Transcriber(config.stt))
         await self.server.start()
         if config.api.mqtt_intake:
             self.intake = MqttIntake(self.gateway.mqtt, self.runner, config.gateway.id)
@@ -46,6 +52,8 @@ class Daemon:
                  ", ".join(self.gateway.sandbox.layers) or "none")
 
     async def close(self) -> None:
+        if self.automations:
+            await self.automations.close()
         if self.runner:
             await self.runner.close()
         if self.intake:

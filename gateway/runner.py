@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.agent.loop import TaskEvent
-from gateway.app import Gateway, TaskResult
+from gateway.app import Gateway, TaskOptions, TaskResult
 from gateway.policy import Confirmer
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ class RunningTask:
     origin: str
     device_ids: list[str] | None
     confirm: Confirmer | None
+    options: TaskOptions | None = None
     events: list[TaskEvent] = field(default_factory=list)
     result: TaskResult | None = None
     worker: asyncio.Task[TaskResult] | None = None
@@ -77,13 +78,13 @@ class TaskRunner:
         self._finished: deque[str] = deque()
 
     def submit(self, text: str, origin: str, device_ids: list[str] | None = None,
-               confirm: Confirmer | None = None) -> RunningTask:
+               confirm: Confirmer | None = None, options: TaskOptions | None = None) -> RunningTask:
         """Queue a command; raises Busy when too many are waiting already."""
         if self._waiting >= self.max_queued:
             raise Busy(f"{self._waiting} tasks are already waiting; try again shortly")
         assert self.gateway.store is not None
         record = self.gateway.store.create_task(text, origin)
-        task = RunningTask(record.id, text, origin, device_ids, confirm)
+        task = RunningTask(record.id, text, origin, device_ids, confirm, options)
         self.tasks[task.id] = task
         self._waiting += 1
         self.emit(task, TaskEvent(task.id, "queued", {"text": text, "origin": origin}))
@@ -97,7 +98,7 @@ class TaskRunner:
                 self.emit(task, TaskEvent(task.id, "started", {}))
                 task.result = await self.gateway.run_task(
                     task.text, task.origin, task.device_ids, on_event=lambda event: self.emit(task, event),
-                    confirm=task.confirm, task_id=task.id)
+                    confirm=task.confirm, task_id=task.id, options=task.options)
         except asyncio.CancelledError:
             record = self.gateway.task(task.id)
             task.result = TaskResult(task.id, "cancelled", None, "cancelled", record.turns if record else 0,

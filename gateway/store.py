@@ -1,4 +1,4 @@
-"""SQLite store (WAL): tasks, their steps, and the audit trail of every handle call.
+"""SQLite store (WAL): tasks, their steps, the audit trail of every handle call, devices, skills, automations.
 
 Each write commits at once, so a crash loses at most the step being written, never a finished task.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -68,13 +68,31 @@ CREATE TABLE IF NOT EXISTS devices (
     record TEXT NOT NULL,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS skills (
+    name TEXT PRIMARY KEY,
+    task_id TEXT,
+    created_at REAL NOT NULL,
+    runs INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    last_run_at REAL,
+    last_error TEXT
+);
+CREATE TABLE IF NOT EXISTS automations (
+    name TEXT PRIMARY KEY,
+    definition TEXT,
+    skill TEXT,
+    stopped TEXT,
+    runs INTEGER NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL
+);
 """
 
 FINISHED = ("done", "failed", "timeout", "cancelled", "interrupted")
 
 # Statements that bring a store of version N-1 to version N.
 MIGRATIONS = {2: ["ALTER TABLE tasks ADD COLUMN sandbox_layers TEXT"], 3: [],  # 3: the devices table
-              4: ["ALTER TABLE tasks ADD COLUMN processed_locally INTEGER NOT NULL DEFAULT 0"]}
+              4: ["ALTER TABLE tasks ADD COLUMN processed_locally INTEGER NOT NULL DEFAULT 0"],
+              5: []}  # 5: the skills and automations tables
 
 
 @dataclass
@@ -250,3 +268,39 @@ class Store:
             data["args"] = json.loads(data["args"]) if data["args"] else None
             records.append(AuditRecord(**data))
         return records
+
+    # skills: the source lives in <data_dir>/skills/<name>.py; the store keeps where it came from and how it runs
+    def record_skill(self, name: str, task_id: str | None) -> None:
+        self._db.execute("INSERT INTO skills (name, task_id, created_at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE"
+                         " SET task_id = excluded.task_id, created_at = excluded.created_at, runs = 0, failures = 0,"
+                         " last_error = NULL", (name, task_id, time.time()))
+
+    def skill_ran(self, name: str, error: str | None) -> None:
+        self._db.execute("INSERT INTO skills (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+                         (name, time.time()))
+        self._db.execute("UPDATE skills SET runs = runs + 1, failures = failures + ?, last_run_at = ?,"
+                         " last_error = ? WHERE name = ?", (int(error is not None), time.time(), error, name))
+
+    def skill_records(self) -> dict[str, dict[str, Any]]:
+        return {row["name"]: dict(row) for row in self._db.execute("SELECT * FROM skills").fetchall()}
+
+    def forget_skill(self, name: str) -> None:
+        self._db.execute("DELETE FROM skills WHERE name = ?", (name,))
+
+    # automations: definitions made through the API, and every automation's compiled skill and state
+    def save_automation(self, name: str, **fields: Any) -> None:
+        allowed = {"definition", "skill", "stopped", "runs"}
+        if set(fields) - allowed:
+            raise ValueError(f"not automation fields: {sorted(set(fields) - allowed)}")
+        self._db.execute("INSERT INTO automations (name, updated_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+                         (name, time.time()))
+        if fields:
+            assignments = ", ".join(f"{field} = ?" for field in fields)
+            self._db.execute(f"UPDATE automations SET {assignments}, updated_at = ? WHERE name = ?",
+                             (*fields.values(), time.time(), name))
+
+    def automation_records(self) -> dict[str, dict[str, Any]]:
+        return {row["name"]: dict(row) for row in self._db.execute("SELECT * FROM automations").fetchall()}
+
+    def forget_automation(self, name: str) -> None:
+        self._db.execute("DELETE FROM automations WHERE name = ?", (name,))

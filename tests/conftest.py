@@ -148,3 +148,10 @@ async def gateway_factory() -> AsyncIterator[Callable[[Config], Awaitable[Gatewa
 
 def code_reply(code: str, thought: str = "Let me do that.") -> str:
     return f"Thought: {thought}\n```python\n{code}\n```"
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """For asynchronous outcomes (discovery, MQTT, automations): wait until true, failing after `timeout`."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)

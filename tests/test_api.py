@@ -218,3 +218,67 @@ async def test_voice_is_transcribed_and_runs_as_a_task(tmp_path, scripted_llm, s
     assert stt.audio == [audio]  # the upload reached the transcription server untouched
     assert events[0] == ("queued", {"text": "turn on the desk plug", "origin": "voice"})
     assert events[-1][1]["status"] == "done" and shelly.output is True  # no model: the fast path took it
+
+
+async def test_skills_and_automations_through_the_api_and_the_cli(tmp_path, scripted_llm, shelly, daemon_factory,
+                                                                  http):
+    from test_cli import pyuse
+    from test_skills import BENCH_READY, skill_reply
+
+    llm = await scripted_llm({"conversations": [
+        {"match": "save as a skill", "replies": [skill_reply(BENCH_READY)]},
+        {"match": "get the bench ready", "replies": [code_reply(
+            'devices["desk_plug"].rpc("Switch.Set", id=0, on=True)\nfinal_answer("ready")')]}]})
+    daemon = await daemon_factory(make_config(tmp_path, llm, [shelly_entry(shelly)]))
+    base = daemon.server.url
+
+    async def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        async with http.request(method, base + path, json=body) as response:
+            return response.status, await response.json()
+
+    _, created = await call("POST", "/api/tasks", {"text": "get the bench ready"})
+    await read_events(http, f"{base}{created['events']}")
+    status, skill = await call("POST", "/api/skills", {"task_id": created["id"]})
+    assert status == 201 and skill["name"] == "get_bench_ready" and skill["task_id"] == created["id"]
+    assert skill["source"] == BENCH_READY
+    status, listing = await call("GET", "/api/skills")
+    assert [item["name"] for item in listing["skills"]] == ["get_bench_ready"] and listing["errors"] == []
+    status, refused = await call("POST", "/api/skills/get_bench_ready/run", {"args": {"level": 3}})
+    assert status == 400 and "has no parameter 'level'" in refused["error"]["message"]
+
+    shelly.output = False
+    status, run = await call("POST", "/api/skills/get_bench_ready/run", {})
+    assert status == 202
+    events = await read_events(http, f"{base}{run['events']}")
+    assert events[-1][1]["status"] == "done" and shelly.output is True
+    _, task = await call("GET", f"/api/tasks/{run['id']}")
+    assert task["processed_locally"] is True and task["text"] == "skill get_bench_ready()"
+
+    config = tmp_path / "cli.toml"
+    config.write_text(f'[gateway]\ndata_dir = "{tmp_path / "data"}"\n[api]\nport = {daemon.server.port}\n')
+    code, out, err = await pyuse("automations", "add", "bench-daily", "--at", "07:30", "--skill",
+                                 "get_bench_ready", "-c", str(config))
+    assert code == 0 and "added bench-daily: at 07:30" in out, err
+    code, _, err = await pyuse("automations", "add", "bench-daily", "--every", "1d", "--skill", "get_bench_ready",
+                               "-c", str(config))
+    assert code == 1 and "exists already" in err
+    shelly.output = False
+    code, out, _ = await pyuse("automations", "trigger", "bench-daily", "-c", str(config))
+    assert code == 0 and "started" in out
+    for _ in range(100):
+        _, automation = await call("GET", "/api/automations/bench-daily")
+        if automation["runs"] == 1 and automation["running"] == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert automation["last_status"] == "done" and shelly.output is True
+    _, task = await call("GET", f"/api/tasks/{automation['last_task']}")
+    assert task["origin"] == "automation:bench-daily"
+    code, out, _ = await pyuse("automations", "list", "-c", str(config))
+    assert code == 0 and "bench-daily  [on]  at 07:30 → skill get_bench_ready  (1 run(s)" in out
+    code, out, _ = await pyuse("automations", "delete", "bench-daily", "-c", str(config))
+    assert code == 0
+    assert (await call("GET", "/api/automations"))[1] == {"automations": []}
+
+    assert (await call("DELETE", "/api/skills/get_bench_ready"))[0] == 200
+    status, missing = await call("GET", "/api/skills/get_bench_ready")
+    assert status == 404 and missing["error"]["code"] == "not_found"

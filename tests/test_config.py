@@ -37,7 +37,7 @@ def test_an_unknown_environment_setting_is_reported_with_a_suggestion():
         load_config(None, env={"PYUSE_LMM_MODEL": "x"})
     assert error.value.problems == [
         "PYUSE_LMM_MODEL (environment): no such setting; expected PYUSE_<SECTION>_<KEY> with a section among "
-        "agent, api, discovery, gateway, llm, mqtt, policy, sandbox, stt (did you mean 'llm'?)"]
+        "agent, api, discovery, gateway, llm, mqtt, policy, sandbox, skills, stt (did you mean 'llm'?)"]
 
 
 def test_secrets_never_appear_in_error_messages(tmp_path):
@@ -74,17 +74,21 @@ def test_config_file_search_order(tmp_path, monkeypatch):
 
 
 def test_the_example_config_is_valid_and_documents_every_key():
-    from gateway.config import Config
+    from gateway.config import AutomationEntry, AutomationTrigger, Config
 
     example = Path(__file__).parent.parent / "config.example.toml"
     config = load_config(example, env={})
     text = example.read_text()
     for section, model in Config.model_fields.items():
-        if section == "devices":
+        if section in ("devices", "automations"):
             continue
         for key in model.annotation.model_fields:
             assert f"{key} =" in text, f"config.example.toml does not document [{section}] {key}"
     for key in ("name", "kind", "id", "area", "aliases", "host", "port", "base_topic", "topics", "serial_port",
                 "baudrate", "exposed"):
         assert f"{key} =" in text, f"config.example.toml does not document [[devices]] {key}"
+    for model in (AutomationEntry, AutomationTrigger):
+        for key in model.model_fields:
+            assert f"{key} =" in text, f"config.example.toml does not document [[automations]] {key}"
+    assert config.automations[0].trigger.mqtt
     assert not config.llm.configured  # the example sends nothing anywhere until the user says where

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections.abc import Callable
 
 import paho.mqtt.client as paho
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import code_reply, make_config
+from conftest import code_reply, make_config, until
 from gateway.app import Gateway
 from simulators.base import SimContext
 from simulators.tasmota import TasmotaDimmer, TasmotaPlug
 from simulators.zigbee2mqtt import Bulb, ClimateSensor, ContactSensor, DoorLock, MotionSensor, Thermostat, \
     Zigbee2MqttBridge
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Discovery is asynchronous; wait for an observable outcome, failing after `timeout`."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 def publisher(broker) -> paho.Client:

@@ -36,7 +36,7 @@ async def make_session(sandboxes: list[Sandbox], tmp_path: Path, **settings: obj
                       tmp_path)
     await sandbox.start()
     sandboxes.append(sandbox)
-    return sandbox.session(f"task{len(sandboxes)}", lambda: [{**DEVICES[0], "state": {"output": True}}], echo)
+    return sandbox.session(f"task{len(sandboxes)}", lambda: {"devices": [{**DEVICES[0], "state": {"output": True}}]}, echo)
 
 
 async def test_last_expression_is_echoed_and_none_is_not(sandboxes, tmp_path):
@@ -161,7 +161,7 @@ async def test_state_changes_reach_the_job_between_turns_and_handles_keep_their_
     await sandbox.start()
     sandboxes.append(sandbox)
     states = {"output": False}
-    box = sandbox.session("inventory", lambda: [{**DEVICES[0], "state": dict(states)}], echo)
+    box = sandbox.session("inventory", lambda: {"devices": [{**DEVICES[0], "state": dict(states)}]}, echo)
     assert (await box.execute('lamp = devices["lamp"]\nlamp.state')).output == "{'output': False}\n"
     states["output"] = True
     assert (await box.execute('lamp.state, lamp is devices["lamp"]')).output == "({'output': True}, True)\n"
@@ -175,7 +175,7 @@ async def test_a_thousand_devices_reach_the_job(sandboxes, tmp_path):
     inventory = [{"id": f"lamp_{n}", "name": f"Lamp {n} " + "x" * 150, "kind": "shelly_switch",
                   "transport": "http", "area": f"room {n % 40}", "state": {"output": n % 2 == 0}}
                  for n in range(5000)]
-    box = sandbox.session("big", lambda: inventory, echo)
+    box = sandbox.session("big", lambda: {"devices": inventory}, echo)
     result = await box.execute('len(devices), len(devices.find(area="room 7")), devices["lamp_4999"].state')
     assert result.output == "(5000, 125, {'output': False})\n"
     await box.close()

@@ -169,8 +169,7 @@ class LocalIntents:
             return None
         template = getattr(self.docs.get(device.kind).intents, action)
         code = string.Template(template).substitute({name: repr(value) for name, value in params.items()})
-        if action.startswith("read"):
-            code = f"final_answer({code})"
+        code = f"final_answer({code})" if action.startswith("read") else f"{code}\nfinal_answer(True)"
         return LocalPlan(action, device, f"dev = devices[{device.id!r}]\n{code}", language, params,
                          place=str(entities.get("area", "")))
 

@@ -47,6 +47,7 @@ class Task(Strict):
     tokens: int
     duration_ms: float | None
     sandbox_layers: list[str]
+    processed_locally: bool = Field(description="done without a model: the fast path or a saved skill")
     steps: list[Step] | None = None
 
 
@@ -104,6 +105,63 @@ class Health(Strict):
     devices: int
     tasks_running: int
     tasks_queued: int
+
+
+class Skill(Strict):
+    name: str
+    doc: str
+    params: dict[str, str] = Field(description="parameter name -> int | float | str | bool")
+    triggers: list[str] = Field(description="commands that run it without a model; {param} stands for a value")
+    runs: int
+    failures: int
+    task_id: str | None = Field(description="the task it was saved from")
+    last_error: str | None
+    source: str | None = Field(None, description="the file (only for one skill)")
+
+
+class SkillList(Strict):
+    skills: list[Skill]
+    errors: list[str] = Field(description="files in the skills folder that do not check out, and why")
+
+
+class SkillSave(Strict):
+    task_id: str = Field(min_length=1, max_length=64, description="a task the model solved")
+
+
+class SkillRun(Strict):
+    args: dict[str, str | int | float | bool] = {}
+
+
+class Deleted(Strict):
+    name: str
+    deleted: bool
+
+
+class Automation(Strict):
+    name: str
+    source: str = Field(description="config (the file) or api")
+    enabled: bool
+    stopped: str | None = Field(description="why it was stopped (resume it to run again); null while it runs")
+    trigger: dict[str, str]
+    describe: str
+    action: str
+    skill: str | None = Field(description="the skill it runs, given or compiled from its words")
+    args: dict[str, str | int | float | bool]
+    runs: int
+    dropped: int = Field(description="triggers ignored: debounce, concurrency limit, or a full queue")
+    running: int
+    last_task: str | None
+    last_status: str | None
+    last_error: str | None
+
+
+class AutomationList(Strict):
+    automations: list[Automation]
+
+
+class Fired(Strict):
+    name: str
+    started: bool
 
 
 class ApiError(Strict):

@@ -21,10 +21,15 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from gateway.agent.llm import LLMError
 from gateway.agent.loop import TaskEvent
+from gateway.agent.skill_writer import SkillWriteError
 from gateway.api import models
 from gateway.api.auth import is_loopback
 from gateway.api.voice import Transcriber, VoiceUnavailable
+from gateway.app import SkillArgumentError, TaskOptions
+from gateway.automations import AutomationError, Automations
+from gateway.config import AutomationEntry
 from gateway.devices.docs import DocLibrary
 from gateway.devices.registry import DeviceEvent
 from gateway.policy import ConfirmationRequest, ScopeError, answered_elsewhere
@@ -74,6 +79,27 @@ ROUTES = [
           "Events", stream=True),
     Route("POST", "/api/voice", "voice", "Upload audio (any format the transcription server takes); its "
           "transcript runs as a task", response=models.TaskCreated, status=202, body_limit=AUDIO_LIMIT),
+    Route("GET", "/api/skills", "list_skills", "Saved skills, and files in the skills folder that do not check "
+          "out", response=models.SkillList),
+    Route("POST", "/api/skills", "save_skill", "Have the model turn a task it solved into a skill (takes a model "
+          "call)", models.SkillSave, models.Skill, 201),
+    Route("GET", "/api/skills/{name}", "get_skill", "One skill with its source", response=models.Skill),
+    Route("POST", "/api/skills/{name}/run", "run_skill", "Run a skill as a task", models.SkillRun,
+          models.TaskCreated, 202),
+    Route("DELETE", "/api/skills/{name}", "delete_skill", "Delete a skill's file", response=models.Deleted),
+    Route("GET", "/api/automations", "list_automations", "Automations, with their state and last run",
+          response=models.AutomationList),
+    Route("POST", "/api/automations", "add_automation", "Add an automation (kept in the store; the same fields "
+          "as [[automations]] in the config)", AutomationEntry, models.Automation, 201),
+    Route("GET", "/api/automations/{name}", "get_automation", "One automation", response=models.Automation),
+    Route("DELETE", "/api/automations/{name}", "delete_automation", "Delete an automation made through the API",
+          response=models.Deleted),
+    Route("POST", "/api/automations/{name}/resume", "resume_automation", "Let a stopped automation run again",
+          response=models.Automation),
+    Route("POST", "/api/automations/{name}/recompile", "recompile_automation", "Have the model compile the "
+          "action's words again on the next run", response=models.Automation),
+    Route("POST", "/api/automations/{name}/trigger", "trigger_automation", "Run it now, as if triggered",
+          response=models.Fired, status=202),
     Route("GET", "/api/health", "health", "Whether the gateway is ready, and what it runs under",
           response=models.Health),
     Route("GET", "/api/openapi.json", "openapi", "This document"),
@@ -96,6 +122,7 @@ def task_json(record: Any, steps: list[Any] | None = None) -> dict[str, Any]:
         error=record.error, created_at=record.created_at, started_at=record.started_at,
         finished_at=record.finished_at, turns=record.turns, tokens=record.tokens, duration_ms=record.duration_ms,
         sandbox_layers=[layer for layer in (record.sandbox_layers or "").split(",") if layer],
+        processed_locally=bool(record.processed_locally),
         steps=None if steps is None else [models.Step(
             turn=step.turn, thought=step.thought, code=step.code, observation=step.observation,
             llm_ms=step.llm_ms, exec_ms=step.exec_ms, prompt_tokens=step.prompt_tokens,
@@ -123,8 +150,10 @@ class Broadcast:
 
 
 class Api:
-    def __init__(self, runner: TaskRunner, token: str | None, transcriber: Transcriber) -> None:
+    def __init__(self, runner: TaskRunner, automations: Automations, token: str | None,
+                 transcriber: Transcriber) -> None:
         self.runner = runner
+        self.automations = automations
         self.gateway = runner.gateway
         self.token = token
         self.transcriber = transcriber
@@ -132,6 +161,7 @@ class Api:
         self.gateway.registry.subscribe(self._device_event)
         self.runner.listeners.append(self._task_event)
         self.gateway.confirmations.listeners.append(self._confirmation_event)
+        self.automations.listeners.append(self._automation_event)
 
     # plumbing
     def _device_event(self, event: DeviceEvent) -> None:
@@ -148,6 +178,9 @@ class Api:
         if task is not None:
             self.runner.emit(task, TaskEvent(task.id, "confirmation", data))
 
+    def _automation_event(self, what: str, automation: Any) -> None:
+        self.broadcast.send("automation", {"event": what, "automation": automation.summary()})
+
     async def _body(self, request: web.Request, model: type[BaseModel]) -> Any:
         raw = await request.read()
         try:
@@ -157,9 +190,10 @@ class Api:
                                  for error in exc.errors())
             raise ApiError(400, "invalid_body", problems) from None
 
-    def _submit(self, text: str, origin: str, devices: list[str] | None) -> web.Response:
+    def _submit(self, text: str, origin: str, devices: list[str] | None,
+                options: TaskOptions | None = None) -> web.Response:
         try:
-            task = self.runner.submit(text, origin, devices, confirm=answered_elsewhere)
+            task = self.runner.submit(text, origin, devices, confirm=answered_elsewhere, options=options)
         except Busy as exc:
             raise ApiError(503, "busy", str(exc)) from None
         return web.json_response(models.TaskCreated(id=task.id, status="queued",
@@ -272,6 +306,102 @@ class Api:
             raise ApiError(422, "no_speech", "the transcription is empty: nothing was said, or it was not heard")
         return self._submit(text.strip(), "voice", None)
 
+    # skills
+    def _skill_json(self, skill: Any, records: dict[str, dict[str, Any]], source: bool = False) -> dict[str, Any]:
+        record = records.get(skill.name, {})
+        return models.Skill(name=skill.name, doc=skill.doc, params=skill.params, triggers=skill.triggers,
+                            runs=record.get("runs", 0), failures=record.get("failures", 0),
+                            task_id=record.get("task_id"), last_error=record.get("last_error"),
+                            source=skill.source if source else None).model_dump()
+
+    async def list_skills(self, request: web.Request) -> web.Response:
+        skills = self.gateway.skills.load()
+        records = self.gateway.store.skill_records()
+        return web.json_response({"skills": [self._skill_json(skill, records) for skill in skills],
+                                  "errors": self.gateway.skills.errors})
+
+    def _skill(self, request: web.Request) -> Any:
+        name = request.match_info["name"]
+        skill = self.gateway.skills.get(name)
+        if skill is None:
+            problems = [error for error in self.gateway.skills.errors if error.startswith(f"{name}.py")]
+            raise ApiError(404, "not_found", problems[0] if problems else f"no skill {name!r}")
+        return skill
+
+    async def get_skill(self, request: web.Request) -> web.Response:
+        return web.json_response(self._skill_json(self._skill(request), self.gateway.store.skill_records(), True))
+
+    async def save_skill(self, request: web.Request) -> web.Response:
+        body = await self._body(request, models.SkillSave)
+        try:
+            skill = await self.gateway.save_skill(body.task_id)
+        except SkillWriteError as exc:
+            raise ApiError(422, "not_saved", str(exc)) from None
+        except LLMError as exc:
+            raise ApiError(503, "model_unavailable", str(exc)) from None
+        return web.json_response(self._skill_json(skill, self.gateway.store.skill_records(), True), status=201)
+
+    async def run_skill(self, request: web.Request) -> web.Response:
+        body = await self._body(request, models.SkillRun)
+        skill = self._skill(request)
+        try:
+            text, work = self.gateway.skill_work(skill.name, body.args)
+        except SkillArgumentError as exc:
+            raise ApiError(400, "invalid_args", str(exc)) from None
+        return self._submit(text, "api", None, TaskOptions(work=work))
+
+    async def delete_skill(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if not self.gateway.skills.delete(name):
+            raise ApiError(404, "not_found", f"no skill {name!r}")
+        self.gateway.store.forget_skill(name)
+        return web.json_response({"name": name, "deleted": True})
+
+    # automations
+    def _automation(self, request: web.Request) -> Any:
+        try:
+            return self.automations.get(request.match_info["name"])
+        except KeyError as exc:
+            raise ApiError(404, "not_found", exc.args[0]) from None
+
+    async def list_automations(self, request: web.Request) -> web.Response:
+        return web.json_response({"automations": [automation.summary()
+                                                  for automation in self.automations.automations.values()]})
+
+    async def add_automation(self, request: web.Request) -> web.Response:
+        entry = await self._body(request, AutomationEntry)
+        try:
+            automation = self.automations.add(entry)
+        except AutomationError as exc:
+            raise ApiError(409, "exists", str(exc)) from None
+        return web.json_response(automation.summary(), status=201)
+
+    async def get_automation(self, request: web.Request) -> web.Response:
+        return web.json_response(self._automation(request).summary())
+
+    async def delete_automation(self, request: web.Request) -> web.Response:
+        automation = self._automation(request)
+        try:
+            await self.automations.remove(automation.name)
+        except AutomationError as exc:
+            raise ApiError(409, "in_config", str(exc)) from None
+        return web.json_response({"name": automation.name, "deleted": True})
+
+    async def resume_automation(self, request: web.Request) -> web.Response:
+        return web.json_response(self.automations.resume(self._automation(request).name).summary())
+
+    async def recompile_automation(self, request: web.Request) -> web.Response:
+        try:
+            automation = self.automations.recompile(self._automation(request).name)
+        except AutomationError as exc:
+            raise ApiError(409, "no_words", str(exc)) from None
+        return web.json_response(automation.summary())
+
+    async def trigger_automation(self, request: web.Request) -> web.Response:
+        automation = self._automation(request)
+        started = self.automations.fire(automation, {"manual": True})
+        return web.json_response({"name": automation.name, "started": started}, status=202)
+
     async def health(self, request: web.Request) -> web.Response:
         sandbox = self.gateway.sandbox
         stats = self.runner.stats()
@@ -291,8 +421,9 @@ class Api:
         return web.FileResponse(STATIC / "index.html")
 
 
-def create_app(runner: TaskRunner, token: str | None, transcriber: Transcriber) -> web.Application:
-    api = Api(runner, token, transcriber)
+def create_app(runner: TaskRunner, automations: Automations, token: str | None,
+               transcriber: Transcriber) -> web.Application:
+    api = Api(runner, automations, token, transcriber)
     limits = {(route.method, route.path): route.body_limit for route in ROUTES}
 
     @web.middleware
@@ -331,9 +462,10 @@ def create_app(runner: TaskRunner, token: str | None, transcriber: Transcriber) 
 
 
 class ApiServer:
-    def __init__(self, runner: TaskRunner, host: str, port: int, token: str | None, transcriber: Transcriber) -> None:
+    def __init__(self, runner: TaskRunner, automations: Automations, host: str, port: int, token: str | None,
+                 transcriber: Transcriber) -> None:
         self.host, self.port = host, port
-        self.app = create_app(runner, token, transcriber)
+        self.app = create_app(runner, automations, token, transcriber)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:

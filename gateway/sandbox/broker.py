@@ -100,6 +100,9 @@ READ_ONLY_METHODS = {("mqtt", "wait")}
 
 
 Handler = Callable[[Device, Any], Awaitable[Any]]
+# Called before a job's MQTT publish with its context, the topic and the payload; raises CallDenied to refuse it
+# (the automations' loop guard).
+PublishCheck = Callable[[JobContext, str, Any], None]
 
 
 class Broker:
@@ -114,6 +117,7 @@ class Broker:
         self.serial = serial
         self.rpc_source = rpc_source
         self._rpc_ids = itertools.count(1)
+        self.publish_checks: list[PublishCheck] = []
         self._methods: dict[str, dict[str, tuple[type[_Args], Handler]]] = {
             "http": {"get": (HttpGet, self._http_get), "post": (HttpPost, self._http_post),
                      "put": (HttpPost, self._http_put), "rpc": (HttpRpc, self._http_rpc)},
@@ -141,6 +145,9 @@ class Broker:
             except ValidationError as exc:
                 raise ValueError(_validation_message(request.method, exc)) from None
             self._precheck(device, args)
+            if isinstance(args, (MqttPublish, MqttRequest)):
+                for check in self.publish_checks:
+                    check(context, args.topic, args.payload)
             if (device.transport, request.method) not in READ_ONLY_METHODS:
                 note = await self._authorize(context, device, request.method, args)
             within, limit = self.policy.within_rate(device)

@@ -51,8 +51,8 @@ def _on_xcpu(signum: int, frame: FrameType | None) -> None:
     raise CPUTimeExceeded("the job used up its CPU-time budget for this task")
 
 
-def read_inventory(fd: int) -> list[dict[str, Any]]:
-    """The exposed devices and their states, from the memfd the gateway rewrites between turns."""
+def read_inventory(fd: int) -> dict[str, Any]:
+    """{"devices": [...], "skills": [{"name", "source"}]}: from the memfd the gateway rewrites between turns."""
     size = os.fstat(fd).st_size
     data = b""
     while len(data) < size:
@@ -60,16 +60,18 @@ def read_inventory(fd: int) -> list[dict[str, Any]]:
         if not chunk:
             break
         data += chunk
-    return json.loads(data or b"[]")
+    return json.loads(data or b"{}")
 
 
 class Job:
-    def __init__(self, channel: Channel, inventory_fd: int) -> None:
+    def __init__(self, channel: Channel, inventory_fd: int, clock_speed: float = 1.0) -> None:
         self.channel = channel
         self.inventory_fd = inventory_fd
         self.inventory_version = 0  # the gateway's versions start at 1: the first exec loads it
         self.devices = Devices([])
         self.deadline = 0.0
+        self.clock_speed = clock_speed
+        self.skills: dict[str, str] = {}
         self.namespace: dict[str, Any] = {
             "__name__": "__main__",
             "__builtins__": __builtins__,
@@ -85,12 +87,30 @@ class Job:
         raise FinalAnswer(value)
 
     def sleep(self, seconds: float) -> None:
-        """Pause; refuses to sleep past the end of this execution."""
-        left = self.deadline - time.monotonic()
+        """Pause, in the gateway's clock (which runs faster for simulations); refuses to sleep past the end of
+        this execution."""
+        left = (self.deadline - time.monotonic()) * self.clock_speed
         if seconds > left:
             raise ValueError(f"sleep({seconds}) would outlast this execution ({left:.1f} s left); "
                              "sleep less, or finish and check again in a later turn")
-        time.sleep(max(0.0, seconds))
+        time.sleep(max(0.0, seconds) / self.clock_speed)
+
+    def load_skills(self, skills: list[dict[str, str]]) -> None:
+        """Saved skills become functions in the namespace (the gateway checked them; they only define).
+
+        Only new or edited ones are run again; deleted ones leave the namespace."""
+        current = {skill["name"]: skill["source"] for skill in skills}
+        for name in self.skills.keys() - current.keys():
+            self.namespace.pop(name, None)
+        changed = [skill for skill in skills if self.skills.get(skill["name"]) != skill["source"]]
+        self.skills = current
+        for skill in changed:
+            filename = f"<skill {skill['name']}>"
+            linecache.cache[filename] = (len(skill["source"]), None, skill["source"].splitlines(True), filename)
+            try:
+                exec(compile(skill["source"], filename, "exec"), self.namespace)
+            except Exception as error:  # e.g. an import this Python lacks: report it, keep the others
+                print(f"[sandbox] skill {skill['name']} could not be loaded: {type(error).__name__}: {error}")
 
     def serve(self) -> None:
         while True:
@@ -98,7 +118,9 @@ class Job:
             if message.get("op") != "exec":
                 continue
             if message.get("inventory", 0) != self.inventory_version:
-                self.devices.refresh(self.channel, read_inventory(self.inventory_fd))
+                inventory = read_inventory(self.inventory_fd)
+                self.devices.refresh(self.channel, inventory.get("devices", []))
+                self.load_skills(inventory.get("skills", []))
                 self.inventory_version = message["inventory"]
             status, answer = self.execute(message["code"], message["turn"], message["timeout"])
             sys.stdout.flush()
@@ -160,4 +182,4 @@ def run(config: dict[str, Any], chan_fd: int, out_fd: int, inventory_fd: int) ->
     signal.signal(signal.SIGXCPU, _on_xcpu)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    Job(channel, inventory_fd).serve()
+    Job(channel, inventory_fd, float(config.get("clock_speed", 1.0))).serve()

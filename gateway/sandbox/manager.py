@@ -39,8 +39,9 @@ class SandboxUnavailable(Exception):
 
 
 class Sandbox:
-    def __init__(self, settings: SandboxSection, data_dir: Path) -> None:
+    def __init__(self, settings: SandboxSection, data_dir: Path, clock_speed: float = 1.0) -> None:
         self.settings = settings
+        self.clock_speed = clock_speed
         self.scratch_root = data_dir / "scratch"
         self.probe = ProbeResult(python=settings.python or sys.executable)
         self.zygote = ZygoteProcess(self.probe.python)
@@ -108,7 +109,7 @@ class Sandbox:
                   "memory_mb": self.settings.memory_mb,
                   "cpu_s": self.settings.cpu_s, "job_uid": self.settings.job_uid if drop_uid else None,
                   "job_gid": self.settings.job_gid if drop_uid else None}
-        inventory = Inventory(list)
+        inventory = Inventory(dict)
         job = await JobProcess.start(self.zygote, config, self._limits(), _no_calls, inventory)
         try:
             assert job.probe_report is not None
@@ -124,21 +125,24 @@ class Sandbox:
         self.scratch_root.mkdir(parents=True, exist_ok=True)
         return self.scratch_root
 
-    def _limits(self) -> JobLimits:
+    def _limits(self, exec_timeout_s: float | None = None) -> JobLimits:
         settings = self.settings
-        return JobLimits(settings.exec_timeout_s, settings.memory_mb, settings.cpu_s, settings.output_limit_bytes)
+        return JobLimits(exec_timeout_s or settings.exec_timeout_s, settings.memory_mb, settings.cpu_s,
+                         settings.output_limit_bytes)
 
-    def session(self, task_id: str, inventory: Callable[[], list[dict[str, Any]]],
-                on_call: CallHandler) -> SandboxSession:
-        """A task's sandbox; `inventory` gives the devices its job may use, read again before each execution."""
+    def session(self, task_id: str, inventory: Callable[[], dict[str, Any]], on_call: CallHandler,
+                exec_timeout_s: float | None = None) -> SandboxSession:
+        """A task's sandbox; `inventory` gives {"devices": [...], "skills": [...]} for its job, read again before
+        each execution. `exec_timeout_s` replaces [sandbox] exec_timeout_s (automations wait longer)."""
         if self.refusal:
             raise SandboxUnavailable(self.refusal)
         scratch = self._scratch_dir() / task_id
         config = {"scratch_dir": str(scratch), "scratch_mb": self.settings.scratch_mb,
                   "memory_mb": self.settings.memory_mb,
                   "cpu_s": self.settings.cpu_s, "layers": self.layers,
-                  "job_uid": self.settings.job_uid, "job_gid": self.settings.job_gid}
-        return SandboxSession(self.zygote, config, self._limits(), scratch, on_call, inventory)
+                  "job_uid": self.settings.job_uid, "job_gid": self.settings.job_gid,
+                  "clock_speed": self.clock_speed}
+        return SandboxSession(self.zygote, config, self._limits(exec_timeout_s), scratch, on_call, inventory)
 
     async def close(self) -> None:
         await self.zygote.close()

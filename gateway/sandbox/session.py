@@ -90,7 +90,7 @@ class Inventory:
     only when something changed; each exec message names the version to read.
     """
 
-    def __init__(self, snapshot: Callable[[], list[dict[str, Any]]]) -> None:
+    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
         self.fd = os.memfd_create("pyuse-inventory", os.MFD_CLOEXEC)
         self.version = 0
         self._snapshot = snapshot
@@ -481,7 +481,7 @@ class SandboxSession:
     """One task's sandbox: a persistent namespace, replaced by a fresh one if its job dies."""
 
     def __init__(self, zygote: ZygoteProcess, config: dict[str, Any], limits: JobLimits, scratch: Path,
-                 on_call: CallHandler, inventory: Callable[[], list[dict[str, Any]]]) -> None:
+                 on_call: CallHandler, inventory: Callable[[], dict[str, Any]]) -> None:
         self._zygote = zygote
         self._config = config
         self._limits = limits

@@ -1,0 +1,106 @@
+"""Conditions on an MQTT payload or a device's state, as automations write them:
+
+    occupancy == true
+    temperature > 28 and state != "OFF"
+    action in ["single", "double"] or payload["battery low"] == true
+
+Parsed with ast into a small tree of allowed nodes and evaluated by walking it: never eval'd, so a condition
+can compare values and nothing else. A bare name is a field of the JSON object (a.b for nested fields);
+`payload` is the whole payload, for payloads that are not objects; true, false and null are JSON's. A missing
+field is null, and a comparison that cannot be made (null > 3) is false.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from typing import Any
+
+COMPARISONS = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+               ast.Gt: operator.gt, ast.GtE: operator.ge,
+               ast.In: lambda left, right: left in right, ast.NotIn: lambda left, right: left not in right}
+CONSTANTS = {"true": True, "false": False, "null": None}
+MISSING = None
+
+
+class Condition:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        try:
+            tree = ast.parse(source.strip(), mode="eval")
+        except SyntaxError as error:
+            raise ValueError(f"condition {source!r} is not valid: {error.msg}") from None
+        self._check(tree.body)
+        self._tree = tree.body
+
+    def __call__(self, payload: Any) -> bool:
+        try:
+            return bool(self._value(self._tree, payload))
+        except TypeError:  # e.g. None > 3, "a" < 1
+            return False
+
+    def _check(self, node: ast.AST) -> None:
+        if isinstance(node, ast.BoolOp):
+            for value in node.values:
+                self._check(value)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub)):
+            self._check(node.operand)
+        elif isinstance(node, ast.Compare):
+            unknown = [op for op in node.ops if type(op) not in COMPARISONS]
+            if unknown:
+                raise ValueError(f"condition {self.source!r}: {type(unknown[0]).__name__} is not a comparison "
+                                 "it supports (==, !=, <, <=, >, >=, in, not in)")
+            for operand in (node.left, *node.comparators):
+                self._check(operand)
+        elif isinstance(node, (ast.List, ast.Tuple)):
+            for element in node.elts:
+                self._check(element)
+        elif isinstance(node, ast.Attribute):
+            self._check(node.value)
+        elif isinstance(node, ast.Subscript):
+            if not (isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, (str, int))):
+                raise ValueError(f"condition {self.source!r}: write field[\"name\"] with a quoted name")
+            self._check(node.value)
+        elif isinstance(node, ast.Name) or (isinstance(node, ast.Constant)
+                                            and isinstance(node.value, (str, int, float, bool, type(None)))):
+            return
+        else:
+            raise ValueError(f"condition {self.source!r}: {ast.unparse(node)!r} is not allowed; use fields, "
+                             "values, comparisons, and, or, not")
+
+    def _value(self, node: ast.AST, payload: Any) -> Any:
+        if isinstance(node, ast.BoolOp):
+            values = (self._value(value, payload) for value in node.values)
+            return all(values) if isinstance(node.op, ast.And) else any(values)
+        if isinstance(node, ast.UnaryOp):
+            operand = self._value(node.operand, payload)
+            return not operand if isinstance(node.op, ast.Not) else -operand
+        if isinstance(node, ast.Compare):
+            left = self._value(node.left, payload)
+            for op, comparator in zip(node.ops, node.comparators):
+                right = self._value(comparator, payload)
+                if not COMPARISONS[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        if isinstance(node, (ast.List, ast.Tuple)):
+            return [self._value(element, payload) for element in node.elts]
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id in CONSTANTS:
+                return CONSTANTS[node.id]
+            if node.id == "payload":
+                return payload
+            return payload.get(node.id, MISSING) if isinstance(payload, dict) else MISSING
+        if isinstance(node, ast.Attribute):
+            inner = self._value(node.value, payload)
+            return inner.get(node.attr, MISSING) if isinstance(inner, dict) else MISSING
+        assert isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant)
+        inner = self._value(node.value, payload)
+        key = node.slice.value
+        if isinstance(inner, dict):
+            return inner.get(key, MISSING)
+        if isinstance(inner, list) and isinstance(key, int) and -len(inner) <= key < len(inner):
+            return inner[key]
+        return MISSING
