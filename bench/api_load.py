@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import aiohttp
 
 from gateway.transports.embedded_broker import free_port
 from simulators.llm import ScriptedLLM
+from common import machine, percentile
 
 CLIENTS = (1, 10, 50)
 REPLY = "Thought: compute it.\n```python\nfinal_answer(21 * 2)\n```"
@@ -79,10 +79,6 @@ async def load(base: str, clients: int, seconds: float) -> tuple[int, list[float
     return round(len(latencies) / elapsed, 1), latencies
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
 
 async def main(seconds: float) -> None:
     llm = ScriptedLLM({"conversations": [{"match": "compute task", "replies": [REPLY]}]})
@@ -119,8 +115,7 @@ async def main(seconds: float) -> None:
         print(f"{row['clients']:>8} {row['tasks']:>6} {row['tasks_per_s']:>8} {row['p50_ms']:>8} {row['p99_ms']:>8} "
               f"{row['daemon_rss_mb']:>10} {row['zygote_and_jobs_rss_mb']:>15}")
     print(json.dumps({"bench": "api_load", "seconds_per_level": seconds, "rows": rows,
-                      "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                                  "platform": platform.platform()}}))
+                      "machine": machine()}))
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ at 5000. Prints a table and one JSON line.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import time
 import tomllib
@@ -23,6 +21,7 @@ from gateway.agent.prompt import PromptBuilder
 from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
 from simulators.scenario import large_home
+from common import machine
 
 SIZES = (10, 100, 1000, 5000)
 BUDGET = 3000
@@ -63,8 +62,7 @@ def main() -> None:
     met = (all(row["tokens_max"] <= BUDGET for row in rows) and all(row["recall"] >= 0.98 for row in judged)
            and rows[-1]["build_ms_median"] <= 20)
     print(json.dumps({"bench": "prompt_scale", "budget": BUDGET, "commands": len(COMMANDS), "rows": rows,
-                      "targets_met": met, "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                                                      "platform": platform.platform()}}))
+                      "targets_met": met, "machine": machine()}))
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,6 +27,7 @@ from pathlib import Path
 from gateway.app import Gateway
 from gateway.config import Config, DeviceEntry
 from simulators.shelly import ShellySwitch
+from common import machine, percentile
 
 TARGETS_MS = {"warm_exec": 2.0, "first_exec": 10.0}
 BROKER_OVERHEAD_TARGET_MS = 2.0
@@ -36,10 +35,6 @@ CODE = "1 + 1"
 TIMED_GET = ('import time\nplug = devices["plug"]\nstarted = time.perf_counter()\nplug.get("/shelly")\n'
              'print((time.perf_counter() - started) * 1000)')
 
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 async def measure(runs: int) -> tuple[dict[str, list[float]], list[str]]:
@@ -119,8 +114,7 @@ def main() -> None:
     print(json.dumps({"bench": "sandbox_latency", "runs": args.runs, "layers": layers, "stats_ms": stats,
                       "spawn_over_fork": round(fork_ratio, 2), "broker_overhead_ms": round(overhead, 3),
                       "broker_over_direct": round(broker_ratio, 2), "targets_met": met,
-                      "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                                  "platform": platform.platform()}}))
+                      "machine": machine()}))
 
 
 if __name__ == "__main__":

@@ -239,7 +239,7 @@ class AutomationEntry(Section):
     skill: str = Field("", description="a saved skill's name, run with args")
     args: dict[str, str | int | float | bool] = {}
     debounce_s: float = Field(0.0, ge=0, description="ignore triggers this soon after the last run started")
-    max_concurrent: int = Field(1, ge=1, le=16, description="runs at once; triggers beyond are dropped")
+    max_concurrent: int = Field(1, ge=1, le=64, description="runs at once; triggers beyond are dropped")
     max_runs_per_minute: int = Field(60, ge=0, description="more is a loop: the automation is stopped; 0: no limit")
     timeout_s: float = Field(300.0, gt=0, description="limit on one run, its sleeps included (gateway clock)")
     enabled: bool = True
