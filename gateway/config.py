@@ -12,15 +12,25 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator,
+                      model_validator)
 
 from gateway.clock import parse_interval, parse_time_of_day
 from gateway.conditions import Condition
 from gateway.devices.docs import DangerRule
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def _slug(value: str) -> str:
+    if not SLUG.match(value):
+        raise ValueError("expected lowercase letters, digits, '_' or '-', starting with a letter or digit")
+    return value
+
+
+Slug = Annotated[str, AfterValidator(_slug)]
 
 
 def default_data_dir() -> Path:
@@ -33,19 +43,12 @@ class Section(BaseModel):
 
 
 class GatewaySection(Section):
-    id: str = Field("pyuse", description="names this gateway in MQTT topics; lowercase letters, digits, _ and -")
+    id: Slug = Field("pyuse", description="names this gateway in MQTT topics; lowercase letters, digits, _ and -")
     data_dir: Path = Field(default_factory=default_data_dir)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line")
     clock_speed: float = Field(1.0, gt=0, le=100_000, description="time runs this many times faster for job "
                                                                    "sleeps and schedules; only for simulations")
-
-    @field_validator("id")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        if not SLUG.match(value):
-            raise ValueError("expected lowercase letters, digits, '_' or '-', starting with a letter or digit")
-        return value
 
     @field_validator("data_dir")
     @classmethod
@@ -149,7 +152,7 @@ class DeviceEntry(Section):
 
     name: str | None = Field(None, min_length=1, max_length=100)
     kind: str | None = Field(None, min_length=1, description="a device doc kind, e.g. shelly_switch")
-    id: str | None = None
+    id: Slug | None = None
     area: str = ""
     aliases: list[str] = []
     host: str | None = None
@@ -159,13 +162,6 @@ class DeviceEntry(Section):
     serial_port: str | None = None
     baudrate: int = Field(9600, gt=0)
     exposed: bool = True
-
-    @field_validator("id")
-    @classmethod
-    def _slug(cls, value: str | None) -> str | None:
-        if value is not None and not SLUG.match(value):
-            raise ValueError("expected lowercase letters, digits, '_' or '-'")
-        return value
 
     @model_validator(mode="after")
     def _declared_or_override(self) -> DeviceEntry:
@@ -233,7 +229,7 @@ class AutomationTrigger(Section):
 class AutomationEntry(Section):
     """A trigger and an action: a natural-language task (compiled into a skill on its first run) or a skill."""
 
-    name: str = Field(min_length=1, max_length=60)
+    name: Slug = Field(min_length=1, max_length=60)
     trigger: AutomationTrigger
     action: str = Field("", max_length=2000, description="a task in words")
     skill: str = Field("", description="a saved skill's name, run with args")
@@ -243,13 +239,6 @@ class AutomationEntry(Section):
     max_runs_per_minute: int = Field(60, ge=0, description="more is a loop: the automation is stopped; 0: no limit")
     timeout_s: float = Field(300.0, gt=0, description="limit on one run, its sleeps included (gateway clock)")
     enabled: bool = True
-
-    @field_validator("name")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        if not SLUG.match(value):
-            raise ValueError("expected lowercase letters, digits, '_' or '-', starting with a letter or digit")
-        return value
 
     @model_validator(mode="after")
     def _one_action(self) -> AutomationEntry:
