@@ -276,10 +276,11 @@ class Store:
                          " last_error = NULL", (name, task_id, time.time()))
 
     def skill_ran(self, name: str, error: str | None) -> None:
-        self._db.execute("INSERT INTO skills (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
-                         (name, time.time()))
-        self._db.execute("UPDATE skills SET runs = runs + 1, failures = failures + ?, last_run_at = ?,"
-                         " last_error = ? WHERE name = ?", (int(error is not None), time.time(), error, name))
+        now = time.time()
+        self._db.execute("INSERT INTO skills (name, created_at, runs, failures, last_run_at, last_error)"
+                         " VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET runs = runs + 1,"
+                         " failures = failures + excluded.failures, last_run_at = excluded.last_run_at,"
+                         " last_error = excluded.last_error", (name, now, int(error is not None), now, error))
 
     def skill_records(self) -> dict[str, dict[str, Any]]:
         return {row["name"]: dict(row) for row in self._db.execute("SELECT * FROM skills").fetchall()}
@@ -292,12 +293,11 @@ class Store:
         allowed = {"definition", "skill", "stopped", "runs"}
         if set(fields) - allowed:
             raise ValueError(f"not automation fields: {sorted(set(fields) - allowed)}")
-        self._db.execute("INSERT INTO automations (name, updated_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
-                         (name, time.time()))
-        if fields:
-            assignments = ", ".join(f"{field} = ?" for field in fields)
-            self._db.execute(f"UPDATE automations SET {assignments}, updated_at = ? WHERE name = ?",
-                             (*fields.values(), time.time(), name))
+        columns = ", ".join(["name", "updated_at", *fields])
+        updates = "".join(f", {field} = excluded.{field}" for field in fields)
+        self._db.execute(f"INSERT INTO automations ({columns}) VALUES ({', '.join('?' * (len(fields) + 2))})"
+                         f" ON CONFLICT(name) DO UPDATE SET updated_at = excluded.updated_at{updates}",
+                         (name, time.time(), *fields.values()))
 
     def automation_records(self) -> dict[str, dict[str, Any]]:
         return {row["name"]: dict(row) for row in self._db.execute("SELECT * FROM automations").fetchall()}

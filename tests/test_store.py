@@ -39,3 +39,29 @@ def test_an_ambiguous_prefix_finds_nothing(tmp_path):
     store.create_task("b", "cli", task_id="abc222")
     assert store.get_task("abc") is None
     assert store.get_task("abc1").id == "abc111"
+
+
+def test_a_version_1_store_is_migrated_and_keeps_its_tasks(tmp_path):
+    path = tmp_path / "pyuse.db"
+    old = sqlite3.connect(path)  # the first release's tasks table: no sandbox_layers, no processed_locally
+    old.executescript("CREATE TABLE tasks (id TEXT PRIMARY KEY, text TEXT NOT NULL, origin TEXT NOT NULL,"
+                      " status TEXT NOT NULL, answer TEXT, error TEXT, created_at REAL NOT NULL, started_at REAL,"
+                      " finished_at REAL, turns INTEGER NOT NULL DEFAULT 0, prompt_tokens INTEGER NOT NULL DEFAULT 0,"
+                      " completion_tokens INTEGER NOT NULL DEFAULT 0, model TEXT);"
+                      "INSERT INTO tasks (id, text, origin, status, created_at) VALUES ('t1', 'old', 'cli', 'done', 1);"
+                      "PRAGMA user_version=1;")
+    old.close()
+
+    store = Store(path)
+
+    task = store.get_task("t1")
+    assert task.text == "old" and task.processed_locally == 0 and task.sandbox_layers is None
+    store.skill_ran("lights", None)
+    store.skill_ran("lights", "DeviceError: offline")
+    assert {key: store.skill_records()["lights"][key] for key in ("runs", "failures", "last_error")} == {
+        "runs": 2, "failures": 1, "last_error": "DeviceError: offline"}
+    store.save_automation("night", definition="{}", runs=1)
+    store.save_automation("night", stopped="a loop")
+    assert {key: store.automation_records()["night"][key] for key in ("definition", "runs", "stopped")} == {
+        "definition": "{}", "runs": 1, "stopped": "a loop"}
+    store.close()
