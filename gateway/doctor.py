@@ -6,6 +6,7 @@ from typing import TextIO
 
 from gateway.agent.llm import LLMClient, LLMError
 from gateway.config import Config
+from gateway.agent.skills import SkillLibrary
 from gateway.devices.docs import DocLibrary
 from gateway.sandbox.manager import Sandbox
 from gateway.transports.mqtt import MqttTransport
@@ -29,6 +30,11 @@ async def run_doctor(config: Config, source: str, out: TextIO) -> int:
     for error in docs.errors:
         out.write(f"  skipped: {error}\n")
     out.write(f"devices in the config: {len(config.devices)}\n")
+    skills = SkillLibrary(config.gateway.data_dir / "skills")
+    out.write(f"saved skills: {', '.join(skill.name for skill in skills.load()) or 'none'}\n")
+    for error in skills.errors:
+        out.write(f"  skipped: {error}\n")
+    out.write(f"automations in the config: {len(config.automations)}\n")
 
     mqtt = config.mqtt
     if mqtt.embedded:

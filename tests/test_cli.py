@@ -127,6 +127,8 @@ def test_help_lists_the_commands():
 
 
 async def test_doctor_reports_every_sandbox_layer(tmp_path):
+    (tmp_path / "skills").mkdir()
+    (tmp_path / "skills" / "broken.py").write_text("print('runs on load')\n")
     code, out, err = await pyuse("doctor", env={"PYUSE_GATEWAY_DATA_DIR": str(tmp_path)}, cwd=tmp_path)
 
     assert code == 0, out + err
@@ -134,6 +136,7 @@ async def test_doctor_reports_every_sandbox_layer(tmp_path):
         assert f"  {layer:<9} on" in out, out
     assert "=> model code may run" in out
     assert "model: not configured" in out
+    assert "saved skills: none\n  skipped: broken.py:1: only imports" in out
 
 
 async def test_exec_runs_a_file_under_the_same_sandbox_and_policy(tmp_path, psu):
