@@ -108,8 +108,9 @@ class TaskRunner:
                                                finished_at=time.time())
                 self._waiting -= 1
         finally:
-            self.emit(task, TaskEvent(task.id, FINAL, task.result.summary() | {"error": task.result.error}
-                                       if task.result else {"status": "failed"}))
+            self.emit(task, TaskEvent(task.id, FINAL, task.result.summary() | {
+                "error": task.result.error, "processed_locally": task.result.processed_locally}
+                if task.result else {"status": "failed"}))
             self._forget_old(task.id)
         return task.result
 

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import code_reply, make_config, psu_entry
 from gateway import daemon as daemon_module
-from gateway.config import Config
+from gateway.config import AutomationEntry, AutomationTrigger, Config
 from gateway.daemon import Daemon
 from simulators.base import SimContext
 from simulators.tasmota import TasmotaPlug
@@ -325,3 +325,148 @@ async def test_a_running_task_can_be_stopped_from_the_page(tmp_path, scripted_ll
     [task_id] = daemon.runner.tasks
     assert daemon.gateway.task(task_id).status == "cancelled"
     tab.assert_clean()
+
+
+KETTLE_POWER = '''TRIGGERS = ["kettle power {on}"]
+
+
+def kettle_power(on: bool) -> str:
+    """Switch the kitchen kettle on or off."""
+    kettle = devices["kitchen_kettle"]
+    t = kettle.base_topic
+    kettle.request(f"cmnd/{t}/Power", "ON" if on else "OFF", reply_topic=f"stat/{t}/RESULT")
+    return "The kettle is on." if on else "The kettle is off."
+'''
+BOIL_CODE = ('kettle = devices["kitchen_kettle"]\nt = kettle.base_topic\n'
+             'print(kettle.request(f"cmnd/{t}/Power", "ON", reply_topic=f"stat/{t}/RESULT"))')
+BOIL_WATER = '''TRIGGERS = ["boil water for tea", "boil water"]
+
+
+def boil_water() -> str:
+    """Switch the kitchen kettle on to boil water."""
+    kettle = devices["kitchen_kettle"]
+    t = kettle.base_topic
+    kettle.request(f"cmnd/{t}/Power", "ON", reply_topic=f"stat/{t}/RESULT")
+    return "The water is on its way."
+'''
+
+
+async def test_skills_and_automations_run_without_the_model_and_a_solved_task_becomes_a_skill(
+        tmp_path, scripted_llm, mqtt_broker, kettle, start_daemon, open_tab):
+    # The skill writer's request also says "boil water": its conversation has to come first.
+    llm = await scripted_llm({"conversations": [
+        {"match": "save as a skill", "replies": [f"Here is the skill.\n```python\n{BOIL_WATER}```"]},
+        {"match": "boil water", "replies": [code_reply(BOIL_CODE), "FINAL ANSWER: The water is on its way."]}]})
+    config = make_config(tmp_path, llm, broker=mqtt_broker)
+    config.automations = [AutomationEntry(name="kettle-off", trigger=AutomationTrigger(every="1h"),
+                                          skill="kettle_power", args={"on": False})]
+    skills = tmp_path / "data" / "skills"
+    skills.mkdir(parents=True)
+    (skills / "kettle_power.py").write_text(KETTLE_POWER)
+    (skills / "broken.py").write_text("x = 1\n")
+    daemon = await start_daemon(config)
+    tab = await open_tab(daemon)
+    page = tab.page
+    power = page.locator(".device", has_text="Kitchen Kettle").locator('[data-key="power"] dd')
+    await expect(power).to_have_text("OFF")
+
+    # A skill, run from its panel with its parameter: no model, and the trace says so.
+    skill = page.locator("#skills .item", has_text="kettle_power")
+    await expect(skill.locator(".item-name")).to_have_text("kettle_power(on: bool)")
+    await expect(skill).to_contain_text("Switch the kitchen kettle on or off.")
+    await expect(skill).to_contain_text("Says: “kettle power {on}”")
+    await expect(page.locator("#skill-errors li")).to_contain_text(["broken.py"])
+    await skill.get_by_label("on (bool)").check()
+    await skill.get_by_role("button", name="Run").click()
+    await expect(page.locator("#answer")).to_have_text("The kettle is on.")
+    await expect(page.locator("#task-status")).to_have_text("done")
+    await expect(page.locator("#task-marks")).to_have_text("processed locally")
+    await expect(page.locator("#save-skill")).to_be_hidden()  # nothing to save: no model wrote it
+    await expect(power).to_have_text("ON")
+    assert kettle.power is True
+    await expect(skill.locator(".count")).to_have_text("1 run")
+    run = page.locator(".history-item", has_text="skill kettle_power(on=True)")
+    await expect(run.locator(".marks")).to_have_text("processed locally")
+    await skill.get_by_text("Source").click()
+    await expect(skill.locator("pre.code")).to_have_text(KETTLE_POWER)
+
+    # An automation from the config: run now, counted, its last run's trace one tap away.
+    automation = page.locator("#automations .item", has_text="kettle-off")
+    await expect(automation.locator(".badge")).to_have_text("on")
+    await expect(automation).to_contain_text("every 1h")
+    await expect(automation).to_contain_text("the skill kettle_power(on=false)")
+    await expect(automation.get_by_role("button", name="Delete")).to_have_count(0)  # only the config removes it
+    await expect(automation.get_by_role("button", name="Recompile")).to_have_count(0)  # no words to compile
+    await automation.get_by_role("button", name="Run now").click()
+    await expect(power).to_have_text("OFF")
+    await expect(automation).to_contain_text("1 run · 0 dropped")
+    last = automation.get_by_role("button", name="show its trace")
+    await expect(last.locator(".chip")).to_have_text("done")
+    await last.click()
+    await expect(page.locator("#task-title")).to_have_text("skill kettle_power(on=False)")
+    await expect(page.locator("#task-marks")).to_have_text("processed locally by automation kettle-off")
+    await expect(page.locator(".history-item", has_text="by automation kettle-off")).to_have_count(1)
+
+    # Stopped by the gateway: shown live, with the reason, until resumed from the page.
+    daemon.automations.stop(daemon.automations.get("kettle-off"), "it was triggered too often: a loop?")
+    await expect(automation.locator(".badge")).to_have_text("stopped")
+    await expect(automation.locator(".item-alert")).to_have_text("Stopped: it was triggered too often: a loop?")
+    await automation.get_by_role("button", name="Resume").click()
+    await expect(automation.locator(".badge")).to_have_text("on")
+    await expect(automation.locator(".item-alert")).to_have_count(0)
+    assert daemon.automations.get("kettle-off").stopped is None
+
+    # Adding one: the gateway's objection shows by the form; one made here can be deleted here.
+    await page.get_by_text("Add an automation").click()
+    form = page.locator("#automation-form")
+    await form.get_by_label("Name").fill("kettle-button")
+    await form.get_by_label("Trigger", exact=True).select_option("every")
+    await form.get_by_label("Topic, device, interval or time").fill("soon")
+    await form.get_by_label("Do, in words").fill("turn the kettle off")
+    await form.get_by_role("button", name="Add").click()
+    await expect(page.locator("#automation-error")).to_contain_text("'soon' is not an interval")
+    await form.get_by_label("Trigger", exact=True).select_option("mqtt")
+    await form.get_by_label("Topic, device, interval or time").fill("kitchen/button")
+    await form.get_by_label("Only when").fill('action == "single"')
+    await form.get_by_role("button", name="Add").click()
+    added = page.locator("#automations .item", has_text="kettle-button")
+    await expect(added).to_contain_text('mqtt kitchen/button when action == "single"')
+    await expect(added).to_contain_text("“turn the kettle off”")
+    await expect(page.locator("#automation-error")).to_be_empty()
+    await expect(added.get_by_role("button", name="Recompile")).to_be_visible()
+    await added.get_by_role("button", name="Delete").click()
+    await page.get_by_role("dialog", name="Delete the automation kettle-button?").get_by_role(
+        "button", name="Delete").click()
+    await expect(added).to_have_count(0)
+    assert "kettle-button" not in daemon.automations.automations
+
+    # A command the model solved: saved as a skill from the trace, listed at once.
+    await page.get_by_label(COMMAND).fill("boil water for tea")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#answer")).to_have_text("The water is on its way.")
+    await expect(page.locator("#task-marks")).to_be_hidden()
+    await page.get_by_role("button", name="Save as skill").click()
+    await expect(page.locator("#save-skill-result")).to_have_text(
+        "Saved as the skill boil_water(), which runs without the model when you say “boil water for tea”, "
+        "“boil water”.")
+    await expect(page.get_by_role("button", name="Save as skill")).to_be_hidden()
+    await expect(page.locator("#skills .item-name")).to_have_text(["boil_water()", "kettle_power(on: bool)"])
+    assert (skills / "boil_water.py").read_text() == BOIL_WATER
+    await assert_accessible(page)
+    await screenshot(page, "web-skills-phone.png")
+    await page.set_viewport_size({"width": 1280, "height": 900})
+    await screenshot(page, "web-skills-desktop.png")
+
+    # Deleting a skill asks first; once it is gone, the task may be saved again.
+    saved = page.locator("#skills .item", has_text="boil_water")
+    await saved.get_by_role("button", name="Delete").click()
+    dialog = page.get_by_role("dialog", name="Delete the skill boil_water?")
+    await dialog.get_by_role("button", name="Keep").click()
+    await expect(saved).to_be_visible()
+    await saved.get_by_role("button", name="Delete").click()
+    await dialog.get_by_role("button", name="Delete").click()
+    await expect(saved).to_have_count(0)
+    assert not (skills / "boil_water.py").exists()
+    await expect(page.get_by_role("button", name="Save as skill")).to_be_visible()
+    await expect(page.locator("#save-skill-result")).to_be_empty()
+    tab.assert_clean(expected_error="status of 400")  # the refused interval

@@ -239,7 +239,8 @@ class Api:
         task = self.runner.tasks.get(record.id)
         if task is None:  # finished before this daemon started: its outcome is all there is
             await self._send(response, "finished", {"task_id": record.id, "status": record.status,
-                                                    "answer": record.answer, "error": record.error})
+                                                    "answer": record.answer, "error": record.error,
+                                                    "processed_locally": bool(record.processed_locally)})
             return response
         async for event in task.follow():
             await self._send(response, event.kind, event.data)

@@ -1,6 +1,7 @@
 // The gateway's web page: a command (typed or spoken), the live trace of the task it starts, the devices with their
-// live state, confirmations of dangerous calls, and recent tasks.
-// Device names, states, model output and observations are untrusted: they only ever become text nodes.
+// live state, confirmations of dangerous calls, recent tasks, saved skills and automations.
+// Device names, states, model output, observations, skills and automations are untrusted: they only ever become
+// text nodes.
 
 import { highlightPython } from "./highlight.js";
 
@@ -9,6 +10,9 @@ const TOKEN_KEY = "pyuse.token";
 const LIVE = new Set(["queued", "running"]);
 // Origins whose confirmations this page may answer (the gateway refuses the others: they have their own channel).
 const ANSWERED_HERE = new Set(["api", "voice", "web"]);
+// Origins of commands a person gave, whose solution the page offers to save as a skill.
+const SAVABLE = new Set(["api", "voice"]);
+const AUTOMATION = "automation:"; // the origin's prefix of an automation's runs
 const RECORDING_LIMIT_MS = 30_000;
 
 /** An element with attributes and children; string children become text nodes, never markup. */
@@ -25,6 +29,58 @@ function el(tag, attributes = {}, ...children) {
 
 function chip(status) {
   return el("span", { class: "chip", "data-status": status }, status);
+}
+
+/** What a task ran without (the model) and who started it, when that is not a person. */
+function taskMarks(task) {
+  const marks = [
+    task.processed_locally ? el("span", { class: "chip local" }, "processed locally") : null,
+    task.origin?.startsWith(AUTOMATION) ? el("span", {}, `by automation ${task.origin.slice(AUTOMATION.length)}`)
+      : null,
+  ].filter(Boolean);
+  return marks.flatMap((mark, index) => (index ? [" ", mark] : [mark])); // a space, so they read as two
+}
+
+function plural(count, word) {
+  return `${count} ${word}${count === 1 ? "" : "s"}`;
+}
+
+/**
+ * Fill `list` with one item per entry, keyed by name. Items whose entry did not change stay as they are, so a
+ * live update does not wipe what someone typed into one, close its folds or take its focus.
+ */
+const rendered = new WeakMap(); // item -> the JSON of the entry it shows
+function renderKeyed(list, entries, build) {
+  const names = new Set(entries.map((entry) => entry.name));
+  const shown = new Map();
+  for (const item of [...list.children]) {
+    if (names.has(item.dataset.name)) shown.set(item.dataset.name, item);
+    else item.remove();
+  }
+  entries.forEach((entry, index) => {
+    const json = JSON.stringify(entry);
+    let item = shown.get(entry.name);
+    if (!item || rendered.get(item) !== json) {
+      const fresh = build(entry);
+      fresh.dataset.name = entry.name;
+      rendered.set(fresh, json);
+      item?.replaceWith(fresh);
+      item = fresh;
+    }
+    if (list.children[index] !== item) list.insertBefore(item, list.children[index] ?? null);
+  });
+}
+
+/** A yes-or-no question before deleting something; resolves to true for yes. */
+function confirmDelete(question, detail) {
+  const dialog = $("delete-dialog");
+  $("delete-title").textContent = question;
+  $("delete-detail").textContent = detail;
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "delete"), { once: true });
+  });
 }
 
 function clock(seconds) {
@@ -125,7 +181,8 @@ function watchGateway() {
   const { source, on } = stream("/api/events");
   on("hello", () => { // a (re)connection: catch up on whatever happened while away
     setConnected(true);
-    Promise.all([loadDevices(), loadHistory(), loadConfirmations()]).catch((error) => say(error.message, "error"));
+    Promise.all([loadDevices(), loadHistory(), loadConfirmations(), loadSkills(), loadAutomations()])
+      .catch((error) => say(error.message, "error"));
   });
   on("device", ({ event, device }) => {
     if (event === "removed") devices.delete(device.id);
@@ -134,6 +191,7 @@ function watchGateway() {
   });
   on("task", taskChanged);
   on("confirmation", confirmationChanged);
+  on("automation", automationChanged);
   source.onerror = () => {
     setConnected(false);
     if (source.readyState !== EventSource.CLOSED) return; // the browser retries by itself
@@ -227,9 +285,16 @@ async function loadHistory() {
 }
 
 function taskChanged({ id, event, text, ...data }) {
-  const task = recent.get(id) ?? { id, text, status: "queued", created_at: Date.now() / 1000 };
+  const task = recent.get(id) ?? { id, text, origin: data.origin, status: "queued", created_at: Date.now() / 1000 };
   if (event === "started") task.status = "running";
-  if (event === "finished") task.status = data.status;
+  if (event === "finished") {
+    task.status = data.status;
+    task.processed_locally = data.processed_locally;
+    // Their counts changed: an automation's runs and last status, a skill's runs (skills run without the model).
+    const reloads = [task.origin?.startsWith(AUTOMATION) ? loadAutomations() : null,
+      data.processed_locally ? loadSkills() : null];
+    Promise.all(reloads).catch((error) => say(error.message, "error"));
+  }
   if (!recent.has(id)) recent = new Map([[id, task], ...recent].slice(0, RECENT));
   renderHistory();
 }
@@ -240,7 +305,9 @@ function renderHistory() {
                    onclick: () => showTask(task.id) },
       el("span", { class: "history-text" }, task.text),
       chip(task.status),
-      el("time", { datetime: new Date(task.created_at * 1000).toISOString() }, clock(task.created_at))))));
+      el("time", { datetime: new Date(task.created_at * 1000).toISOString() }, clock(task.created_at)),
+      task.processed_locally || task.origin?.startsWith(AUTOMATION)
+        ? el("span", { class: "marks" }, ...taskMarks(task)) : null))));
   $("history-empty").hidden = recent.size > 0;
 }
 
@@ -255,19 +322,48 @@ function showTask(id) {
 
 const trace = {
   steps: new Map(), // turn -> its list item, where its observation goes
+  task: {}, // origin, status and processed_locally of the task on screen, as far as known
 
-  reset(id, text) {
+  reset(id, text, origin) {
     shownTask = id;
     this.steps.clear();
+    this.task = { origin };
     $("task").hidden = false;
     $("task-title").textContent = text;
     $("trace").replaceChildren();
     for (const id of ["answer", "task-error", "writing"]) $(id).hidden = true;
+    $("save-skill-result").textContent = "";
     this.status("queued");
+    this.marks();
     renderHistory();
   },
 
+  marks() {
+    const marks = taskMarks(this.task);
+    $("task-marks").replaceChildren(...marks);
+    $("task-marks").hidden = marks.length === 0;
+  },
+
+  /** After the model solved a person's command, its code can become a skill that runs without the model. */
+  offerSkill() {
+    const saved = [...skills.values()].find((skill) => skill.task_id === shownTask);
+    const { status, origin, processed_locally: local } = this.task;
+    $("save-skill").hidden = !saved && !(status === "done" && !local && SAVABLE.has(origin));
+    $("save-skill-button").hidden = Boolean(saved);
+    const result = $("save-skill-result");
+    if (saved) {
+      result.textContent = `Saved as the skill ${signature(saved)}, which runs without the model when you say `
+        + `${quoted(saved.triggers)}.`;
+      result.dataset.tone = "info";
+    } else if (this.task.saved) {
+      result.textContent = ""; // its skill was deleted since
+    }
+    this.task.saved = Boolean(saved);
+  },
+
   status(status) {
+    this.task.status = status;
+    this.offerSkill();
     const shown = $("task-status");
     shown.textContent = status;
     shown.dataset.status = status;
@@ -302,8 +398,10 @@ const trace = {
     $("answer").hidden = false;
   },
 
-  finish(status, error) {
+  finish(status, error, processedLocally) {
     this.writing(false);
+    this.task.processed_locally = processedLocally;
+    this.marks();
     this.status(status);
     if (error && status !== "done") {
       $("task-error").textContent = error;
@@ -320,7 +418,7 @@ function follow(id, text) {
   const { source, on } = stream(`/api/tasks/${encodeURIComponent(id)}/events`);
   following = { source, id };
   // After a dropped connection the browser reconnects and the gateway replays everything from "queued": start over.
-  on("queued", (data) => trace.reset(id, data.text ?? text));
+  on("queued", (data) => trace.reset(id, data.text ?? text, data.origin));
   on("started", () => trace.status("running"));
   on("delta", () => trace.writing(true));
   on("retry", (data) => trace.note(`The model server failed (${data.error}); trying again in ${data.delay_s} s.`,
@@ -342,7 +440,7 @@ function follow(id, text) {
   on("finished", (data) => {
     source.close();
     following = null;
-    trace.finish(data.status, data.error);
+    trace.finish(data.status, data.error, data.processed_locally);
     if (data.answer) trace.answer(data.answer);
   });
   source.onerror = () => {
@@ -356,18 +454,254 @@ async function showStoredTask(id) {
   following?.source.close();
   following = null;
   const task = await api(`/api/tasks/${encodeURIComponent(id)}`);
-  trace.reset(task.id, task.text);
+  trace.reset(task.id, task.text, task.origin);
   for (const step of task.steps) {
     if (step.thought || step.code) trace.step(step.turn, step.thought, step.code);
     if (step.observation !== null) trace.observation(step.turn, step.observation);
   }
-  trace.finish(task.status, task.error);
+  trace.finish(task.status, task.error, task.processed_locally);
   if (task.answer !== null) trace.answer(task.answer);
 }
 
 $("task-stop").addEventListener("click", () => {
   api(`/api/tasks/${encodeURIComponent(shownTask)}/cancel`, { method: "POST" })
     .catch((error) => say(error.message, "error"));
+});
+
+$("save-skill-button").addEventListener("click", async () => {
+  const id = shownTask;
+  const [button, result] = [$("save-skill-button"), $("save-skill-result")];
+  button.disabled = true;
+  result.textContent = "The model is writing the skill…";
+  result.dataset.tone = "info";
+  try {
+    await api("/api/skills", { method: "POST", json: { task_id: id } });
+    await loadSkills(); // which shows it as saved
+  } catch (error) {
+    if (shownTask === id) {
+      result.textContent = error.message;
+      result.dataset.tone = "error";
+    }
+  } finally {
+    button.disabled = false;
+  }
+});
+
+// ---- saved skills ------------------------------------------------------------------------------------------------
+
+const skills = new Map(); // name -> skill
+
+function signature(skill) {
+  return `${skill.name}(${Object.entries(skill.params).map(([name, kind]) => `${name}: ${kind}`).join(", ")})`;
+}
+
+function quoted(phrases) {
+  return phrases.map((phrase) => `“${phrase}”`).join(", ");
+}
+
+async function loadSkills() {
+  const listing = await api("/api/skills");
+  skills.clear();
+  for (const skill of listing.skills) skills.set(skill.name, skill);
+  renderKeyed($("skills"), listing.skills, skillItem);
+  $("skill-count").textContent = skills.size || "";
+  $("skills-empty").hidden = skills.size > 0;
+  $("skill-errors").replaceChildren(...listing.errors.map((error) => el("li", {}, error)));
+  $("skill-problems").hidden = listing.errors.length === 0;
+  // An automation's skill runs without arguments, so only skills without parameters are offered there.
+  const choice = $("automation-skill");
+  const chosen = choice.value;
+  choice.replaceChildren(el("option", { value: "" }, "none"), ...listing.skills
+    .filter((skill) => Object.keys(skill.params).length === 0)
+    .map((skill) => el("option", { value: skill.name }, skill.name)));
+  choice.value = skills.has(chosen) ? chosen : "";
+  trace.offerSkill();
+}
+
+function parameterField(skill, name, kind) {
+  const id = `skill-${skill.name}-${name}`;
+  const input = kind === "bool" ? el("input", { id, name, type: "checkbox" })
+    : el("input", { id, name, type: "text", required: "", autocomplete: "off",
+                    inputmode: { int: "numeric", float: "decimal" }[kind] ?? "text" });
+  return el("div", { class: "parameter" }, el("label", { for: id }, `${name} (${kind})`), input);
+}
+
+function skillItem(skill) {
+  const message = el("p", { class: "error", role: "alert" });
+  const form = el("form", { class: "item-actions", onsubmit: (event) => {
+    event.preventDefault();
+    runSkill(skill, form, message);
+  } },
+  ...Object.entries(skill.params).map(([name, kind]) => parameterField(skill, name, kind)),
+  el("button", { type: "submit", class: "primary", "aria-label": `Run ${skill.name}` }, "Run"),
+  el("button", { type: "button", "aria-label": `Delete ${skill.name}`,
+                 onclick: () => deleteSkill(skill.name, message) }, "Delete"));
+  const failures = skill.failures ? `, ${skill.failures} failed` : "";
+  return el("li", { class: "item" },
+    el("div", { class: "item-head" },
+      el("code", { class: "item-name" }, signature(skill)),
+      el("span", { class: "count" }, plural(skill.runs, "run") + failures)),
+    el("p", {}, skill.doc),
+    skill.triggers.length ? el("p", { class: "item-meta" }, `Says: ${quoted(skill.triggers)}`) : null,
+    skill.last_error ? el("p", { class: "item-error" }, `Last error: ${skill.last_error}`) : null,
+    form,
+    message,
+    el("details", { class: "fold", ontoggle: (event) => showSource(skill.name, event.target, message) },
+      el("summary", {}, "Source"), el("pre", { class: "code" })));
+}
+
+async function showSource(name, fold, message) {
+  if (!fold.open) return;
+  try {
+    const skill = await api(`/api/skills/${encodeURIComponent(name)}`);
+    fold.querySelector("pre").replaceChildren(el("code", {}, highlightPython(skill.source)));
+  } catch (error) {
+    message.textContent = error.message;
+  }
+}
+
+async function runSkill(skill, form, message) {
+  // Values go as typed; the gateway converts them to the parameters' types and says which one does not fit.
+  const args = Object.fromEntries(Object.keys(skill.params).map((name) => {
+    const input = form.elements.namedItem(name);
+    return [name, input.type === "checkbox" ? String(input.checked) : input.value.trim()];
+  }));
+  message.textContent = "";
+  try {
+    const created = await api(`/api/skills/${encodeURIComponent(skill.name)}/run`, { method: "POST", json: { args } });
+    follow(created.id, signature(skill));
+    $("task").scrollIntoView({ block: "start" });
+  } catch (error) {
+    message.textContent = error.message;
+  }
+}
+
+async function deleteSkill(name, message) {
+  if (!await confirmDelete(`Delete the skill ${name}?`,
+    "Its file is removed; commands that say its phrases go to the model again.")) return;
+  try {
+    await api(`/api/skills/${encodeURIComponent(name)}`, { method: "DELETE" });
+    await loadSkills();
+  } catch (error) {
+    message.textContent = error.message;
+  }
+}
+
+// ---- automations -------------------------------------------------------------------------------------------------
+
+const automations = new Map(); // name -> summary, in the gateway's order
+
+async function loadAutomations() {
+  const listing = await api("/api/automations");
+  automations.clear();
+  for (const automation of listing.automations) automations.set(automation.name, automation);
+  renderAutomations();
+}
+
+function automationChanged({ event, automation }) {
+  if (event === "removed") automations.delete(automation.name);
+  else automations.set(automation.name, automation);
+  renderAutomations();
+}
+
+function renderAutomations() {
+  renderKeyed($("automations"), [...automations.values()], automationItem);
+  $("automation-count").textContent = automations.size || "";
+  $("automations-empty").hidden = automations.size > 0;
+}
+
+function automationItem(automation) {
+  const { name } = automation;
+  const state = automation.stopped ? "stopped" : automation.enabled ? "on" : "off";
+  const message = el("p", { class: "hint", role: "status" });
+  const button = (label, onclick) => el("button", { type: "button", class: "quiet", "aria-label": `${label} ${name}`,
+                                                    onclick }, label);
+  const post = (verb, done) => () => automationAction(name, verb, message, done);
+  const runs = [plural(automation.runs, "run"), `${automation.dropped} dropped`,
+    automation.running ? `${automation.running} running` : null].filter(Boolean).join(" · ");
+  const args = Object.entries(automation.args).map(([key, value]) => `${key}=${JSON.stringify(value)}`).join(", ");
+  const does = automation.action
+    ? `“${automation.action}”${automation.skill ? `, compiled into the skill ${automation.skill}` : ""}`
+    : `the skill ${automation.skill}(${args})`;
+  const last = automation.last_task
+    ? el("button", { type: "button", class: "link", onclick: () => showTask(automation.last_task) },
+      chip(automation.last_status), " show its trace")
+    : chip(automation.last_status);
+  return el("li", { class: "item", "data-state": state },
+    el("div", { class: "item-head" },
+      el("span", { class: "item-name" }, name),
+      el("span", { class: "badge", "data-state": state }, state)),
+    automation.stopped ? el("p", { class: "item-alert" }, `Stopped: ${automation.stopped}`) : null,
+    el("dl", { class: "facts" },
+      el("dt", {}, "When"), el("dd", {}, automation.describe),
+      el("dt", {}, "Does"), el("dd", {}, does),
+      el("dt", {}, "Runs"), el("dd", {}, runs),
+      ...(automation.last_status ? [el("dt", {}, "Last run"), el("dd", {}, last)] : [])),
+    automation.last_error ? el("p", { class: "item-error" }, automation.last_error) : null,
+    el("div", { class: "item-actions" },
+      button("Run now", post("trigger", (fired) => fired.started ? "Started."
+        : "It did not start: it is off, stopped, or already running as often as it may.")),
+      automation.stopped ? button("Resume", post("resume")) : null,
+      automation.action ? button("Recompile", post("recompile", () => "The next run asks the model again.")) : null,
+      automation.source === "api" ? button("Delete", () => deleteAutomation(name, message)) : null),
+    message);
+}
+
+/** POST an action; `done` phrases its result, otherwise the result is the automation's new summary. */
+async function automationAction(name, verb, message, done) {
+  message.textContent = "";
+  try {
+    const result = await api(`/api/automations/${encodeURIComponent(name)}/${verb}`, { method: "POST" });
+    if (done) {
+      message.textContent = done(result);
+      message.dataset.tone = "info";
+    } else {
+      automationChanged({ event: verb, automation: result });
+    }
+  } catch (error) {
+    message.textContent = error.message;
+    message.dataset.tone = "error";
+  }
+}
+
+async function deleteAutomation(name, message) {
+  if (!await confirmDelete(`Delete the automation ${name}?`, "Its trigger no longer runs anything.")) return;
+  try {
+    await api(`/api/automations/${encodeURIComponent(name)}`, { method: "DELETE" });
+    automations.delete(name);
+    renderAutomations();
+  } catch (error) {
+    message.textContent = error.message;
+    message.dataset.tone = "error";
+  }
+}
+
+const TRIGGER_EXAMPLES = { mqtt: "zigbee2mqtt/Hallway Motion Sensor", device: "kitchen_kettle", every: "5m",
+                           at: "07:30" };
+$("automation-kind").addEventListener("change", (event) => {
+  $("automation-value").placeholder = TRIGGER_EXAMPLES[event.target.value];
+});
+
+$("automation-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  const value = (name) => form.elements.namedItem(name).value.trim();
+  // The same fields as [[automations]] in the config; the gateway checks them and says what is wrong.
+  const entry = { name: value("name"), trigger: { [value("kind")]: value("value") } };
+  if (value("when")) entry.trigger.when = value("when");
+  if (value("action")) entry.action = value("action");
+  if (value("skill")) entry.skill = value("skill");
+  $("automation-add").disabled = true;
+  $("automation-error").textContent = "";
+  try {
+    automationChanged({ event: "added", automation: await api("/api/automations", { method: "POST", json: entry }) });
+    form.reset();
+    $("automation-value").placeholder = TRIGGER_EXAMPLES.mqtt;
+  } catch (error) {
+    $("automation-error").textContent = error.message;
+  } finally {
+    $("automation-add").disabled = false;
+  }
 });
 
 // ---- confirmations -----------------------------------------------------------------------------------------------
