@@ -95,7 +95,7 @@ class Automation:
                 "last_status": self.last_status, "last_error": self.last_error}
 
 
-Listener = Callable[[str, Automation], None]  # (what happened: started | stopped | resumed | removed, automation)
+Listener = Callable[[str, Automation], None]  # (what happened: ran | stopped | resumed | removed, automation)
 
 
 class Automations:
@@ -285,6 +285,7 @@ class Automations:
             message = error.args[0] if error.args else str(error)
             automation.last_status, automation.last_error = "failed", message
             log.error("automation %s could not run: %s", entry.name, message)
+            self._tell("ran", automation)
             return
         automation.runs += 1
         automation.last_task, automation.last_status, automation.last_error = (result.task_id, result.status,
@@ -292,6 +293,7 @@ class Automations:
         self._save(automation, runs=automation.runs)
         if result.status != "done":
             log.error("automation %s: run %s %s: %s", entry.name, result.task_id, result.status, result.error)
+        self._tell("ran", automation)
 
     async def _compile(self, automation: Automation, timeout: float) -> TaskResult:
         """Run the action's words as a task; when the model solved it, save its code as the automation's skill.
