@@ -20,6 +20,7 @@ from gateway.agent.skills import Skill, SkillLibrary
 from gateway.clock import Clock
 from gateway.config import Config, ConfigError
 from gateway.devices.docs import DocLibrary
+from gateway.devices.poller import StatePoller
 from gateway.devices.registry import Registry
 from gateway.discovery.mdns import MdnsDiscovery
 from gateway.discovery.mqtt import MqttDiscovery
@@ -106,6 +107,7 @@ class Gateway:
         self.broker: Broker | None = None
         self.prompts: PromptBuilder | None = None
         self.mqtt_discovery: MqttDiscovery | None = None
+        self.poller: StatePoller | None = None
         self.mdns_discovery: MdnsDiscovery | None = None
 
     async def __aenter__(self) -> Gateway:
@@ -137,6 +139,8 @@ class Gateway:
             self.embedded_broker = EmbeddedBroker(config.mqtt.host, config.mqtt.port)
             await self.embedded_broker.start()
         await self.http.start()
+        self.poller = StatePoller(self.registry, self.docs, self.http, config.discovery.poll_s)
+        self.poller.start()
         if (config.mqtt.embedded or config.discovery.mqtt
                 or any(device.transport == "mqtt" for device in self.registry.all())):
             await self.mqtt.start(wait_s=3.0)
@@ -156,6 +160,7 @@ class Gateway:
         self.confirmations = Confirmations(config.policy.confirm_timeout_s)
         self.broker = Broker(self.docs, self.policy, self.confirmations, self.store, self.http, self.mqtt,
                              self.serial, rpc_source=f"pyuse-{config.gateway.id}")
+        self.broker.change_listeners.append(self.poller.refresh_soon)
         self.prompts = PromptBuilder(self.docs, config.agent.prompt_budget_tokens)
         self.local = LocalIntents(self.docs)
         await asyncio.to_thread(self.local.warm_up)
@@ -167,13 +172,18 @@ class Gateway:
                                                 retain=True))
 
     async def settle_discovery(self) -> None:
-        """For one-shot commands: let retained discovery messages arrive before building a prompt."""
+        """For one-shot commands: let retained discovery messages arrive, and HTTP devices' states be read, before
+        building a prompt."""
         if self.mqtt_discovery is not None:
             await self.mqtt_discovery.settle()
         if self.mdns_discovery is not None:
             await self.mdns_discovery.settle()
+        if self.poller is not None:
+            await self.poller.settle()
 
     async def close(self) -> None:
+        if self.poller is not None:
+            await self.poller.close()
         if self.mqtt_discovery is not None:
             self.mqtt_discovery.stop()
         if self.mdns_discovery is not None:

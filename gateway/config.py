@@ -183,6 +183,7 @@ class DiscoverySection(Section):
     ha_prefix: str = Field("homeassistant", description="Home Assistant MQTT discovery prefix")
     zigbee2mqtt_topic: str = Field("zigbee2mqtt", description="Zigbee2MQTT base topic")
     serial_ports: list[str] = Field([], description="ports probed with *IDN? (and the Korad form)")
+    poll_s: float = Field(30.0, ge=0, description="read HTTP devices' state this often (0: only after calls)")
     areas: list[str] = Field([], description="area names to recognise at the start of device names")
 
 

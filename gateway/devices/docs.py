@@ -161,6 +161,10 @@ class DeviceDoc(BaseModel):
     state_keys: list[str] = Field([], description="state fields worth showing the model, most telling first")
     default_port: int | None = Field(None, ge=1, le=65535, description="http: used when a device names no port")
     rpc_path: str = Field("/rpc", description="http: where .rpc() posts its JSON-RPC frames")
+    state_path: str | None = Field(None, pattern=r"^/", description="http: GET here for the device's state, after "
+                                                                     "a call that may change it and on each poll")
+    state_pointer: str = Field("", pattern=r"^(/[^/]*)*$", description="http: JSON pointer to the state object "
+                                                                        "in that reply, e.g. /lights/0")
     topics: list[str] = Field([], description="mqtt: owned topic filters; {base_topic} is substituted")
     line_terminator: str = Field("\n", description="serial: ends each command and reply")
     baudrate: int = 9600

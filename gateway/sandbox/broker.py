@@ -103,6 +103,8 @@ Handler = Callable[[Device, Any], Awaitable[Any]]
 # Called before a job's MQTT publish with its context, the topic and the payload; raises CallDenied to refuse it
 # (the automations' loop guard).
 PublishCheck = Callable[[JobContext, str, Any], None]
+# Called after a job's HTTP call that may have changed the device (anything but GET): the state poller's cue.
+ChangeListener = Callable[[Device], None]
 
 
 class Broker:
@@ -118,6 +120,7 @@ class Broker:
         self.rpc_source = rpc_source
         self._rpc_ids = itertools.count(1)
         self.publish_checks: list[PublishCheck] = []
+        self.change_listeners: list[ChangeListener] = []
         self._methods: dict[str, dict[str, tuple[type[_Args], Handler]]] = {
             "http": {"get": (HttpGet, self._http_get), "post": (HttpPost, self._http_post),
                      "put": (HttpPost, self._http_put), "rpc": (HttpRpc, self._http_rpc)},
@@ -154,6 +157,9 @@ class Broker:
             if not within:
                 raise CallDenied(f"rate limit: more than {limit} calls a minute to {device.id!r}; slow down")
             result = await handler(device, args)
+            if device.transport == "http" and request.method != "get":
+                for listener in self.change_listeners:
+                    listener(device)
         except CallDenied as exc:
             return self._refuse(context, request, target, "denied", "PermissionError", str(exc), started)
         except ValueError as exc:
