@@ -79,7 +79,6 @@ class TasmotaPlug(Simulator):
         self._telemetry: asyncio.Task[None] | None = None
         self._started_at = 0.0
         self._metered_at = 0.0
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- state -------------------------------------------------------------------------------------------------
 
@@ -119,7 +118,7 @@ class TasmotaPlug(Simulator):
     def set_value(self, key: str, value: Any) -> None:
         if key == "power":  # someone pressed the button: the device reports it as it does for a command
             self._set_relay(0, value)
-            self._spawn(self._publish_power(0))
+            self.spawn(self._publish_power(0))
         else:
             self._meter()
             setattr(self, key, value)
@@ -171,11 +170,11 @@ class TasmotaPlug(Simulator):
         self._restart_telemetry()
 
     async def stop(self) -> None:
-        for task in [self._telemetry, *self._tasks]:
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._telemetry:
+            self._telemetry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._telemetry
+        await self.cancel_tasks()
         if self._session:
             await self._session.stop(farewell=[(self._tele("LWT"), "Offline", True)])
             self._session = None
@@ -207,11 +206,6 @@ class TasmotaPlug(Simulator):
             await self._send(self._tele("STATE"), self.state_json())
             if sensors := self.sensor_json():
                 await self._send(self._tele("SENSOR"), sensors)
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # --- payloads ----------------------------------------------------------------------------------------------
 
