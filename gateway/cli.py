@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
             cmd_doctor)
     command("demo", "start a simulated home/lab with an embedded MQTT broker and the gateway, then take "
                     "commands at a prompt", cmd_demo)
+    # Its own parser reads the arguments (`pyuse sim --help`): none is an option here.
+    sim = commands.add_parser("sim", help="run simulated devices (SCENARIO: home, lab, large) until Ctrl-C",
+                              add_help=False, prefix_chars="\0")
+    sim.add_argument("args", nargs=argparse.REMAINDER)
+    sim.set_defaults(handler=cmd_sim)
     return parser
 
 
@@ -283,6 +288,12 @@ def _show_task(store: Store, task_id: str, as_json: bool) -> int:
             print(f"  {row.device_id}.{row.method} {row.target or ''} → {row.outcome}{detail}")
     print(f"answer: {task.answer}" if task.status == "done" else f"{task.status}: {task.error}")
     return 0 if task.status == "done" else 1
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from simulators.cli import main as sim_main
+
+    return sim_main(args.args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -168,6 +168,14 @@ class SimContext:
         return self.rooms.setdefault(area, Room())
 
 
+class PatchError(ValueError):
+    """A patch for apply() that the device does not take; `key` names the offending key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+
+
 class Simulator(ABC):
     """A simulated device. Subclasses set `kind` and serve their protocol between start() and stop()."""
 
@@ -215,24 +223,25 @@ class Simulator(ABC):
     def apply(self, patch: dict[str, Any]) -> None:
         """Steer the device from outside (admin API, tests): set sensor values or a fault.
 
-        Raises ValueError naming the key and what is accepted. Subclasses override `set_value` to react.
+        Raises PatchError (a ValueError) naming the key and what is accepted; nothing changes then.
+        Subclasses override `set_value` to react.
         """
         allowed = self.settable()
         for key, value in patch.items():
             if key == "fault":
                 if value not in FAULTS:
-                    raise ValueError(f"fault: expected one of {', '.join(FAULTS)}, got {value!r}")
+                    raise PatchError("fault", f"expected one of {', '.join(FAULTS)}, got {value!r}")
                 continue
             if key not in allowed:
-                raise ValueError(f"{key}: not settable on {self.kind}; settable: "
-                                 f"{', '.join(['fault', *sorted(allowed)])}")
+                raise PatchError(key, f"not settable on {self.kind}; settable: "
+                                      f"{', '.join(['fault', *sorted(allowed)])}")
             expected = allowed[key]
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
-                raise ValueError(f"{key}: expected {expected.__name__}, got {value!r}")
+                raise PatchError(key, f"expected {expected.__name__}, got {value!r}")
             if expected is float and not math.isfinite(value):
-                raise ValueError(f"{key}: expected a finite number, got {value!r}")
+                raise PatchError(key, f"expected a finite number, got {value!r}")
         for key, value in patch.items():
             if key == "fault":
                 self.set_fault(value)

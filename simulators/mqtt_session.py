@@ -36,6 +36,7 @@ class MqttSession:
         self._on_connect = on_connect
         self._on_message = on_message
         self._wanted = asyncio.Event()
+        self._closing = False
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -55,6 +56,9 @@ class MqttSession:
         for topic, payload, retain in farewell:
             await self.publish(topic, payload, qos=1, retain=retain)
         self._wanted.clear()
+        # Python 3.11's wait_for (inside aiomqtt) can swallow a cancellation that races with the link's own
+        # end; the flag lets the loop end then instead of waiting for a reconnect that never comes.
+        self._closing = True
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -85,7 +89,7 @@ class MqttSession:
             await client.publish(topic, payload, qos=qos, retain=retain)
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             await self._wanted.wait()
             try:
                 async with aiomqtt.Client(self.host, self.port, identifier=self.client_id, will=self.will,
