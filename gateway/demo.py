@@ -1,4 +1,4 @@
-"""`pyuse demo`: an embedded broker, the simulated home and lab, and the gateway in one process, with a prompt.
+"""`pyuse demo`: an embedded broker, the simulated home and lab, and the gateway in one process, at a prompt.
 
 The gateway is given no devices: it finds the MQTT ones (Tasmota, Zigbee2MQTT) by discovery and the lab's
 instruments by probing their serial ports. The HTTP devices (Shelly, WLED, Elgato) are declared from their
@@ -32,7 +32,8 @@ async def run_demo(config: Config) -> int:
         async with running_home(specs, broker.host, broker.port) as home:
             async with Gateway(demo_config(config, home, broker), "demo") as gateway:
                 await gateway.settle_discovery()
-                print(f"pyuse demo: MQTT broker on {broker.host}:{broker.port}, data in {config.gateway.data_dir}")
+                print(f"pyuse demo: MQTT broker on {broker.host}:{broker.port}, "
+                      f"data in {config.gateway.data_dir}")
                 print(f"simulated {', '.join(SCENARIOS)}:")
                 for device_id, device in home.devices.items():
                     print(f"  {device_id:<26} {device.kind:<22} {device.address()}")
@@ -73,7 +74,8 @@ async def _prompt(gateway: Gateway, home: SimHome) -> None:
             return
         if line == "devices":
             for device in gateway.registry.all():
-                print(f"  {device.id:<26} {device.name!r:<28} [{device.area}] {device.kind} ({device.transport})")
+                print(f"  {device.id:<26} {device.name!r:<28} [{device.area}] {device.kind} "
+                      f"({device.transport})")
         elif line == "state":
             for device_id, state in home.state().items():
                 print(f"  {device_id:<26} {state}")

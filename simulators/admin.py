@@ -30,8 +30,9 @@ HOME = web.AppKey("home", SimHome)
 def admin_app(home: SimHome) -> web.Application:
     app = web.Application()
     app[HOME] = home
-    app.add_routes([web.get("/state", _all_states), web.get("/state/{id}", _state), web.post("/state/{id}", _apply),
-                    web.get("/devices", _devices), web.get("/clock", _clock), web.post("/clock", _set_clock)])
+    app.add_routes([web.get("/state", _all_states), web.get("/state/{id}", _state),
+                    web.post("/state/{id}", _apply), web.get("/devices", _devices), web.get("/clock", _clock),
+                    web.post("/clock", _set_clock)])
     return app
 
 
@@ -101,7 +102,7 @@ async def _set_clock(request: web.Request) -> web.Response:
     if body is None or set(body) != {"speed"}:
         return _error(400, 'expected {"speed": N}, N times faster than real time')
     speed = body["speed"]
-    if not isinstance(speed, (int, float)) or isinstance(speed, bool) or not math.isfinite(speed) or speed <= 0:
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0 < speed < math.inf:
         return _error(400, f"speed: expected a positive number, got {speed!r}", "speed")
     clock = request.app[HOME].context.clock
     clock.speed = float(speed)

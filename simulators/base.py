@@ -26,6 +26,20 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel tasks and wait until they have ended, cancelling again any that runs on: Python 3.11's
+    wait_for (inside every aiomqtt publish) drops a cancellation that arrives just as its wait completes, and
+    a device's loop would then never end."""
+    pending = {task for task in tasks if task is not None and task is not asyncio.current_task()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        done, pending = await asyncio.wait(pending, timeout=0.1)
+        for task in done:
+            if not task.cancelled():
+                task.exception()  # retrieved: a failure while stopping is no news
+
+
 class SimClock:
     """Simulated time that runs `speed` times faster than real time (1.0 = real time)."""
 
@@ -269,10 +283,7 @@ class Simulator(ABC):
 
     async def cancel_tasks(self) -> None:
         """End every background job (for stop())."""
-        tasks = [task for task in self._tasks if task is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
 
     async def __aenter__(self) -> Simulator:
         await self.start()

@@ -1,7 +1,7 @@
 """`pyuse sim SCENARIO...` (also `python -m simulators`): run simulated devices until Ctrl-C.
 
-Prints each device's address, the MQTT broker and the admin endpoint. Without `--broker` it starts the embedded
-broker on a free loopback port. Several scenarios run as one home (`pyuse sim home lab`).
+Prints each device's address, the MQTT broker and the admin endpoint. Without `--broker` it starts the
+embedded broker on a free loopback port. Several scenarios run as one home (`pyuse sim home lab`).
 """
 
 from __future__ import annotations
@@ -41,15 +41,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyuse sim", description="Run simulated devices on loopback addresses "
-                                     "until Ctrl-C, with an admin endpoint to read and steer their state.")
+    parser = argparse.ArgumentParser(prog="pyuse sim", description="Run simulated devices on loopback "
+                                     "addresses until Ctrl-C, with an admin endpoint to read and steer their "
+                                     "state.")
     parser.add_argument("scenario", nargs="+", metavar="SCENARIO",
                         help="home, lab, large, or a path to a scenario .toml; several run as one home")
     parser.add_argument("--broker", type=loopback_endpoint, metavar="HOST:PORT",
                         help="an MQTT broker on a loopback address (default: start the embedded one)")
     parser.add_argument("--admin-port", type=int, default=0, metavar="N",
                         help="port of the admin endpoint on 127.0.0.1 (default: a free one, printed)")
-    parser.add_argument("--devices", type=int, default=1000, metavar="N",
+    parser.add_argument("--devices", type=count, default=1000, metavar="N",
                         help="how many devices the large scenario has (default 1000)")
     parser.add_argument("--speed", type=positive, default=1.0, metavar="X",
                         help="simulated time runs X times faster than real time (default 1)")
@@ -59,13 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
 def loopback_endpoint(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     try:
-        if not ipaddress.ip_address("127.0.0.1" if host == "localhost" else host).is_loopback:
-            raise ValueError
         number = int(port)
+        if not ipaddress.ip_address("127.0.0.1" if host == "localhost" else host).is_loopback or \
+                not 0 < number < 65536:
+            raise ValueError
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT on a loopback address (127.0.0.0/8), "
                                          f"got {text!r}") from None
     return host, number
+
+
+def count(text: str) -> int:
+    if not text.isdecimal() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def positive(text: str) -> float:
@@ -84,7 +92,8 @@ async def run(specs: list[DeviceSpec], args: argparse.Namespace) -> None:
             admin = AdminServer(home, port=args.admin_port)
             await admin.start()
             try:
-                print_home(home, f"{host}:{port}" + (" (embedded)" if embedded else ""), admin.url, args.speed)
+                broker_address = f"{host}:{port}" + (" (embedded)" if embedded else "")
+                print_home(home, broker_address, admin.url, args.speed)
                 await until_stopped()
             finally:
                 await admin.close()
@@ -109,7 +118,8 @@ def print_home(home: SimHome, broker_address: str, admin_url: str, speed: float)
     widths = [max(len(row[column]) for row in rows) for column in range(4)]
     print(f"pyuse sim: {len(rows)} devices, MQTT broker {broker_address}, clock x{speed:g}")
     for row in rows:
-        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
+              + "  " + row[4])
     print(f"admin: {admin_url}/state (GET; POST /state/<id> to steer, POST /clock to change speed)")
     print("running; Ctrl-C stops", flush=True)
 

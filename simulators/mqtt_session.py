@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import aiomqtt
 
+from simulators.base import cancel_and_wait
+
 RECONNECT_S = 0.5
 # Replies often go out in pairs (RESULT then POWER); with Nagle's algorithm the second one waits for the broker's
 # delayed ACK, about 40 ms on Linux.
@@ -36,7 +38,6 @@ class MqttSession:
         self._on_connect = on_connect
         self._on_message = on_message
         self._wanted = asyncio.Event()
-        self._closing = False
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -56,14 +57,8 @@ class MqttSession:
         for topic, payload, retain in farewell:
             await self.publish(topic, payload, qos=1, retain=retain)
         self._wanted.clear()
-        # Python 3.11's wait_for (inside aiomqtt) can swallow a cancellation that races with the link's own
-        # end; the flag lets the loop end then instead of waiting for a reconnect that never comes.
-        self._closing = True
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def drop(self) -> None:
         """Lose the connection without DISCONNECT (the broker publishes the will) and stay away until resume()."""
@@ -89,7 +84,7 @@ class MqttSession:
             await client.publish(topic, payload, qos=qos, retain=retain)
 
     async def _run(self) -> None:
-        while not self._closing:
+        while True:
             await self._wanted.wait()
             try:
                 async with aiomqtt.Client(self.host, self.port, identifier=self.client_id, will=self.will,

@@ -1,13 +1,13 @@
 """Runs a scenario: builds its simulators, wires them together, starts them side by side and stops them.
 
-Every device gets the same SimContext: one clock, one MQTT broker, one zeroconf instance bound to 127.0.0.1, one
-pool of loopback addresses and the rooms whose air devices share. Zigbee devices are started through a
+Every device gets the same SimContext: one clock, one MQTT broker, one zeroconf instance bound to 127.0.0.1,
+one pool of loopback addresses and the rooms whose air devices share. Zigbee devices are started through a
 Zigbee2MQTT bridge, as in a real home; a large home gets one bridge per `devices_per_bridge` devices (base
 topics `zigbee2mqtt`, `zigbee2mqtt_2`, ...), since one coordinator serves about that many and a bigger
 `bridge/devices` inventory grows past what MQTT clients accept in one message.
 
-A running home is graded with `state()` and steered with `apply()`, by device id, in process (tests) or through
-the admin endpoint (simulators/admin.py).
+A running home is graded with `state()` and steered with `apply()`, by device id, in process (tests) or
+through the admin endpoint (simulators/admin.py).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def build(specs: Iterable[DeviceSpec], context: SimContext,
 def _create(spec: DeviceSpec, context: SimContext) -> Simulator:
     cls = SIMULATORS.get(spec.kind)
     if cls is None:
-        raise ValueError(f"{spec.id}: unknown kind {spec.kind!r}; known kinds: {', '.join(sorted(SIMULATORS))}")
+        raise ValueError(f"{spec.id}: unknown kind {spec.kind!r}; known: {', '.join(sorted(SIMULATORS))}")
     options = {key: value for key, value in spec.options.items() if key not in WIRING.get(spec.kind, ())}
     if spec.kind in ROOM_KINDS:
         options["room"] = context.room(spec.area)
@@ -94,7 +94,8 @@ def _wire(spec: DeviceSpec, built: dict[str, Simulator], context: SimContext) ->
     if isinstance(device, ScpiMultimeter) and "source" in options:
         supply = built.get(options["source"])
         if not isinstance(supply, ScpiPowerSupply):
-            raise ValueError(f"{spec.id}: options.source: {options['source']!r} is no scpi_psu of this scenario")
+            raise ValueError(f"{spec.id}: options.source: {options['source']!r} is no scpi_psu of this "
+                             "scenario")
         channel = options.get("source_channel", 1)
         if channel not in range(1, len(supply.channels) + 1):
             raise ValueError(f"{spec.id}: options.source_channel: {supply.id} has channels "
@@ -144,17 +145,19 @@ class SimHome:
                             "address": device.address()} for device_id, device in self.devices.items()}
 
     async def start(self) -> None:
-        """Start every device at once; if any fails, stop the others and raise naming it."""
+        """Start every device at once; if any fails, stop them all (a failed start may have bound a port
+        already) and raise naming it."""
         now = self.context.clock.now()
         for room in self.context.rooms.values():
             room.advance(now)  # the air's own clock starts with the home
-        results = await asyncio.gather(*(root.start(self.context) for root in self.roots), return_exceptions=True)
-        self._started = [root for root, result in zip(self.roots, results, strict=True) if result is None]
-        failures = [(root, result) for root, result in zip(self.roots, results, strict=True)
-                    if isinstance(result, BaseException)]
-        if failures:
+        self._started = list(self.roots)
+        results = await asyncio.gather(*(root.start(self.context) for root in self.roots),
+                                       return_exceptions=True)
+        failure = next(((root, result) for root, result in zip(self.roots, results, strict=True)
+                        if isinstance(result, BaseException)), None)
+        if failure is not None:
             await self.stop()
-            root, error = failures[0]
+            root, error = failure
             raise RuntimeError(f"{root.id} ({root.kind}) did not start: {error}") from error
 
     async def stop(self) -> None:
@@ -169,11 +172,13 @@ class SimHome:
 
 
 @contextlib.asynccontextmanager
-async def running_home(specs: Iterable[DeviceSpec], mqtt_host: str, mqtt_port: int, clock: SimClock | None = None,
-                       mdns: bool = True, devices_per_bridge: int = DEVICES_PER_BRIDGE) -> AsyncIterator[SimHome]:
+async def running_home(specs: Iterable[DeviceSpec], mqtt_host: str, mqtt_port: int,
+                       clock: SimClock | None = None, mdns: bool = True,
+                       devices_per_bridge: int = DEVICES_PER_BRIDGE) -> AsyncIterator[SimHome]:
     """A started home on its own context, with mDNS on 127.0.0.1 only; stopped on leaving."""
     zeroconf = AsyncZeroconf(interfaces=["127.0.0.1"]) if mdns else None
-    context = SimContext(clock=clock or SimClock(), mqtt_host=mqtt_host, mqtt_port=mqtt_port, zeroconf=zeroconf)
+    context = SimContext(clock=clock or SimClock(), mqtt_host=mqtt_host, mqtt_port=mqtt_port,
+                         zeroconf=zeroconf)
     try:
         home = SimHome(specs, context, devices_per_bridge)
         await home.start()

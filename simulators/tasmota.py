@@ -10,7 +10,6 @@ and `STATUS<n>`), telemetry on `tele/<topic>/STATE|SENSOR` every TelePeriod of s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import re
@@ -19,7 +18,7 @@ from typing import Any
 
 import aiomqtt
 
-from simulators.base import SLOW_REPLY_S, Fault, Simulator
+from simulators.base import SLOW_REPLY_S, Fault, Simulator, cancel_and_wait
 from simulators.mqtt_session import MqttSession
 
 FIRMWARE = "13.4.0(tasmota)"
@@ -170,10 +169,7 @@ class TasmotaPlug(Simulator):
         self._restart_telemetry()
 
     async def stop(self) -> None:
-        if self._telemetry:
-            self._telemetry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._telemetry
+        await cancel_and_wait(self._telemetry)
         await self.cancel_tasks()
         if self._session:
             await self._session.stop(farewell=[(self._tele("LWT"), "Offline", True)])

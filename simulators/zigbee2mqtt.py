@@ -14,7 +14,6 @@ while a thermostat heats it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -28,7 +27,7 @@ from typing import Any
 
 import aiomqtt
 
-from simulators.base import SLOW_REPLY_S, Fault, Room, Simulator
+from simulators.base import SLOW_REPLY_S, Fault, Room, Simulator, cancel_and_wait
 from simulators.mqtt_session import MqttSession
 from simulators.tasmota import garble
 
@@ -634,10 +633,7 @@ class Zigbee2MqttBridge(Simulator):
         self._ticker = asyncio.create_task(self._tick_periodically())
 
     async def stop(self) -> None:
-        if self._ticker:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        await cancel_and_wait(self._ticker)
         await self.cancel_tasks()
         if self._session:
             await self._session.stop(farewell=[(f"{self.base_topic}/bridge/state",

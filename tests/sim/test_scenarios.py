@@ -139,73 +139,90 @@ async def test_the_lab_heater_warms_the_air_the_climate_sensor_reads(mqtt_broker
         lab.apply("lab_heater", {"output": False})
         await settle_and_advance(clock, 3600)
         cooled = 8 + (warmed - 8) * math.exp(-0.15)
-        await probe.expect("zigbee2mqtt/Lab Climate Sensor", lambda m: m.json()["temperature"] == round(cooled, 2))
+        await probe.expect("zigbee2mqtt/Lab Climate Sensor",
+                           lambda m: m.json()["temperature"] == round(cooled, 2))
         assert lab.state()["lab_climate_sensor"]["temperature"] == 19.35
 
 
-async def test_the_admin_api_reads_and_steers_devices_by_state(home, probe):
-    admin = AdminServer(home)
-    await admin.start()
-    try:
-        async with aiohttp.ClientSession(admin.url) as http:
-            async with http.get("/state") as response:
-                states = await response.json()
-            assert set(states) == set(home.devices)
-            assert states["lab_heater"]["output"] is False and states["kitchen_climate_sensor"]["online"] is True
+@pytest.fixture
+async def admin(home) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client of the home's admin endpoint."""
+    server = AdminServer(home)
+    await server.start()
+    async with aiohttp.ClientSession(server.url) as session:
+        yield session
+    await server.close()
 
-            await probe.subscribe("zigbee2mqtt/Kitchen Climate Sensor")
-            mark = probe.mark()
-            async with http.post("/state/kitchen_climate_sensor", json={"temperature": 25.5}) as response:
-                assert response.status == 200 and (await response.json())["temperature"] == 25.5
-            await probe.expect("zigbee2mqtt/Kitchen Climate Sensor", lambda m: m.json()["temperature"] == 25.5,
-                               after=mark)
 
-            tv = home.device("living_room_tv")
-            assert isinstance(tv, TasmotaPlug)
-            await probe.subscribe(f"tele/{tv.topic}/LWT")
-            mark = probe.mark()
-            async with http.post("/state/living_room_tv", json={"fault": "offline"}) as response:
-                assert (await response.json())["online"] is False
-            assert (await probe.expect(f"tele/{tv.topic}/LWT", lambda m: m.text == "Offline", after=mark))
-            async with http.get("/state/living_room_tv") as response:
-                assert (await response.json())["fault"] == "offline"
+async def test_the_admin_api_reads_and_steers_devices_by_state(home, admin, probe):
+    async with admin.get("/state") as response:
+        states = await response.json()
+    assert set(states) == set(home.devices)
+    assert states["lab_heater"]["output"] is False and states["kitchen_climate_sensor"]["online"] is True
+    async with admin.get("/devices") as response:
+        counter = (await response.json())["kitchen_counter_lights"]
+    assert counter == {"kind": "wled_strip", "name": "Kitchen Counter Lights", "area": "kitchen",
+                       "address": home.device("kitchen_counter_lights").address()}
 
-            async with http.post("/state/garage_ceiling_light", json={"fault": "offline"}):
-                pass
-            with pytest.raises(aiohttp.ClientError):
-                async with aiohttp.ClientSession() as client:
-                    await client.get(home.device("garage_ceiling_light").address() + "/shelly")
+    sensor_topic = "zigbee2mqtt/Kitchen Climate Sensor"
+    await probe.subscribe(sensor_topic)
+    mark = probe.mark()
+    async with admin.post("/state/kitchen_climate_sensor", json={"temperature": 25.5}) as response:
+        assert response.status == 200 and (await response.json())["temperature"] == 25.5
+    await probe.expect(sensor_topic, lambda m: m.json()["temperature"] == 25.5, after=mark)
 
-            async with http.post("/state/lab_heater", json={"output": "on"}) as response:
-                assert response.status == 400
-                assert await response.json() == {"error": "output: expected bool, got 'on'", "key": "output"}
-            async with http.post("/state/hallway_front_door_lock", json={"lock_state": "unlocked"}) as response:
-                assert response.status == 400 and (await response.json())["key"] == "lock_state"
-            async with http.post("/state/lab_heater", data=b"[1, 2]") as response:
-                assert response.status == 400 and "JSON object" in (await response.json())["error"]
-            async with http.get("/state/attic_fan") as response:
-                assert response.status == 404 and await response.json() == {"error": "no device 'attic_fan'"}
-            assert home.state()["lab_heater"]["output"] is False  # nothing changed by the bad requests
+    tv = home.device("living_room_tv")
+    assert isinstance(tv, TasmotaPlug)
+    await probe.subscribe(f"tele/{tv.topic}/LWT")
+    mark = probe.mark()
+    async with admin.post("/state/living_room_tv", json={"fault": "offline"}) as response:
+        assert (await response.json())["online"] is False
+    await probe.expect(f"tele/{tv.topic}/LWT", lambda m: m.text == "Offline", after=mark)
+    async with admin.get("/state/living_room_tv") as response:
+        assert (await response.json())["fault"] == "offline"
 
-            before = home.context.clock.now()
-            async with http.post("/clock", json={"speed": 3600}) as response:
-                assert (await response.json())["speed"] == 3600
-            await asyncio.sleep(0.1)
-            assert home.context.clock.now() - before >= 300
-            async with http.post("/clock", json={"speed": -1}) as response:
-                assert response.status == 400 and (await response.json())["key"] == "speed"
-            async with http.get("/devices") as response:
-                directory = await response.json()
-            assert directory["kitchen_counter_lights"]["address"] == home.device("kitchen_counter_lights").address()
-    finally:
-        await admin.close()
+    async with admin.post("/state/garage_ceiling_light", json={"fault": "offline"}) as response:
+        assert response.status == 200
+    with pytest.raises(aiohttp.ClientError):
+        async with aiohttp.ClientSession() as client:
+            await client.get(home.device("garage_ceiling_light").address() + "/shelly")
+
+    before = home.context.clock.now()
+    async with admin.post("/clock", json={"speed": 3600}) as response:
+        assert (await response.json())["speed"] == 3600
+    await asyncio.sleep(0.1)
+    assert home.context.clock.now() - before >= 300
+
+
+async def test_the_admin_api_names_what_it_rejects_and_changes_nothing(home, admin):
+    async with admin.post("/state/lab_heater", json={"output": "on"}) as response:
+        assert response.status == 400
+        assert await response.json() == {"error": "output: expected bool, got 'on'", "key": "output"}
+    async with admin.post("/state/lab_heater", json={"output": True, "fault": "broken"}) as response:
+        assert response.status == 400 and (await response.json())["key"] == "fault"
+    async with admin.post("/state/hallway_front_door_lock", json={"lock_state": "unlocked"}) as response:
+        assert response.status == 400 and (await response.json())["key"] == "lock_state"
+    async with admin.post("/state/kitchen_climate_sensor", data=b'{"temperature": NaN}') as response:
+        assert response.status == 400 and (await response.json())["key"] == "temperature"
+    async with admin.post("/state/lab_heater", data=b"[1, 2]") as response:
+        assert response.status == 400 and "JSON object" in (await response.json())["error"]
+    async with admin.get("/state/attic_fan") as response:
+        assert response.status == 404 and await response.json() == {"error": "no device 'attic_fan'"}
+    async with admin.post("/clock", json={"speed": -1}) as response:
+        assert response.status == 400 and (await response.json())["key"] == "speed"
+
+    heater = home.state()["lab_heater"]
+    assert heater["output"] is False and heater["fault"] == "none"
+    assert home.state()["kitchen_climate_sensor"]["temperature"] == 19.0
+    assert home.context.clock.speed == 1.0
 
 
 async def test_pyuse_sim_prints_every_address_and_serves_the_state():
     admin_port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "sim", "home", "--admin-port", str(admin_port),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert process.stdout is not None and process.stderr is not None
     lines: list[str] = []
     try:
@@ -239,7 +256,8 @@ async def test_a_large_home_of_200_devices_starts_within_seconds(mqtt_broker, pr
         elapsed = time.monotonic() - started
         states = home.state()
         assert elapsed < 10
-        bridges = [device_id for device_id, device in home.devices.items() if device.kind == "zigbee2mqtt_bridge"]
+        bridges = [device_id for device_id, device in home.devices.items()
+                   if device.kind == "zigbee2mqtt_bridge"]
         assert bridges == ["zigbee2mqtt", "zigbee2mqtt_2"]
         assert len(states) == 200 + len(bridges)
         assert all(state["online"] for state in states.values() if "online" in state)
@@ -266,7 +284,8 @@ def test_a_scenario_mistake_is_named_before_anything_starts(spec, message):
 
 
 def test_the_scenario_files_name_devices_as_the_gateway_will():
-    """A discovered device's registry id is the slug of its name, and its area the room its name starts with."""
+    """The gateway's registry gives a discovered device the slug of its name as id, and reads its area from
+    the start of its name."""
     for spec in HOME_AND_LAB:
         assert spec.id == slugify(spec.name), spec
         assert infer_area(spec.name, vocabulary()["areas"]) == spec.area, spec
