@@ -1,20 +1,20 @@
 """How the simulators scale: the large home with 1000 devices of every family, as `pyuse sim large` runs it.
 
-Each run measures the start-up time (every device serving, connected and announced over mDNS and MQTT), this
-process's memory (RSS after start-up, and its peak), and the MQTT messages per second the home keeps
-publishing with the clock running fast so telemetry flows (Tasmota STATE/SENSOR every TelePeriod, Zigbee
-reports). A paho subscriber in a process of its own counts them, so counting costs the simulators nothing.
-Next to the count stand what the devices' periodic reports come to at that speed (a ceiling: a bridge ticks
-30 simulated seconds after its last tick ended, so its reports drift a little later) and the event loop's lag
-(how late a 50 ms timer fires, 99th percentile), which shows whether the rate is sustained or the loop falls
-behind. Then the time to stop everything. Prints a table (medians over the runs) and one JSON line.
+Each run, in a fresh process, measures the start-up time (every device serving, connected and announced over
+mDNS and MQTT), that process's memory (RSS after start-up, and its peak), and the MQTT messages per second the
+home keeps publishing with the clock running fast so telemetry flows (Tasmota STATE/SENSOR every TelePeriod,
+Zigbee reports). A paho subscriber in a process of its own counts them, so counting costs the simulators
+nothing. Next to the count stand what the devices' periodic reports come to at that speed (a ceiling: a bridge
+ticks 30 simulated seconds after its last tick ended, so its reports drift a little later) and the event
+loop's lag (how late a 50 ms timer fires, 99th percentile), which shows whether the rate is sustained or the
+loop falls behind. Then the time to stop everything. Prints a table (medians over the runs) and one JSON line.
 Targets: 1000 devices up in under 10 s and under 300 MB.
 
     python bench/sim_scale.py [--devices 1000] [--runs 3] [--speed 600] [--seconds 10]
                               [--broker mosquitto|embedded]
 
 With `mosquitto` (the default when it is installed) the broker is a process of its own; with `embedded` it is
-amqtt inside this process, as `pyuse sim` runs without --broker, and its memory counts too.
+amqtt inside the run's process, as `pyuse sim` runs without --broker, and its memory counts too.
 """
 
 from __future__ import annotations
@@ -69,16 +69,20 @@ def reports_per_s(home: SimHome, speed: float) -> float:
 
 
 def count_messages(host: str, port: int, seconds: float, result: Any) -> None:
-    """In a child process: subscribe to everything and count what arrives for `seconds`."""
+    """In a child process: subscribe to everything and count what is published for `seconds`."""
     subscribed, count = threading.Event(), [0]
+
+    def on_message(client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if not message.retain:  # a stored message a new subscriber receives is no telemetry
+            count[0] += 1
+
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-counter")
     client.on_subscribe = lambda *args: subscribed.set()
-    client.on_message = lambda *args: count.__setitem__(0, count[0] + 1)
+    client.on_message = on_message
     client.connect(host, port)
     client.subscribe("#")
     client.loop_start()
     subscribed.wait(10)
-    time.sleep(1.0)  # the retained messages a new subscriber receives first are no telemetry
     first, started = count[0], time.monotonic()
     time.sleep(seconds)
     result.put((count[0] - first) / (time.monotonic() - started))
@@ -121,7 +125,12 @@ async def broker(kind: str) -> AsyncIterator[tuple[str, int]]:
             process.wait(5)
 
 
-async def one_run(devices: int, speed: float, seconds: float, broker_kind: str) -> dict[str, float]:
+def one_run(devices: int, speed: float, seconds: float, broker_kind: str, result: Any) -> None:
+    """In a fresh process, so each run's memory is its own."""
+    result.put(asyncio.run(measure(devices, speed, seconds, broker_kind)))
+
+
+async def measure(devices: int, speed: float, seconds: float, broker_kind: str) -> dict[str, float]:
     spawn = multiprocessing.get_context("spawn")
     async with broker(broker_kind) as (host, port):
         before_mb, _ = memory_mb()
@@ -163,8 +172,17 @@ def main() -> int:
     parser.add_argument("--broker", choices=("mosquitto", "embedded"),
                         default="mosquitto" if MOSQUITTO else "embedded")
     args = parser.parse_args()
-    runs = [asyncio.run(one_run(args.devices, args.speed, args.seconds, args.broker))
-            for _ in range(args.runs)]
+    spawn = multiprocessing.get_context("spawn")
+    runs = []
+    for _ in range(args.runs):
+        result = spawn.SimpleQueue()
+        run = spawn.Process(target=one_run,
+                            args=(args.devices, args.speed, args.seconds, args.broker, result))
+        run.start()
+        run.join()
+        if run.exitcode != 0:
+            raise SystemExit(f"a run failed (exit code {run.exitcode})")
+        runs.append(result.get())
     medians = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()

@@ -17,7 +17,7 @@ from gateway.transports.embedded_broker import EmbeddedBroker
 from simulators.httpdevice import HttpDevice
 from simulators.korad import KoradPowerSupply
 from simulators.runner import SimHome, running_home
-from simulators.scenario import load_scenario
+from simulators.scenario import DeviceSpec, load_scenario
 from simulators.scpi import LineInstrument
 
 SCENARIOS = ("home", "lab")
@@ -30,7 +30,7 @@ async def run_demo(config: Config) -> int:
     specs = [spec for name in SCENARIOS for spec in load_scenario(name).devices]
     try:
         async with running_home(specs, broker.host, broker.port) as home:
-            async with Gateway(demo_config(config, home, broker), "demo") as gateway:
+            async with Gateway(demo_config(config, specs, home, broker), "demo") as gateway:
                 await gateway.settle_discovery()
                 print(f"pyuse demo: MQTT broker on {broker.host}:{broker.port}, "
                       f"data in {config.gateway.data_dir}")
@@ -46,18 +46,24 @@ async def run_demo(config: Config) -> int:
     return 0
 
 
-def demo_config(config: Config, home: SimHome, broker: EmbeddedBroker) -> Config:
-    """The user's config, pointed at the demo's broker and serial ports, with the HTTP devices declared."""
+def demo_config(config: Config, specs: list[DeviceSpec], home: SimHome, broker: EmbeddedBroker) -> Config:
+    """The user's config, pointed at the demo's broker and serial ports, with the HTTP devices declared and
+    the scenario's aliases given to the devices discovery will find (their ids are the scenario's)."""
     demo = config.model_copy(deep=True)
     demo.mqtt.host, demo.mqtt.port, demo.mqtt.embedded = broker.host, broker.port, False
     demo.discovery.mqtt = True
     demo.discovery.serial_ports = [*config.discovery.serial_ports,
                                    *(device.port for device in home.devices.values()
                                      if isinstance(device, (LineInstrument, KoradPowerSupply)))]
-    demo.devices = [*(DeviceEntry(id=device.id, name=device.name, area=device.area, kind=device.kind,
-                                  host=device.host, port=device.port)
-                      for device in home.devices.values() if isinstance(device, HttpDevice)),
-                    *config.devices]
+    declared = []
+    for spec in specs:
+        device = home.devices[spec.id]
+        if isinstance(device, HttpDevice):
+            declared.append(DeviceEntry(id=spec.id, name=spec.name, area=spec.area, kind=spec.kind,
+                                        aliases=list(spec.aliases), host=device.host, port=device.port))
+        elif spec.aliases:
+            declared.append(DeviceEntry(id=spec.id, aliases=list(spec.aliases)))
+    demo.devices = [*declared, *config.devices]
     return demo
 
 

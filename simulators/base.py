@@ -44,7 +44,7 @@ class SimClock:
     """Simulated time that runs `speed` times faster than real time (1.0 = real time)."""
 
     def __init__(self, speed: float = 1.0, start: float | None = None) -> None:
-        self._speed = speed
+        self._speed = _checked_speed(speed)
         self._real_base = time.monotonic()
         self._sim_base = time.time() if start is None else start
         self._sleepers: set[asyncio.Future[None]] = set()
@@ -55,8 +55,7 @@ class SimClock:
 
     @speed.setter
     def speed(self, value: float) -> None:
-        if not value > 0 or not math.isfinite(value):
-            raise ValueError("clock speed must be a positive number")
+        value = _checked_speed(value)
         self._sim_base, self._real_base = self.now(), time.monotonic()
         self._speed = value
         for sleeper in self._sleepers:  # they work out their remaining real time anew
@@ -80,6 +79,12 @@ class SimClock:
             finally:
                 timer.cancel()
                 self._sleepers.discard(woken)
+
+
+def _checked_speed(speed: float) -> float:
+    if not 0 < speed < math.inf:
+        raise ValueError(f"clock speed must be a positive number, got {speed!r}")
+    return speed
 
 
 def _wake(sleeper: asyncio.Future[None]) -> None:
@@ -175,6 +180,9 @@ class SimContext:
     zeroconf: AsyncZeroconf | None = None
     addresses: LoopbackPool = field(default_factory=lambda: PROCESS_ADDRESSES)
     rooms: dict[str, Room] = field(default_factory=dict)
+    # MQTT devices connecting at once: a broker accepts only so many pending connections (its listen backlog;
+    # the embedded one shares the event loop with 1000 devices starting), and a dropped SYN costs seconds.
+    mqtt_connects: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(32))
 
     def room(self, area: str) -> Room:
         """The air of an area, shared by every device in it (a heater relay and a thermostat warm the same

@@ -164,7 +164,8 @@ class TasmotaPlug(Simulator):
         self._started_at = self._metered_at = self.context.clock.now()
         will = aiomqtt.Will(self._tele("LWT"), "Offline", qos=1, retain=True)
         subscriptions = [f"cmnd/{self.topic}/#", f"cmnd/{GROUP_TOPIC}/#", f"cmnd/{self.fallback_topic}/#"]
-        self._session = MqttSession(host, port, self.client_id, will, subscriptions, self._announce, self._receive)
+        self._session = MqttSession(host, port, self.client_id, will, subscriptions, self._announce, self._receive,
+                                    self.context.mqtt_connects)
         await self._session.start()
         self._restart_telemetry()
 

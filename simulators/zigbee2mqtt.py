@@ -628,7 +628,8 @@ class Zigbee2MqttBridge(Simulator):
         host, port = self._broker()
         will = aiomqtt.Will(f"{self.base_topic}/bridge/state", _compact({"state": "offline"}), qos=1, retain=True)
         self._session = MqttSession(host, port, f"zigbee2mqtt_{self.coordinator_ieee[-8:]}", will,
-                                    [f"{self.base_topic}/#", "homeassistant/status"], self._announce, self._receive)
+                                    [f"{self.base_topic}/#", "homeassistant/status"], self._announce, self._receive,
+                                    self.context.mqtt_connects)
         await self._session.start()
         self._ticker = asyncio.create_task(self._tick_periodically())
 
