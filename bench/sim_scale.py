@@ -4,10 +4,11 @@ Each run, in a fresh process, measures the start-up time (every device serving, 
 mDNS and MQTT), that process's memory (RSS after start-up, and its peak), and the MQTT messages per second the
 home keeps publishing with the clock running fast so telemetry flows (Tasmota STATE/SENSOR every TelePeriod,
 Zigbee reports). A paho subscriber in a process of its own counts them, so counting costs the simulators
-nothing. Next to the count stand what the devices' periodic reports come to at that speed (a ceiling: a bridge
-ticks 30 simulated seconds after its last tick ended, so its reports drift a little later) and the event
-loop's lag (how late a 50 ms timer fires, 99th percentile), which shows whether the rate is sustained or the
-loop falls behind. Then the time to stop everything. Prints a table (medians over the runs) and one JSON line.
+nothing. Next to the count stand what the devices' periodic reports come to at that speed (roughly: state
+changes such as a thermostat starting to heat add a few, and a bridge ticks 30 simulated seconds after its
+last tick ended, so its reports drift a little later) and the event loop's lag (how late a 50 ms timer fires,
+99th percentile), which shows whether the rate is sustained or the loop falls behind. Then the time to stop
+everything. Prints a table (medians over the runs) and one JSON line.
 Targets: 1000 devices up in under 10 s and under 300 MB.
 
     python bench/sim_scale.py [--devices 1000] [--runs 3] [--speed 600] [--seconds 10]
