@@ -146,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
             cmd_doctor)
     command("demo", "start a simulated home/lab with an embedded MQTT broker and the gateway, then take "
                     "commands at a prompt", cmd_demo)
+    # Its own parser reads the arguments (`pyuse sim --help`): none is an option here.
+    sim = commands.add_parser("sim", help="run simulated devices (SCENARIO: home, lab, large) until Ctrl-C",
+                              add_help=False, prefix_chars="\0")
+    sim.add_argument("args", nargs=argparse.REMAINDER)
+    sim.set_defaults(handler=cmd_sim)
     return parser
 
 
@@ -526,6 +531,12 @@ def cmd_automations(args: argparse.Namespace) -> int:
     except (DaemonUnavailable, RemoteError) as exc:
         print(f"pyuse automations: {exc}", file=sys.stderr)
         return 1
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from simulators.cli import main as sim_main
+
+    return sim_main(args.args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -1,4 +1,9 @@
-"""`pyuse demo`: an embedded broker, simulated devices and the gateway in one process, with a prompt."""
+"""`pyuse demo`: an embedded broker, the simulated home and lab, and the gateway in one process, at a prompt.
+
+The gateway is given no devices: it finds the MQTT ones (Tasmota, Zigbee2MQTT) by discovery and the lab's
+instruments by probing their serial ports. The HTTP devices (Shelly, WLED, Elgato) are declared from their
+simulated addresses until the gateway browses mDNS for them.
+"""
 
 from __future__ import annotations
 
@@ -9,48 +14,60 @@ from gateway.app import Gateway
 from gateway.config import Config, DeviceEntry
 from gateway.console import Console, TracePrinter, print_result
 from gateway.transports.embedded_broker import EmbeddedBroker
-from simulators.scpi import ScpiPowerSupply
-from simulators.shelly import ShellySwitch
-from simulators.tasmota import TasmotaPlug
+from simulators.httpdevice import HttpDevice
+from simulators.korad import KoradPowerSupply
+from simulators.runner import SimHome, running_home
+from simulators.scenario import DeviceSpec, load_scenario
+from simulators.scpi import LineInstrument
 
-HELP = "Type a command (e.g. 'turn on the desk plug'), 'devices', 'state', or 'quit'."
+SCENARIOS = ("home", "lab")
+HELP = "Type a command (e.g. 'turn on the kitchen ceiling light'), 'devices', 'state', or 'quit'."
 
 
 async def run_demo(config: Config) -> int:
     broker = EmbeddedBroker("127.0.0.1")
     await broker.start()
-    plug = ShellySwitch("desk_plug")
-    tasmota = TasmotaPlug("tv_plug", "tasmota_A1B2C3", broker.host, broker.port)
-    psu = ScpiPowerSupply("bench_psu")
-    simulators = [plug, tasmota, psu]
-    for simulator in simulators:
-        await simulator.start()
-    demo_config = config.model_copy(deep=True)
-    demo_config.mqtt.host, demo_config.mqtt.port, demo_config.mqtt.embedded = broker.host, broker.port, False
-    demo_config.devices = [
-        DeviceEntry(id="desk_plug", name="Desk Plug", area="office", kind="shelly_switch", host=plug.host,
-                    port=plug.port),
-        DeviceEntry(id="tv_plug", name="TV Plug", area="living room", kind="tasmota_plug",
-                    base_topic=tasmota.topic),
-        DeviceEntry(id="bench_psu", name="Bench Supply", area="lab", kind="scpi_psu", serial_port=psu.port),
-        *config.devices]
+    specs = [spec for name in SCENARIOS for spec in load_scenario(name).devices]
     try:
-        async with Gateway(demo_config, "demo") as gateway:
-            print(f"pyuse demo: MQTT broker on {broker.host}:{broker.port}, data in {config.gateway.data_dir}")
-            for simulator in simulators:
-                print(f"  {simulator.id:<10} {simulator.kind:<14} {simulator.address()}")
-            if gateway.llm is None:
-                print(f"\nNo model yet: {NOT_CONFIGURED}\n")
-            print(HELP)
-            await _prompt(gateway, simulators)
+        async with running_home(specs, broker.host, broker.port) as home:
+            async with Gateway(demo_config(config, specs, home, broker), "demo") as gateway:
+                await gateway.settle_discovery()
+                print(f"pyuse demo: MQTT broker on {broker.host}:{broker.port}, "
+                      f"data in {config.gateway.data_dir}")
+                print(f"simulated {', '.join(SCENARIOS)}:")
+                for device_id, device in home.devices.items():
+                    print(f"  {device_id:<26} {device.kind:<22} {device.address()}")
+                if gateway.llm is None:
+                    print(f"\nNo model yet: {NOT_CONFIGURED}\n")
+                print(HELP)
+                await _prompt(gateway, home)
     finally:
-        for simulator in simulators:
-            await simulator.stop()
         await broker.close()
     return 0
 
 
-async def _prompt(gateway: Gateway, simulators: list) -> None:
+def demo_config(config: Config, specs: list[DeviceSpec], home: SimHome, broker: EmbeddedBroker) -> Config:
+    """The user's config, pointed at the demo's broker and serial ports, with the HTTP devices declared and
+    the scenario's aliases given to the devices discovery will find (their ids are the scenario's)."""
+    demo = config.model_copy(deep=True)
+    demo.mqtt.host, demo.mqtt.port, demo.mqtt.embedded = broker.host, broker.port, False
+    demo.discovery.mqtt = True
+    demo.discovery.serial_ports = [*config.discovery.serial_ports,
+                                   *(device.port for device in home.devices.values()
+                                     if isinstance(device, (LineInstrument, KoradPowerSupply)))]
+    declared = []
+    for spec in specs:
+        device = home.devices[spec.id]
+        if isinstance(device, HttpDevice):
+            declared.append(DeviceEntry(id=spec.id, name=spec.name, area=spec.area, kind=spec.kind,
+                                        aliases=list(spec.aliases), host=device.host, port=device.port))
+        elif spec.aliases:
+            declared.append(DeviceEntry(id=spec.id, aliases=list(spec.aliases)))
+    demo.devices = [*declared, *config.devices]
+    return demo
+
+
+async def _prompt(gateway: Gateway, home: SimHome) -> None:
     console = Console(sys.stdout)
     await console.start()
     while True:
@@ -63,10 +80,11 @@ async def _prompt(gateway: Gateway, simulators: list) -> None:
             return
         if line == "devices":
             for device in gateway.registry.all():
-                print(f"  {device.id:<10} {device.name!r:<16} [{device.area}] {device.kind} ({device.transport})")
+                print(f"  {device.id:<26} {device.name!r:<28} [{device.area}] {device.kind} "
+                      f"({device.transport})")
         elif line == "state":
-            for simulator in simulators:
-                print(f"  {simulator.id:<10} {simulator.state()}")
+            for device_id, state in home.state().items():
+                print(f"  {device_id:<26} {state}")
         elif line:
             if gateway.llm is None:
                 print(f"No model is configured, so commands cannot run yet: {NOT_CONFIGURED}")

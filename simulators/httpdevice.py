@@ -6,9 +6,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import logging
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -16,7 +15,6 @@ from aiohttp import WSMsgType, web
 from simulators.base import SLOW_REPLY_S, Fault, Simulator
 from simulators.mdns import MdnsAnnouncer, MdnsService
 
-log = logging.getLogger(__name__)
 # Neither UTF-8 nor JSON: what a device with corrupted firmware or a broken connection might send.
 GARBAGE = b'\xff\xfe{"\x00garbage'
 TextHandler = Callable[[web.WebSocketResponse, str], Awaitable[None]]
@@ -61,7 +59,6 @@ class HttpDevice(Simulator):
         self._runner: web.AppRunner | None = None
         self._mdns: MdnsAnnouncer | None = None
         self._sockets: dict[web.WebSocketResponse, asyncio.BaseTransport] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
 
     @abstractmethod
     def routes(self) -> Iterable[web.RouteDef]:
@@ -76,15 +73,19 @@ class HttpDevice(Simulator):
         return []
 
     async def serve(self) -> None:
-        if self.host is None:
-            self.host = self.context.addresses.take() if self.port else "127.0.0.1"
         app = web.Application(middlewares=[self._faults])
         app.add_routes(self.routes())
         # handler_cancellation: a client that gives up on a slow reply does not keep its handler busy.
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
-        await self._runner.setup()
+        runner = self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
+                                              shutdown_timeout=1.0)
+        await runner.setup()
         try:
-            await web.TCPSite(self._runner, self.host, self.port).start()
+            if self.host is None and self.port:
+                self.host, _ = await self.context.addresses.bind(
+                    lambda host: web.TCPSite(runner, host, self.port).start())
+            else:
+                self.host = self.host or "127.0.0.1"
+                await web.TCPSite(runner, self.host, self.port).start()
         except OSError:
             await self._runner.cleanup()
             self._runner = None
@@ -98,9 +99,7 @@ class HttpDevice(Simulator):
         if self._mdns is not None:
             await self._mdns.withdraw()
             self._mdns = None
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.cancel_tasks()
         for socket in list(self._sockets):
             await socket.close()
         if self._runner is not None:
@@ -119,18 +118,6 @@ class HttpDevice(Simulator):
     @property
     def serving(self) -> bool:
         return self._runner is not None
-
-    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Run a background job (a timer, a notification) that stop() cancels."""
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-        return task
-
-    def _finished(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s %s: a background job failed", self.kind, self.id, exc_info=task.exception())
 
     async def websocket(self, request: web.Request, on_text: TextHandler,
                         on_open: SocketHook | None = None, on_close: SocketHook | None = None,

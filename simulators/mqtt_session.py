@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import aiomqtt
 
+from simulators.base import cancel_and_wait
+
 RECONNECT_S = 0.5
 # Replies often go out in pairs (RESULT then POWER); with Nagle's algorithm the second one waits for the broker's
 # delayed ACK, about 40 ms on Linux.
@@ -27,7 +29,9 @@ MessageHandler = Callable[[str, bytes], Awaitable[None]]
 
 class MqttSession:
     def __init__(self, host: str, port: int, client_id: str, will: aiomqtt.Will, subscriptions: Sequence[str],
-                 on_connect: Callable[[], Awaitable[None]], on_message: MessageHandler) -> None:
+                 on_connect: Callable[[], Awaitable[None]], on_message: MessageHandler,
+                 connecting: asyncio.Semaphore | None = None) -> None:
+        """`connecting` bounds how many devices sharing it connect at once (see SimContext.mqtt_connects)."""
         self.host, self.port = host, port
         self.client_id = client_id
         self.will = will
@@ -36,6 +40,7 @@ class MqttSession:
         self._on_connect = on_connect
         self._on_message = on_message
         self._wanted = asyncio.Event()
+        self._connecting = connecting or contextlib.nullcontext()
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -55,11 +60,8 @@ class MqttSession:
         for topic, payload, retain in farewell:
             await self.publish(topic, payload, qos=1, retain=retain)
         self._wanted.clear()
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def drop(self) -> None:
         """Lose the connection without DISCONNECT (the broker publishes the will) and stay away until resume()."""
@@ -88,8 +90,11 @@ class MqttSession:
         while True:
             await self._wanted.wait()
             try:
-                async with aiomqtt.Client(self.host, self.port, identifier=self.client_id, will=self.will,
-                                          socket_options=NO_DELAY) as client:
+                async with contextlib.AsyncExitStack() as link:
+                    async with self._connecting:
+                        client = await link.enter_async_context(aiomqtt.Client(
+                            self.host, self.port, identifier=self.client_id, will=self.will,
+                            socket_options=NO_DELAY))
                     self._client = client
                     await client.subscribe([(topic, 0) for topic in self.subscriptions])
                     await self._on_connect()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import math
 import os
 import re
@@ -371,17 +370,9 @@ class LineInstrument(Simulator):
         """Bind the TCP port; with no host given, the first free loopback address of the pool that has it free."""
         if self.host:
             return await asyncio.start_server(self._connected, self.host, self.tcp_port)
-        for _ in range(64):
-            host = self.context.addresses.take()
-            try:
-                server = await asyncio.start_server(self._connected, host, self.tcp_port)
-            except OSError as error:
-                if error.errno != errno.EADDRINUSE:
-                    raise
-                continue
-            self.host = host
-            return server
-        raise OSError(errno.EADDRINUSE, f"{self.id}: no loopback address with port {self.tcp_port} free")
+        self.host, server = await self.context.addresses.bind(
+            lambda host: asyncio.start_server(self._connected, host, self.tcp_port))
+        return server
 
     async def stop(self) -> None:
         if self._server:

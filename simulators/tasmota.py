@@ -10,7 +10,6 @@ and `STATUS<n>`), telemetry on `tele/<topic>/STATE|SENSOR` every TelePeriod of s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import re
@@ -19,7 +18,7 @@ from typing import Any
 
 import aiomqtt
 
-from simulators.base import SLOW_REPLY_S, Fault, Simulator
+from simulators.base import SLOW_REPLY_S, Fault, Simulator, cancel_and_wait
 from simulators.mqtt_session import MqttSession
 
 FIRMWARE = "13.4.0(tasmota)"
@@ -79,7 +78,6 @@ class TasmotaPlug(Simulator):
         self._telemetry: asyncio.Task[None] | None = None
         self._started_at = 0.0
         self._metered_at = 0.0
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- state -------------------------------------------------------------------------------------------------
 
@@ -119,7 +117,7 @@ class TasmotaPlug(Simulator):
     def set_value(self, key: str, value: Any) -> None:
         if key == "power":  # someone pressed the button: the device reports it as it does for a command
             self._set_relay(0, value)
-            self._spawn(self._publish_power(0))
+            self.spawn(self._publish_power(0))
         else:
             self._meter()
             setattr(self, key, value)
@@ -166,16 +164,14 @@ class TasmotaPlug(Simulator):
         self._started_at = self._metered_at = self.context.clock.now()
         will = aiomqtt.Will(self._tele("LWT"), "Offline", qos=1, retain=True)
         subscriptions = [f"cmnd/{self.topic}/#", f"cmnd/{GROUP_TOPIC}/#", f"cmnd/{self.fallback_topic}/#"]
-        self._session = MqttSession(host, port, self.client_id, will, subscriptions, self._announce, self._receive)
+        self._session = MqttSession(host, port, self.client_id, will, subscriptions, self._announce, self._receive,
+                                    self.context.mqtt_connects)
         await self._session.start()
         self._restart_telemetry()
 
     async def stop(self) -> None:
-        for task in [self._telemetry, *self._tasks]:
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(self._telemetry)
+        await self.cancel_tasks()
         if self._session:
             await self._session.stop(farewell=[(self._tele("LWT"), "Offline", True)])
             self._session = None
@@ -207,11 +203,6 @@ class TasmotaPlug(Simulator):
             await self._send(self._tele("STATE"), self.state_json())
             if sensors := self.sensor_json():
                 await self._send(self._tele("SENSOR"), sensors)
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # --- payloads ----------------------------------------------------------------------------------------------
 

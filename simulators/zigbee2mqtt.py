@@ -7,13 +7,13 @@ Home Assistant MQTT discovery configs shaped as Zigbee2MQTT's homeassistant exte
 responses on `bridge/response/<cmd>` (`status`, `data`, `error`, `transaction`). Errors go to `bridge/logging`.
 
 Each Zigbee device is a Simulator of its own (its own id, state and faults for grading and steering); the
-bridge serves them. Sensor values evolve over simulated time: a Room warms while a thermostat heats it.
+bridge serves them, and lists them as its children. Sensor values evolve over simulated time: a Room warms
+while a thermostat heats it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -21,13 +21,13 @@ import math
 import random
 import re
 from abc import abstractmethod
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
 
-from simulators.base import SLOW_REPLY_S, Fault, Simulator
+from simulators.base import SLOW_REPLY_S, Fault, Room, Simulator, cancel_and_wait
 from simulators.mqtt_session import MqttSession
 from simulators.tasmota import garble
 
@@ -100,29 +100,6 @@ def _features(exposes: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     for expose in exposes:
         yield expose
         yield from _features(expose.get("features", []))
-
-
-# --- the room ------------------------------------------------------------------------------------------------------
-
-@dataclass
-class Room:
-    """Air that loses heat to the outside and gains it from heaters (each reports °C per hour it adds now)."""
-
-    temperature: float = 19.0
-    outside: float = 8.0
-    loss_per_hour: float = 0.15
-    heaters: list[Callable[[], float]] = field(default_factory=list)
-    _at: float | None = None
-
-    def advance(self, now: float) -> float:
-        """Bring the temperature to simulated time `now` (exact for heaters constant since the last call)."""
-        if self._at is not None and now > self._at:
-            hours = (now - self._at) / 3600
-            gain = sum(heater() for heater in self.heaters)
-            balance = self.outside + gain / self.loss_per_hour
-            self.temperature = balance + (self.temperature - balance) * math.exp(-self.loss_per_hour * hours)
-        self._at = now
-        return self.temperature
 
 
 # --- devices -------------------------------------------------------------------------------------------------------
@@ -607,7 +584,6 @@ class Zigbee2MqttBridge(Simulator):
         self.permit_join_end: float | None = None
         self._session: MqttSession | None = None
         self._ticker: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._discovered: dict[str, list[str]] = {}  # ieee -> discovery topics
         for device in devices:
             self.add(device)
@@ -632,6 +608,9 @@ class Zigbee2MqttBridge(Simulator):
         host, port = self._broker()
         return f"mqtt://{host}:{port} {self.base_topic}/#"
 
+    def children(self) -> list[Simulator]:
+        return list(self.devices)
+
     def resolve(self, name: str) -> ZigbeeDevice | None:
         return next((d for d in self.devices if name in (d.friendly_name, d.ieee)), None)
 
@@ -649,16 +628,14 @@ class Zigbee2MqttBridge(Simulator):
         host, port = self._broker()
         will = aiomqtt.Will(f"{self.base_topic}/bridge/state", _compact({"state": "offline"}), qos=1, retain=True)
         self._session = MqttSession(host, port, f"zigbee2mqtt_{self.coordinator_ieee[-8:]}", will,
-                                    [f"{self.base_topic}/#", "homeassistant/status"], self._announce, self._receive)
+                                    [f"{self.base_topic}/#", "homeassistant/status"], self._announce, self._receive,
+                                    self.context.mqtt_connects)
         await self._session.start()
         self._ticker = asyncio.create_task(self._tick_periodically())
 
     async def stop(self) -> None:
-        for task in [self._ticker, *self._tasks]:
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(self._ticker)
+        await self.cancel_tasks()
         if self._session:
             await self._session.stop(farewell=[(f"{self.base_topic}/bridge/state",
                                                 _compact({"state": "offline"}), True)])
@@ -668,11 +645,6 @@ class Zigbee2MqttBridge(Simulator):
         super().set_fault(fault)
         if self._session:
             self._session.drop() if fault == "offline" else self._session.resume()
-
-    def spawn(self, coroutine: Any) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _announce(self) -> None:
         """What Zigbee2MQTT publishes on start: bridge state and inventory, discovery, availability, states."""

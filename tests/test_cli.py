@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
 from conftest import code_reply
+
+from simulators.scenario import load_scenario
 
 PYUSE = [sys.executable, "-m", "gateway"]
 
@@ -105,17 +108,26 @@ async def test_an_unknown_device_kind_is_a_config_error_naming_the_entry(tmp_pat
     assert "shelly_switch" in err
 
 
-async def test_demo_without_a_model_starts_the_devices_and_explains(tmp_path):
-    code, out, err = await pyuse("demo", env={"PYUSE_GATEWAY_DATA_DIR": str(tmp_path)},
-                                 stdin=b"devices\nstate\nturn on the desk plug\nquit\n", cwd=tmp_path)
+async def test_demo_without_a_model_runs_the_home_and_lab_and_finds_their_devices(tmp_path):
+    commands = b"devices\nstate\nturn on the kitchen ceiling light\nquit\n"
+    code, out, err = await pyuse("demo", env={"PYUSE_GATEWAY_DATA_DIR": str(tmp_path)}, stdin=commands,
+                                 cwd=tmp_path)
 
     assert code == 0, err
     assert "MQTT broker on 127.0.0.1:" in out
-    for device in ("desk_plug", "tv_plug", "bench_psu"):
-        assert device in out
     assert "No model yet: no model is configured" in out
     assert "No model is configured, so commands cannot run yet" in out
-    assert "'output': False" in out
+    listed = {device_id: (area, transport) for device_id, area, transport in
+              re.findall(r"^(?:pyuse> )?  (\w+) +'.*' +\[(.*)\] \w+ \((\w+)\)$", out, re.MULTILINE)}
+    # The gateway was given no MQTT device: it discovered them, under the scenario's ids and in their rooms.
+    # The HTTP ones are declared from their addresses; the instruments answered *IDN? on their serial ports.
+    for spec in load_scenario("home").devices + load_scenario("lab").devices:
+        if spec.kind.startswith(("zigbee_", "tasmota_")):
+            assert listed.get(spec.id) == (spec.area, "mqtt"), spec.id
+        elif spec.kind in ("shelly_switch", "wled_strip", "elgato_light"):
+            assert listed.get(spec.id) == (spec.area, "http"), spec.id
+    assert {"pyuse_sim_psu2", "pyuse_sim_dmm", "koradka3005pv2_0"} <= set(listed)
+    assert "kitchen_coffee_machine     {'output': False" in out  # the simulators' own state
 
 
 def test_help_lists_the_commands():

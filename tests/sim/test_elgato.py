@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from elgato import Elgato, PowerOnBehavior
-from http_support import ManualClock, loopback_context
+from http_support import loopback_context
 
-from simulators.base import SimContext
+from simulators.base import ManualClock, SimContext
 from simulators.elgato import ElgatoKeyLight
 
 

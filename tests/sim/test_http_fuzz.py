@@ -18,11 +18,11 @@ from typing import Any
 import aiohttp
 import aiomqtt
 import pytest
-from http_support import ManualClock, loopback_context
+from http_support import loopback_context
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulators.base import SimContext
+from simulators.base import ManualClock, SimContext
 from simulators.elgato import SETTINGS_TYPES, ElgatoKeyLight
 from simulators.httpdevice import GARBAGE, HttpDevice
 from simulators.shelly import SWITCH_CONFIG_TYPES, ShellySwitch

@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aioshelly.zeroconf import async_discover_devices
-from http_support import ManualClock, loopback_context, until
+from http_support import loopback_context, until
 from zeroconf import ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from simulators.base import SimContext
+from simulators.base import ManualClock, SimContext
 from simulators.elgato import ElgatoKeyLight
 from simulators.shelly import ShellySwitch
 from simulators.wled import WledStrip

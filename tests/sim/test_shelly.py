@@ -12,9 +12,9 @@ import pytest
 from aioshelly.common import ConnectionOptions
 from aioshelly.exceptions import RpcCallError
 from aioshelly.rpc_device import RpcDevice, RpcUpdateType
-from http_support import ManualClock, loopback_context, until
+from http_support import loopback_context, until
 
-from simulators.base import SimContext
+from simulators.base import ManualClock, SimContext
 from simulators.shelly import ShellySwitch
 
 

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from http_support import ManualClock, loopback_context, until
+from http_support import loopback_context, until
 from wled import WLED
 
-from simulators.base import SimContext
+from simulators.base import ManualClock, SimContext
 from simulators.wled import EFFECTS, PALETTES, WledStrip
 
 
