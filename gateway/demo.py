@@ -1,27 +1,31 @@
-"""`pyuse demo`: an embedded broker, the simulated home and lab, and the gateway in one process, at a prompt.
+"""`pyuse demo`: an embedded broker, the simulated home and lab, and the gateway with its web page, in one
+process, at a prompt.
 
-The gateway is given no devices: it finds the MQTT ones (Tasmota, Zigbee2MQTT) by discovery and the lab's
-instruments by probing their serial ports. The HTTP devices (Shelly, WLED, Elgato) are declared from their
-simulated addresses until the gateway browses mDNS for them.
+The gateway is given no devices: it finds the MQTT ones (Tasmota, Zigbee2MQTT) by discovery, the HTTP ones
+(Shelly, WLED, Elgato) by browsing mDNS on loopback, and the lab's instruments by probing their serial ports.
+Commands typed at the prompt run as tasks of the daemon, so the web page shows them too. Without a model the
+fast path and saved skills still take simple commands.
 """
 
 from __future__ import annotations
 
+import socket
 import sys
 
 from gateway.agent.llm import NOT_CONFIGURED
-from gateway.app import Gateway
 from gateway.config import Config, DeviceEntry
 from gateway.console import Console, TracePrinter, print_result
+from gateway.daemon import Daemon
+from gateway.runner import Busy
 from gateway.transports.embedded_broker import EmbeddedBroker
-from simulators.httpdevice import HttpDevice
 from simulators.korad import KoradPowerSupply
 from simulators.runner import SimHome, running_home
 from simulators.scenario import DeviceSpec, load_scenario
 from simulators.scpi import LineInstrument
 
 SCENARIOS = ("home", "lab")
-HELP = "Type a command (e.g. 'turn on the kitchen ceiling light'), 'devices', 'state', or 'quit'."
+HELP = ("Type a command (e.g. 'turn on the kitchen ceiling light', '打开客厅的灯', 'what is the temperature in the "
+        "lab'), 'devices', 'state', or 'quit'.")
 
 
 async def run_demo(config: Config) -> int:
@@ -30,44 +34,59 @@ async def run_demo(config: Config) -> int:
     specs = [spec for name in SCENARIOS for spec in load_scenario(name).devices]
     try:
         async with running_home(specs, broker.host, broker.port) as home:
-            async with Gateway(demo_config(config, specs, home, broker), "demo") as gateway:
+            daemon = Daemon(demo_config(config, specs, home, broker), "demo")
+            try:
+                await daemon.start()
+                gateway = daemon.gateway
                 await gateway.settle_discovery()
-                print(f"pyuse demo: MQTT broker on {broker.host}:{broker.port}, "
+                assert daemon.server is not None
+                print(f"pyuse demo: MQTT broker on {broker.host}:{broker.port}, web page at {daemon.server.url}/, "
                       f"data in {config.gateway.data_dir}")
                 print(f"simulated {', '.join(SCENARIOS)}:")
                 for device_id, device in home.devices.items():
                     print(f"  {device_id:<26} {device.kind:<22} {device.address()}")
                 if gateway.llm is None:
-                    print(f"\nNo model yet: {NOT_CONFIGURED}\n")
+                    print(f"\nNo model yet: simple commands (on, off, a level, a reading) work without one; for "
+                          f"anything else, {NOT_CONFIGURED}\n")
                 print(HELP)
-                await _prompt(gateway, home)
+                await _prompt(daemon, home)
+            finally:
+                await daemon.close()
     finally:
         await broker.close()
     return 0
 
 
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def demo_config(config: Config, specs: list[DeviceSpec], home: SimHome, broker: EmbeddedBroker) -> Config:
-    """The user's config, pointed at the demo's broker and serial ports, with the HTTP devices declared and
-    the scenario's aliases given to the devices discovery will find (their ids are the scenario's)."""
+    """The user's config pointed at the demo's broker, loopback mDNS and serial ports, with the scenario's
+    aliases given to the devices discovery will find (their ids are the scenario's). The web page gets the
+    configured port, or any free one when a `pyuse run` holds it."""
     demo = config.model_copy(deep=True)
+    if not port_free(demo.api.host, demo.api.port):
+        demo.api.port = 0
     demo.mqtt.host, demo.mqtt.port, demo.mqtt.embedded = broker.host, broker.port, False
-    demo.discovery.mqtt = True
+    demo.discovery.mqtt = demo.discovery.mdns = True
+    demo.discovery.mdns_interfaces = ["127.0.0.1"]
     demo.discovery.serial_ports = [*config.discovery.serial_ports,
                                    *(device.port for device in home.devices.values()
                                      if isinstance(device, (LineInstrument, KoradPowerSupply)))]
-    declared = []
-    for spec in specs:
-        device = home.devices[spec.id]
-        if isinstance(device, HttpDevice):
-            declared.append(DeviceEntry(id=spec.id, name=spec.name, area=spec.area, kind=spec.kind,
-                                        aliases=list(spec.aliases), host=device.host, port=device.port))
-        elif spec.aliases:
-            declared.append(DeviceEntry(id=spec.id, aliases=list(spec.aliases)))
-    demo.devices = [*declared, *config.devices]
+    aliases = [DeviceEntry(id=spec.id, aliases=list(spec.aliases)) for spec in specs if spec.aliases]
+    demo.devices = [*aliases, *config.devices]
     return demo
 
 
-async def _prompt(gateway: Gateway, home: SimHome) -> None:
+async def _prompt(daemon: Daemon, home: SimHome) -> None:
+    assert daemon.runner is not None
+    gateway = daemon.gateway
     console = Console(sys.stdout)
     await console.start()
     while True:
@@ -86,9 +105,12 @@ async def _prompt(gateway: Gateway, home: SimHome) -> None:
             for device_id, state in home.state().items():
                 print(f"  {device_id:<26} {state}")
         elif line:
-            if gateway.llm is None:
-                print(f"No model is configured, so commands cannot run yet: {NOT_CONFIGURED}")
+            try:
+                task = daemon.runner.submit(line, "demo", confirm=console.confirm)
+            except Busy as exc:
+                print(f"busy: {exc}")
                 continue
-            result = await gateway.run_task(line, origin="demo", on_event=TracePrinter(sys.stdout),
-                                            confirm=console.confirm)
-            print_result(result, sys.stdout)
+            trace = TracePrinter(sys.stdout)
+            async for event in task.follow():
+                trace(event)
+            print_result(await daemon.runner.wait(task.id), sys.stdout)

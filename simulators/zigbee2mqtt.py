@@ -115,13 +115,13 @@ class ZigbeeDevice(Simulator):
     power_source = "Battery"
     report_every = 300.0  # simulated seconds between periodic reports
 
-    def __init__(self, device_id: str, name: str = "", area: str = "") -> None:
+    def __init__(self, device_id: str, name: str = "", area: str = "", retain: bool = False) -> None:
         super().__init__(device_id, name, area)
         self.ieee = _ieee(device_id)
         self.network_address = int(self.ieee[-4:], 16)
         self.friendly_name = name or device_id
         self.values: dict[str, Any] = {"linkquality": 156}
-        self.options: dict[str, Any] = {}
+        self.options: dict[str, Any] = {"retain": retain}  # Zigbee2MQTT's per-device retain option
         self.bridge: Zigbee2MqttBridge | None = None
         self._reported_at = 0.0
 
@@ -211,8 +211,8 @@ class ClimateSensor(ZigbeeDevice):
     description = "Temperature, humidity and pressure sensor"
 
     def __init__(self, device_id: str, name: str = "", area: str = "", room: Room | None = None,
-                 humidity: float = 45.0) -> None:
-        super().__init__(device_id, name, area)
+                 humidity: float = 45.0, retain: bool = False) -> None:
+        super().__init__(device_id, name, area, retain)
         self.room = room or Room()
         self._drift = random.Random(self.ieee)
         self.values.update(temperature=round(self.room.temperature, 2), humidity=humidity, pressure=1013.2,
@@ -242,8 +242,9 @@ class MotionSensor(ZigbeeDevice):
     model, vendor, model_id = "RTCGQ11LM", "Aqara", "lumi.sensor_motion.aq2"
     description = "Motion sensor"
 
-    def __init__(self, device_id: str, name: str = "", area: str = "", occupancy_timeout: float = 90.0) -> None:
-        super().__init__(device_id, name, area)
+    def __init__(self, device_id: str, name: str = "", area: str = "", occupancy_timeout: float = 90.0,
+                 retain: bool = False) -> None:
+        super().__init__(device_id, name, area, retain)
         self.options["occupancy_timeout"] = occupancy_timeout
         self.values.update(occupancy=False, illuminance=120, battery=100, voltage=3045)
         self._motion_at: float | None = None
@@ -273,8 +274,8 @@ class ContactSensor(ZigbeeDevice):
     model, vendor, model_id = "MCCGQ11LM", "Aqara", "lumi.sensor_magnet.aq2"
     description = "Door and window sensor"
 
-    def __init__(self, device_id: str, name: str = "", area: str = "") -> None:
-        super().__init__(device_id, name, area)
+    def __init__(self, device_id: str, name: str = "", area: str = "", retain: bool = False) -> None:
+        super().__init__(device_id, name, area, retain)
         self.values.update(contact=True, battery=100, voltage=3025)
 
     def exposes(self) -> list[dict[str, Any]]:

@@ -109,18 +109,19 @@ async def test_an_unknown_device_kind_is_a_config_error_naming_the_entry(tmp_pat
 
 
 async def test_demo_without_a_model_runs_the_home_and_lab_and_finds_their_devices(tmp_path):
-    commands = b"devices\nstate\nturn on the kitchen ceiling light\nquit\n"
+    commands = ("devices\nstate\nturn on the kitchen ceiling light\n打开客厅的灯\nwhat is the temperature in the lab\n"
+                "state\nquit\n").encode()
     code, out, err = await pyuse("demo", env={"PYUSE_GATEWAY_DATA_DIR": str(tmp_path)}, stdin=commands,
                                  cwd=tmp_path)
 
     assert code == 0, err
     assert "MQTT broker on 127.0.0.1:" in out
-    assert "No model yet: no model is configured" in out
-    assert "No model is configured, so commands cannot run yet" in out
+    assert "No model yet: simple commands (on, off, a level, a reading) work without one" in out
+    assert re.search(r"web page at http://127\.0\.0\.1:\d+/", out)
     listed = {device_id: (area, transport) for device_id, area, transport in
               re.findall(r"^(?:pyuse> )?  (\w+) +'.*' +\[(.*)\] \w+ \((\w+)\)$", out, re.MULTILINE)}
     # The gateway was given no MQTT device: it discovered them, under the scenario's ids and in their rooms.
-    # The HTTP ones are declared from their addresses; the instruments answered *IDN? on their serial ports.
+    # The HTTP ones were found over mDNS on loopback; the instruments answered *IDN? on their serial ports.
     for spec in load_scenario("home").devices + load_scenario("lab").devices:
         if spec.kind.startswith(("zigbee_", "tasmota_")):
             assert listed.get(spec.id) == (spec.area, "mqtt"), spec.id
@@ -128,6 +129,11 @@ async def test_demo_without_a_model_runs_the_home_and_lab_and_finds_their_device
             assert listed.get(spec.id) == (spec.area, "http"), spec.id
     assert {"pyuse_sim_psu2", "pyuse_sim_dmm", "koradka3005pv2_0"} <= set(listed)
     assert "kitchen_coffee_machine     {'output': False" in out  # the simulators' own state
+    # No model, and simple commands still work: the fast path, in English and Chinese; an ambiguous one asks.
+    assert "Kitchen Ceiling Light is on.\n[task " in out and "processed locally, no model" in out
+    assert re.search(r"kitchen_ceiling_light +\{'online': True, .*'state': 'ON'", out)
+    assert "Living Room Ceiling Light (living_room_ceiling_light, living room)" in out  # which one?
+    assert re.search(r"It is \d+(\.\d+)? °C in the lab\.", out)
 
 
 def test_help_lists_the_commands():

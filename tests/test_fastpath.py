@@ -32,6 +32,7 @@ async def gateway(tmp_path, mqtt_broker, home, gateway_factory):
 @pytest.mark.parametrize("command, light, state", [
     ("turn on the kitchen light", "kitchen", {"state": "ON"}),
     ("打开客厅的灯", "living", {"state": "ON"}),
+    ("打开厨房的吸顶灯", "kitchen", {"state": "ON"}),
     ("set the desk lamp to 30%", "desk", {"state": "ON", "brightness": 76}),
     ("set the office desk lamp to thirty percent", "desk", {"state": "ON", "brightness": 76}),
     ("把台灯调到30%", "desk", {"state": "ON", "brightness": 76}),

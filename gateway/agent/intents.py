@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from hassil import Intents, recognize
+from hassil import Intents, recognize, recognize_best
 from hassil.intents import TextSlotList, TextSlotValue
 
 from gateway.agent.numbers import normalize_numbers
@@ -94,15 +94,22 @@ class LocalIntents:
         language = "zh" if CJK.search(text) else "en"
         sentences = _sentences("zh-CN" if language == "zh" else "en")
         spoken = normalize_numbers(text) if language == "en" else text.strip()
-        result = recognize(spoken, sentences, slot_lists=self._slot_lists(devices))
-        if result is None:
-            return None
-        entities = {name: entity.value for name, entity in result.entities.items()}
-        try:
-            return self._plan(result.intent.name, entities, devices, language)
-        except ValueError as exc:  # e.g. 150 % brightness: not simple after all
-            log.info("local match set aside: %s", exc)
-            return None
+        slots = self._slot_lists(devices)
+        # As Home Assistant does: a reading that names a device beats one that only names a room and a domain;
+        # when the device it names is not in the room it also names, the plainest reading gets its turn.
+        for result in (recognize_best(spoken, sentences, slot_lists=slots, best_slot_name="name"),
+                       recognize(spoken, sentences, slot_lists=slots)):
+            if result is None:
+                return None
+            entities = {name: entity.value for name, entity in result.entities.items()}
+            try:
+                plan = self._plan(result.intent.name, entities, devices, language)
+            except ValueError as exc:  # e.g. 150 % brightness: not simple after all
+                log.info("local match set aside: %s", exc)
+                return None
+            if plan is not None:
+                return plan
+        return None
 
     # slot lists: every name and area the command may use, in English and in Chinese
     def _slot_lists(self, devices: list[Device]) -> dict[str, TextSlotList]:
@@ -143,7 +150,8 @@ class LocalIntents:
             own = " ".join(word for word in name.casefold().split() if word not in area_words)
             if not own:
                 continue
-            spellings.add(own)
+            if not set(own.split()) <= kind_words:  # "light" alone, from "Living Room Light", names no device
+                spellings.add(own)
             if area:
                 spellings.add(f"{area} {own}")
             head, _, last = own.rpartition(" ")
