@@ -33,6 +33,7 @@ async def start_attacker() -> AsyncIterator[StartAttacker]:
         gateway = Gateway(config, "red team")
         started.append((gateway, base))
         await gateway.start()
+        await gateway.poller.settle()  # the gateway's own first state reads are not the attack's
         return Attacker(gateway, base)
 
     yield start

@@ -120,9 +120,9 @@ devices['desk_plug']._channel.call('lab_relay', 'rpc', {'rpc_method': 'Switch.Se
 
 @pytest.mark.parametrize("exposed", [True, False], ids=["not given to the task", "exposed = false"])
 async def test_a_device_outside_the_task_cannot_be_called(start_attacker, shelly, lab_relay, exposed):
-    received = spy(lab_relay, "call")
     relay = shelly_entry(lab_relay, id="lab_relay", name="Lab Relay", exposed=exposed)
     attacker = await start_attacker(devices=[shelly_entry(shelly), relay])
+    received = spy(lab_relay, "call")
     result = await attacker.run(OUTSIDE_THE_TASK, device_ids=["desk_plug"])
     assert result.output.startswith("handle: device 'lab_relay' is not exposed to this task")
     assert "PermissionError: device 'lab_relay' is not exposed to this task" in result.output
@@ -132,8 +132,8 @@ async def test_a_device_outside_the_task_cannot_be_called(start_attacker, shelly
 
 @pytest.mark.parametrize("method", ["_http", "__init__", "publish"])
 async def test_a_method_the_transport_does_not_have_is_refused(start_attacker, shelly, method):
-    received = spy(shelly, "call")
     attacker = await start_attacker(devices=[shelly_entry(shelly)])
+    received = spy(shelly, "call")
     args = {"path": "/rpc/Switch.Toggle"}
     result = await attacker.run(f"sleep.__self__.channel.call('desk_plug', {method!r}, {args!r})")
     assert f"ValueError: http devices have no method {method!r}" in result.output
@@ -155,8 +155,8 @@ ESCAPING_PATHS = {
 
 @pytest.mark.parametrize("path", ESCAPING_PATHS)
 async def test_an_http_path_cannot_leave_the_device(start_attacker, shelly, listener, path):
-    received = spy(shelly, "call")
     attacker = await start_attacker(devices=[shelly_entry(shelly)])
+    received = spy(shelly, "call")
     path = ESCAPING_PATHS[path].format(port=listener.port)
     result = await attacker.run(f"devices['desk_plug'].get({path!r})")
     assert "ValueError: path" in result.output
@@ -265,8 +265,8 @@ async def test_a_dangerous_psu_command_needs_a_person(start_attacker, psu, call)
 async def test_a_dangerous_shelly_call_needs_a_person(start_attacker, shelly, call, why):
     """Percent-encoding an unreserved character does not change a URL (RFC 3986, 6.2.2.2): a device that decodes
     /rpc/Shelly%2EReboot reboots, so the policy must see Shelly.Reboot in it too."""
-    received = spy(shelly, "call")
     attacker = await start_attacker(devices=[shelly_entry(shelly)])
+    received = spy(shelly, "call")
     result = await attacker.run(f"devices['desk_plug'].{call}")
     assert "PermissionError: denied:" in result.output and why in result.output
     assert received == []  # what the device was sent, whether or not the simulator decodes it
@@ -309,11 +309,12 @@ print(outcomes.count('ok'), outcomes[-1])
 
 
 async def test_the_rate_limit_stops_a_runaway_loop(start_attacker, shelly):
-    received = spy(shelly, "call")
     attacker = await start_attacker(devices=[shelly_entry(shelly)])
+    received = spy(shelly, "call")
     result = await attacker.run(RUNAWAY)
     assert result.output == "10 rate limit: more than 30 calls a minute to 'desk_plug'; slow down\n"
-    assert received == ["Switch.Toggle"] * 10
+    job_calls = [method for method in received if method != "Switch.GetStatus"]  # the gateway reads state back
+    assert job_calls == ["Switch.Toggle"] * 10
 
 
 async def test_an_injected_device_name_does_not_switch_the_supply_on(start_attacker, scripted_llm, psu):

@@ -72,8 +72,8 @@ async def test_the_mqtt_broker_is_unreachable(start_attacker, mqtt_broker):
 
 
 async def test_a_device_that_is_not_exposed_is_unreachable(start_attacker, shelly):
-    received = spy(shelly, "call")
     attacker = await start_attacker(devices=[shelly_entry(shelly, exposed=False)])
+    received = spy(shelly, "call")
     result = await attacker.run(
         "try:\n    devices['desk_plug']\nexcept PermissionError as error:\n    print(error)\n"
         f"import socket\ns = socket.create_connection(({shelly.host!r}, {shelly.port}), timeout=0.5)\n"
