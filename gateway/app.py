@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -166,6 +167,9 @@ class Gateway:
         await asyncio.to_thread(self.local.warm_up)
         if config.llm.configured:
             self.llm = LLMClient(config.llm)
+        # What start-up built (modules, the fast path's sentences, docs) lasts as long as the gateway: frozen, it
+        # is no longer walked by every full collection, a pause of ~60 ms that delayed automation runs.
+        gc.freeze()
 
     def _announce(self) -> None:
         asyncio.ensure_future(self.mqtt.publish(f"pyuse/{self.config.gateway.id}/status", "online", qos=1,

@@ -29,9 +29,9 @@ from gateway.conditions import Condition
 from gateway.config import AutomationEntry
 from gateway.devices.registry import DeviceEvent
 from gateway.sandbox.broker import CallDenied, JobContext
-from gateway.sandbox.session import SandboxSession
 from gateway.runner import Busy, TaskRunner
 from gateway.transports.mqtt import Message, topic_matches
+from gateway.warm_jobs import WarmJob, WarmJobs
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -40,22 +40,10 @@ log = logging.getLogger(__name__)
 
 ORIGIN = "automation:"
 RATE_WINDOW_S = 60.0  # gateway-clock seconds over which max_runs_per_minute counts
-SESSION_REUSE_S = 60.0  # a warm job serves runs for this long (real seconds), then devices are read afresh
-SESSION_REUSE_RUNS = 500  # ... or this many runs, so its CPU-time limit is never reached
 
 
 class AutomationError(ValueError):
     """A request about automations that cannot be met; the message says why."""
-
-
-@dataclass
-class WarmJob:
-    """A sandbox job kept between one automation's skill runs: its code and devices do not change between them."""
-
-    session: SandboxSession
-    context: JobContext
-    started: float = field(default_factory=time.monotonic)
-    runs: int = 0
 
 
 @dataclass
@@ -75,7 +63,7 @@ class Automation:
     starts: deque[float] = field(default_factory=deque)  # clock times of recent starts, for the rate guard
     last_start: float = float("-inf")
     condition_held: bool = False  # device triggers run as their condition becomes true
-    idle: list[WarmJob] = field(default_factory=list)
+    jobs: WarmJobs = field(default_factory=WarmJobs)
     cancel_trigger: Callable[[], None] | None = None
 
     @property
@@ -131,8 +119,7 @@ class Automations:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-        for automation in self.automations.values():
-            await self._close_idle(automation)
+        await asyncio.gather(*(automation.jobs.close() for automation in self.automations.values()))
 
     # management (API and CLI)
     def get(self, name: str) -> Automation:
@@ -158,7 +145,7 @@ class Automations:
         for task in list(automation.active):
             task.cancel()
         await asyncio.gather(*automation.active, return_exceptions=True)
-        await self._close_idle(automation)
+        await automation.jobs.close()
         del self.automations[name]
         assert self.gateway.store is not None
         self.gateway.store.forget_automation(name)
@@ -321,32 +308,22 @@ class Automations:
 
     async def _run_skill(self, automation: Automation, skill: str, arguments: dict[str, Any],
                          timeout: float) -> TaskResult:
-        """A skill in the automation's warm job (one is started when none is idle)."""
+        """A skill in one of the automation's warm jobs."""
         text, work = self.gateway.skill_work(skill, arguments)
-        warm = await self._warm_job(automation, timeout)
+
+        def start() -> WarmJob:
+            return WarmJob(*self.gateway.open_session(f"automation-{automation.name}-{time.monotonic_ns()}",
+                                                      origin=automation.origin, exec_timeout_s=timeout))
+
+        job = await automation.jobs.take(start)
         try:
-            result = await self._submit(text, automation, TaskOptions(work=work, session=(warm.session, warm.context),
+            result = await self._submit(text, automation, TaskOptions(work=work, session=(job.session, job.context),
                                                                      timeout_s=timeout))
         except BaseException:
-            await asyncio.shield(warm.session.close())
+            automation.jobs.discard(job)
             raise
-        warm.runs += 1
-        automation.idle.append(warm)
+        automation.jobs.give_back(job)
         return result
-
-    async def _warm_job(self, automation: Automation, timeout: float) -> WarmJob:
-        while automation.idle:
-            warm = automation.idle.pop()
-            if time.monotonic() - warm.started < SESSION_REUSE_S and warm.runs < SESSION_REUSE_RUNS:
-                return warm
-            await warm.session.close()
-        session, context = self.gateway.open_session(f"automation-{automation.name}-{time.monotonic_ns()}",
-                                                     origin=automation.origin, exec_timeout_s=timeout)
-        return WarmJob(session, context)
-
-    async def _close_idle(self, automation: Automation) -> None:
-        while automation.idle:
-            await automation.idle.pop().session.close()
 
     async def _submit(self, text: str, automation: Automation, options: TaskOptions) -> TaskResult:
         task = self.runner.submit(text, automation.origin, confirm=None, options=options)

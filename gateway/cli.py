@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                     cmd_token)
     token.add_argument("--rotate", action="store_true", help="replace it with a new one (restart the daemon)")
 
-    ask = command("ask", "run one command through the model and the sandbox, showing each turn", cmd_ask)
+    ask = command("ask", "run one command (by the fast path, a saved skill or the model) in the sandbox, "
+                         "showing each turn", cmd_ask)
     ask.add_argument("text", help='the command, e.g. "turn on the desk plug"')
     ask.add_argument("--json", action="store_true",
                      help="print the trace to stderr and one JSON object as the last line of stdout")
@@ -108,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         "task_id", metavar="TASK", help="a task id (a unique prefix is enough)")
 
     automations = commands.add_parser(
-        "automations", help="list, add, trigger, resume and delete the running gateway's automations",
+        "automations", help="list, add, trigger, resume, recompile and delete the running gateway's automations",
         description="Automations run inside `pyuse run`; these commands ask it through its API. Define lasting "
                     "ones with [[automations]] in the config, or add them here (kept in the gateway's store).")
     automation_actions = automations.add_subparsers(dest="action", metavar="ACTION")

@@ -227,3 +227,28 @@ async def test_automations_through_the_api_are_kept_and_one_in_the_config_cannot
         await automations.remove("from-config")
     await automations.remove("from-api")
     assert "from-api" not in automations.gateway.store.automation_records()
+
+
+HALLWAY_BRIGHTNESS = '''def hallway_brightness(level: int) -> str:
+    """Set the hallway light's brightness (0-254)."""
+    light = devices["hallway_light"]
+    light.request(f"{light.base_topic}/set", {"state": "ON", "brightness": level}, reply_topic=light.base_topic)
+    return f"The hallway light is at {level}."
+'''
+
+
+async def test_a_burst_of_triggers_is_served_by_a_few_warm_jobs(hallway, start_automations):
+    """Twenty triggers at once: every run is done, by jobs handed from one run to the next rather than a fork
+    each (the pool grows by at most one job per START_EVERY_S while its jobs are busy)."""
+    entry = AutomationEntry(name="burst", skill="hallway_brightness", args={"level": 200},
+                            trigger=AutomationTrigger(mqtt="test/burst"), max_concurrent=20, max_runs_per_minute=0)
+    automations = await start_automations([entry])
+    write_skill(automations, "hallway_brightness", HALLWAY_BRIGHTNESS)
+    burst = automations.get("burst")
+
+    assert all(automations.fire(burst, {"payload": index}) for index in range(20))
+    await until(lambda: burst.runs == 20 and not burst.active, timeout=30)
+    runs = automations.gateway.store.list_tasks(limit=20)
+    assert [task.status for task in runs] == ["done"] * 20 and {task.origin for task in runs} == {"automation:burst"}
+    assert hallway["light"].values["brightness"] == 200 and burst.dropped == 0
+    assert len(automations.gateway.sandbox.zygote.jobs) < 20 / 2, "a job per run is a fork storm"
