@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from gateway.devices.docs import DocLibrary
@@ -48,6 +49,7 @@ class StatePoller:
         self.http = http
         self.poll_s = poll_s
         self._pending: dict[str, asyncio.Task[None]] = {}
+        self._offline_at: dict[str, float] = {}  # when discovery last said a device went away (mDNS goodbye, ...)
         self._loop_task: asyncio.Task[None] | None = None
         self._unsubscribe = None
 
@@ -79,6 +81,8 @@ class StatePoller:
     def _on_event(self, event: DeviceEvent) -> None:
         if event.type in ("added", "updated"):
             self.refresh_soon(event.device, delay=0.0)
+        elif event.type == "offline":
+            self._offline_at[event.device.key] = time.monotonic()
 
     def refresh_soon(self, device: Device, delay: float = SETTLE_S) -> None:
         """Read the device's state shortly (once, however many calls ask in the meantime)."""
@@ -96,6 +100,7 @@ class StatePoller:
         doc = self.docs.get(device.kind)
         if doc is None or not doc.state_path or not device.host or not device.port:
             return
+        asked = time.monotonic()
         try:
             reply = await self.http.request("GET", device.host, device.port, doc.state_path, timeout=READ_TIMEOUT_S)
         except (ConnectionError, TimeoutError, ValueError) as error:
@@ -103,6 +108,8 @@ class StatePoller:
                 log.info("%s does not answer (%s): offline", device.id, error)
             self.registry.set_online(device.key, False)
             return
+        if self._offline_at.get(device.key, float("-inf")) > asked:
+            return  # it said goodbye while this read was on its way: the answer is older news
         self.registry.set_online(device.key, True)
         fields = state_fields(reply.body, doc.state_pointer) if reply.ok else None
         if fields is None:
