@@ -17,6 +17,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import Config, DeviceEntry
+from gateway.daemon import Daemon
 from gateway.transports.embedded_broker import EmbeddedBroker, free_port
 from simulators.llm import ScriptedLLM
 from simulators.scpi import ScpiPowerSupply
@@ -144,6 +145,23 @@ async def gateway_factory() -> AsyncIterator[Callable[[Config], Awaitable[Gatewa
     yield start
     for gateway in gateways:
         await gateway.close()
+
+
+@pytest.fixture
+async def daemon_factory() -> AsyncIterator[Callable[[Config], Awaitable[Daemon]]]:
+    """Starts `pyuse run`'s Daemon in this process, its API on a free port; closes them after the test."""
+    daemons: list[Daemon] = []
+
+    async def start(config: Config) -> Daemon:
+        config.api.port = 0
+        daemon = Daemon(config)
+        await daemon.start()
+        daemons.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in daemons:
+        await daemon.close()
 
 
 def code_reply(code: str, thought: str = "Let me do that.") -> str:

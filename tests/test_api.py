@@ -15,23 +15,6 @@ from openapi_spec_validator import validate
 
 from conftest import code_reply, make_config, psu_entry, shelly_entry
 from gateway.api.server import ROUTES
-from gateway.daemon import Daemon
-
-
-@pytest.fixture
-async def daemon_factory() -> AsyncIterator[Any]:
-    daemons: list[Daemon] = []
-
-    async def start(config) -> Daemon:
-        config.api.port = 0
-        daemon = Daemon(config)
-        await daemon.start()
-        daemons.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in daemons:
-        await daemon.close()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import code_reply, make_config, psu_entry
 from gateway import daemon as daemon_module
-from gateway.config import AutomationEntry, AutomationTrigger, Config
+from gateway.config import AutomationEntry, AutomationTrigger
 from gateway.daemon import Daemon
 from simulators.base import SimContext
 from simulators.tasmota import TasmotaPlug
@@ -53,22 +53,6 @@ async def browser() -> AsyncIterator[Browser]:
         await browser.close()
 
 
-@pytest.fixture
-async def start_daemon() -> AsyncIterator[Callable[[Config], Awaitable[Daemon]]]:
-    daemons: list[Daemon] = []
-
-    async def start(config: Config) -> Daemon:
-        config.api.port = 0
-        daemon = Daemon(config)
-        await daemon.start()
-        daemons.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in daemons:
-        await daemon.close()
-
-
 @dataclass
 class Tab:
     """A phone's browser tab on the gateway, noting console errors and any request that would leave 127.0.0.1."""
@@ -83,8 +67,8 @@ class Tab:
 
 
 @pytest.fixture
-async def open_tab(browser: Browser, start_daemon: Any) -> AsyncIterator[Callable[..., Awaitable[Tab]]]:
-    # Depends on start_daemon so that the tabs, and their open event streams, close before the daemons stop.
+async def open_tab(browser: Browser, daemon_factory: Any) -> AsyncIterator[Callable[..., Awaitable[Tab]]]:
+    # Depends on daemon_factory so that the tabs, and their open event streams, close before the daemons stop.
     contexts = []
 
     async def open_(daemon: Daemon, init_script: str | None = None, **options: Any) -> Tab:
@@ -139,10 +123,10 @@ KETTLE_CODE = ('kettle = devices["kitchen_kettle"]  # found on MQTT\n'
 
 
 async def test_a_typed_command_streams_its_trace_and_the_device_list_follows_the_plug(
-        tmp_path, scripted_llm, mqtt_broker, kettle, psu, start_daemon, open_tab):
+        tmp_path, scripted_llm, mqtt_broker, kettle, psu, daemon_factory, open_tab):
     llm = await scripted_llm({"conversations": [{"match": "kettle", "replies": [
         code_reply(KETTLE_CODE, "The kettle is a Tasmota plug."), "FINAL ANSWER: The kettle is on."]}]})
-    daemon = await start_daemon(make_config(tmp_path, llm, [psu_entry(psu)], broker=mqtt_broker))
+    daemon = await daemon_factory(make_config(tmp_path, llm, [psu_entry(psu)], broker=mqtt_broker))
     tab = await open_tab(daemon)
     page = tab.page
     card = page.locator(".device", has_text="Kitchen Kettle")
@@ -202,11 +186,11 @@ async def test_a_typed_command_streams_its_trace_and_the_device_list_follows_the
 
 @pytest.mark.parametrize("button, output_on", [("Approve", True), ("Deny", False)])
 async def test_a_dangerous_call_waits_for_the_answer_in_the_dialog(button, output_on, tmp_path, scripted_llm, psu,
-                                                                    start_daemon, open_tab):
+                                                                    daemon_factory, open_tab):
     code = 'psu = devices["bench_psu"]\npsu.write("OUTP ON")\nfinal_answer(psu.query("OUTP?"))'
     llm = await scripted_llm({"conversations": [{"match": "output on", "replies": [
         code_reply(code), "FINAL ANSWER: The output stays off: you said no."]}]})
-    daemon = await start_daemon(make_config(tmp_path, llm, [psu_entry(psu)]))
+    daemon = await daemon_factory(make_config(tmp_path, llm, [psu_entry(psu)]))
     tab = await open_tab(daemon)
     page = tab.page
     await expect(page.locator(".device", has_text="Bench Supply")).to_be_visible()
@@ -235,10 +219,10 @@ async def test_a_dangerous_call_waits_for_the_answer_in_the_dialog(button, outpu
 
 
 async def test_a_gateway_that_needs_its_token_asks_for_it_and_keeps_it(tmp_path, scripted_llm, psu, monkeypatch,
-                                                                       start_daemon, open_tab):
+                                                                       daemon_factory, open_tab):
     monkeypatch.setattr(daemon_module, "token_required", lambda host: True)  # as on a LAN address, on 127.0.0.1
     llm = await scripted_llm({"conversations": [{"match": "hello", "replies": ["FINAL ANSWER: Hello, token holder."]}]})
-    daemon = await start_daemon(make_config(tmp_path, llm, [psu_entry(psu)]))
+    daemon = await daemon_factory(make_config(tmp_path, llm, [psu_entry(psu)]))
     assert daemon.token
     tab = await open_tab(daemon)
     page = tab.page
@@ -272,9 +256,9 @@ def recogniser(then: str) -> str:
             "window.SpeechRecognition = window.webkitSpeechRecognition = StandIn;")
 
 
-async def test_a_command_heard_by_the_browser_runs_like_a_typed_one(tmp_path, scripted_llm, start_daemon, open_tab):
+async def test_a_command_heard_by_the_browser_runs_like_a_typed_one(tmp_path, scripted_llm, daemon_factory, open_tab):
     llm = await scripted_llm({"conversations": [{"match": "hello", "replies": ["FINAL ANSWER: Hello, speaker."]}]})
-    daemon = await start_daemon(make_config(tmp_path, llm))
+    daemon = await daemon_factory(make_config(tmp_path, llm))
     tab = await open_tab(daemon, init_script=recogniser(
         'this.onresult({ results: [[{ transcript: "say " }], [{ transcript: "hello" }]] })'))
     page = tab.page
@@ -286,8 +270,8 @@ async def test_a_command_heard_by_the_browser_runs_like_a_typed_one(tmp_path, sc
 
 
 async def test_without_recognition_the_microphone_records_for_the_gateway_which_says_how_to_set_up_voice(
-        tmp_path, start_daemon, open_tab):
-    daemon = await start_daemon(make_config(tmp_path))
+        tmp_path, daemon_factory, open_tab):
+    daemon = await daemon_factory(make_config(tmp_path))
     # Debian's Chromium has no recognition service to reach: it fails with "network", and the page records instead.
     tab = await open_tab(daemon, init_script=recogniser('this.onerror({ error: "network" })'),
                          permissions=["microphone"])
@@ -310,9 +294,9 @@ async def test_without_recognition_the_microphone_records_for_the_gateway_which_
     tab.assert_clean(expected_error="status of 501")
 
 
-async def test_a_running_task_can_be_stopped_from_the_page(tmp_path, scripted_llm, start_daemon, open_tab):
+async def test_a_running_task_can_be_stopped_from_the_page(tmp_path, scripted_llm, daemon_factory, open_tab):
     llm = await scripted_llm({"conversations": [{"match": "nap", "replies": [code_reply("sleep(20)")]}]})
-    daemon = await start_daemon(make_config(tmp_path, llm, sandbox={"exec_timeout_s": 30}))
+    daemon = await daemon_factory(make_config(tmp_path, llm, sandbox={"exec_timeout_s": 30}))
     tab = await open_tab(daemon)
     page = tab.page
 
@@ -352,7 +336,7 @@ def boil_water() -> str:
 
 
 async def test_skills_and_automations_run_without_the_model_and_a_solved_task_becomes_a_skill(
-        tmp_path, scripted_llm, mqtt_broker, kettle, start_daemon, open_tab):
+        tmp_path, scripted_llm, mqtt_broker, kettle, daemon_factory, open_tab):
     # The skill writer's request also says "boil water": its conversation has to come first.
     llm = await scripted_llm({"conversations": [
         {"match": "save as a skill", "replies": [f"Here is the skill.\n```python\n{BOIL_WATER}```"]},
@@ -364,7 +348,7 @@ async def test_skills_and_automations_run_without_the_model_and_a_solved_task_be
     skills.mkdir(parents=True)
     (skills / "kettle_power.py").write_text(KETTLE_POWER)
     (skills / "broken.py").write_text("x = 1\n")
-    daemon = await start_daemon(config)
+    daemon = await daemon_factory(config)
     tab = await open_tab(daemon)
     page = tab.page
     power = page.locator(".device", has_text="Kitchen Kettle").locator('[data-key="power"] dd')

@@ -2,31 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import aiohttp
 import pytest
 from elgato import Elgato, PowerOnBehavior
-from http_support import loopback_context
 
-from simulators.base import ManualClock, SimContext
 from simulators.elgato import ElgatoKeyLight
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def context(clock: ManualClock) -> SimContext:
-    return loopback_context(clock)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import aiomqtt
 import pytest
-from http_support import loopback_context
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulators.base import ManualClock, SimContext
 from simulators.elgato import SETTINGS_TYPES, ElgatoKeyLight
 from simulators.httpdevice import GARBAGE, HttpDevice
 from simulators.shelly import SWITCH_CONFIG_TYPES, ShellySwitch
@@ -96,22 +94,6 @@ WRONG_TYPE_REQUESTS: dict[str, list[Request]] = {
         *sweep("PUT", "/elgato/lights/settings", list(SETTINGS_TYPES), lambda key, value: {key: value}),
         *sweep("PUT", "/elgato/accessory-info", ["displayName"], lambda key, value: {key: value})],
 }
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def context(clock: ManualClock) -> SimContext:
-    return loopback_context(clock)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture(params=list(DEVICES))

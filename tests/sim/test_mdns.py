@@ -15,26 +15,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aioshelly.zeroconf import async_discover_devices
-from http_support import loopback_context, until
 from zeroconf import ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from simulators.base import ManualClock, SimContext
+from sim.http_support import until
 from simulators.elgato import ElgatoKeyLight
 from simulators.shelly import ShellySwitch
 from simulators.wled import WledStrip
 
 TYPES = ["_shelly._tcp.local.", "_http._tcp.local.", "_wled._tcp.local.", "_elg._tcp.local."]
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def context(clock: ManualClock) -> SimContext:
-    return loopback_context(clock)
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mqtt_probe import MqttProbe
 
+from sim.mqtt_probe import MqttProbe
 from simulators.base import SimContext
 from simulators.tasmota import TasmotaDimmer, TasmotaPlug
 from simulators.zigbee2mqtt import Bulb, ClimateSensor, DoorLock, MotionSensor, Room, Thermostat, Zigbee2MqttBridge

@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 import serial
-from http_support import until
-from mqtt_probe import MqttProbe
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
 from gateway.agent.retrieval import vocabulary
 from gateway.devices.registry import infer_area, slugify
 from gateway.transports.embedded_broker import free_port
+from sim.http_support import until
+from sim.mqtt_probe import MqttProbe
 from simulators.admin import AdminServer
 from simulators.base import ManualClock, SimContext
 from simulators.httpdevice import HttpDevice

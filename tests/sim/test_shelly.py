@@ -4,34 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
-import aiohttp
 import aiomqtt
 import pytest
 from aioshelly.common import ConnectionOptions
 from aioshelly.exceptions import RpcCallError
 from aioshelly.rpc_device import RpcDevice, RpcUpdateType
-from http_support import loopback_context, until
 
-from simulators.base import ManualClock, SimContext
+from sim.http_support import until
 from simulators.shelly import ShellySwitch
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def context(clock: ManualClock) -> SimContext:
-    return loopback_context(clock)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture

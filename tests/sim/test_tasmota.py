@@ -13,9 +13,9 @@ import pytest
 from hatasmota.discovery import TASMOTA_DISCOVERY_SCHEMA, TasmotaDiscovery, get_switch_entities
 from hatasmota.mqtt import ReceiveMessage, TasmotaMQTTClient
 from hatasmota.relay import TasmotaRelay
-from mqtt_probe import MqttProbe
 
 import simulators.tasmota
+from sim.mqtt_probe import MqttProbe
 from simulators.base import SimClock, SimContext
 from simulators.tasmota import TasmotaDimmer, TasmotaPlug
 

@@ -3,31 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
-from http_support import loopback_context, until
 from wled import WLED
 
-from simulators.base import ManualClock, SimContext
+from sim.http_support import until
 from simulators.wled import EFFECTS, PALETTES, WledStrip
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def context(clock: ManualClock) -> SimContext:
-    return loopback_context(clock)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from mqtt_probe import MqttProbe
 
+from sim.mqtt_probe import MqttProbe
 from simulators.base import SimClock, SimContext
 from simulators.zigbee2mqtt import (
     Bulb,
