@@ -51,10 +51,11 @@ class TaskResult:
     duration_ms: float
     processed_locally: bool = False
     skill: str | None = None  # the saved skill that ran, or the one saved from this task
+    calls: int = 0  # device calls that succeeded: what the answer stands on
 
     def summary(self) -> dict[str, Any]:
         return {"task_id": self.task_id, "status": self.status, "answer": self.answer, "turns": self.turns,
-                "tokens": self.tokens, "duration_ms": self.duration_ms}
+                "tokens": self.tokens, "calls": self.calls, "duration_ms": self.duration_ms}
 
 
 @dataclass
@@ -217,6 +218,7 @@ class Gateway:
 
         def inventory() -> dict[str, Any]:
             return {"devices": [device.for_job() for device in devices],
+                    "kinds": self.docs.job_specs({device.kind for device in devices}),
                     "skills": [{"name": skill.name, "source": skill.source} for skill in self.skills.load()]}
 
         session = self.sandbox.session(task_id, inventory, lambda request: broker.handle(context, request),
@@ -234,8 +236,8 @@ class Gateway:
             return self.skill_call(*found)
         local = self.local.match(text, self.policy.devices_for_task(self.registry, device_ids))
         if isinstance(local, LocalPlan):
-            return ModelFree(f"Handled locally, without a model: {local.action} on {local.device.id}.", local.code,
-                             local.answer)
+            return ModelFree(f"Handled locally, without a model: {local.action} on "
+                             f"{', '.join(device.id for device in local.devices)}.", local.code, local.answer)
         return local
 
     @staticmethod
@@ -292,7 +294,8 @@ class Gateway:
                 job, context = options.session
                 context.task_id = record.id
             async with asyncio.timeout(task_timeout):
-                plan = options.work or (self.plan_without_model(text, device_ids) if options.plan else None)
+                plan = options.work or (self.plan_without_model(text, device_ids)
+                                        if options.plan and self.config.agent.fast_path else None)
                 if isinstance(plan, ModelFree):
                     skill_name = plan.skill
                     await run_without_model(record.id, plan.thought, plan.code, plan.answer, job, self.store,
@@ -306,7 +309,7 @@ class Gateway:
                 else:
                     prompt = self.build_prompt(text, device_ids)
                     loop = AgentLoop(self.llm, self.store, self.config.agent)
-                    await loop.run(record.id, prompt, job, progress, on_event)
+                    await loop.run(record.id, text, prompt, job, progress, on_event)
         except TimeoutError:
             progress.status = "timeout"
             progress.error = (f"the task ran longer than {task_timeout} s"
@@ -338,14 +341,14 @@ class Gateway:
                 log.warning("task %s was not saved as a skill: %s", record.id, exc)
         return TaskResult(record.id, progress.status, progress.answer, progress.error, progress.turns,
                           progress.tokens, round((finished - started) * 1000, 1), progress.processed_locally,
-                          skill_name)
+                          skill_name, progress.calls)
 
     async def save_skill(self, task_id: str, replaces: str | None = None) -> Skill:
         """Have the model turn finished task `task_id` into a saved skill; raises SkillWriteError or LLMError."""
         assert self.store is not None
         if self.llm is None:
             raise LLMError(f"writing a skill needs a model, and {NOT_CONFIGURED}")
-        skill, tokens = await write_skill(self.llm, self.store, self.skills, task_id, replaces)
+        skill, tokens = await write_skill(self.llm, self.store, self.skills, self.docs, task_id, replaces)
         log.info("task %s saved as skill %s (%d tokens)", task_id, skill.name, tokens)
         return skill
 

@@ -15,6 +15,7 @@ from gateway.agent.skills import SkillLibrary
 from gateway.app import Gateway, TaskResult
 from gateway.config import Config, ConfigError, find_config_file, load_config
 from gateway.console import Console, TracePrinter, print_result
+from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
 from gateway.logs import setup_logging
 from gateway.policy import ScopeError
@@ -454,7 +455,8 @@ async def _save_skill(config: Config, library: SkillLibrary, task_id: str) -> in
         return 1
     store, llm = Store(config.db_path), LLMClient(config.llm)
     try:
-        skill, tokens = await write_skill(llm, store, library, task_id)
+        docs = DocLibrary.load([config.gateway.data_dir / "device_docs"])
+        skill, tokens = await write_skill(llm, store, library, docs, task_id)
     except (SkillWriteError, LLMError) as exc:
         print(f"pyuse skills save: {exc}", file=sys.stderr)
         return 1

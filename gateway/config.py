@@ -85,6 +85,8 @@ class AgentSection(Section):
     observation_limit_chars: int = Field(4000, ge=200)
     prompt_budget_tokens: int = Field(3000, ge=1000, description="past this, only the devices a command is "
                                                                   "likely about are listed")
+    fast_path: bool = Field(True, description="try saved skills and local sentence matching before the model; "
+                                              "false sends every command to the model")
 
 
 class SandboxSection(Section):

@@ -38,7 +38,9 @@ class TracePrinter:
             if data["thought"]:
                 self.out.write(f"{data['thought']}\n")
             self.out.write("".join(f"  │ {line}\n" for line in data["code"].splitlines()))
-        elif event.kind == "observation" and data["observation"]:
+        elif event.kind == "observation":
+            self.out.write("".join(f"  ⇢ {call['device']}.{call['method']} {call['target'] or ''}: {call['outcome']}\n"
+                                   for call in data.get("calls", [])))
             self.out.write("".join(f"  → {line}\n" for line in data["observation"].splitlines()))
         self.out.flush()
 
@@ -52,7 +54,9 @@ def print_result(result: TaskResult, out: TextIO) -> None:
            else "processed locally, no model" if result.processed_locally
            else f"{result.turns} turn(s) · {result.tokens} tokens")
     saved = f" · saved as skill {result.skill}" if result.skill and not result.processed_locally else ""
-    out.write(f"[task {result.task_id} · {result.status} · {how}{saved} · {result.duration_ms / 1000:.1f} s]\n")
+    calls = f"{result.calls} device call(s)"
+    out.write(f"[task {result.task_id} · {result.status} · {how}{saved} · {calls} · "
+              f"{result.duration_ms / 1000:.1f} s]\n")
 
 
 class Console:

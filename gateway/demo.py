@@ -2,7 +2,7 @@
 process, at a prompt.
 
 The gateway is given no devices: it finds the MQTT ones (Tasmota, Zigbee2MQTT) by discovery, the HTTP ones
-(Shelly, WLED, Elgato) by browsing mDNS on loopback, and the lab's instruments by probing their serial ports.
+(Shelly, WLED, Elgato) by browsing mDNS on loopback; the lab's instruments are declared on their serial ports.
 Commands typed at the prompt run as tasks of the daemon, so the web page shows them too. Without a model the
 fast path and saved skills still take simple commands.
 """
@@ -67,20 +67,27 @@ def port_free(host: str, port: int) -> bool:
 
 
 def demo_config(config: Config, specs: list[DeviceSpec], home: SimHome, broker: EmbeddedBroker) -> Config:
-    """The user's config pointed at the demo's broker, loopback mDNS and serial ports, with the scenario's
-    aliases given to the devices discovery will find (their ids are the scenario's). The web page gets the
-    configured port, or any free one when a `pyuse run` holds it."""
+    """The user's config pointed at the demo's broker and loopback mDNS, with the lab's instruments declared on
+    their serial ports and the scenario's aliases given to the devices discovery will find (their ids are the
+    scenario's). The web page gets the configured port, or any free one when a `pyuse run` holds it."""
     demo = config.model_copy(deep=True)
     if not port_free(demo.api.host, demo.api.port):
         demo.api.port = 0
     demo.mqtt.host, demo.mqtt.port, demo.mqtt.embedded = broker.host, broker.port, False
     demo.discovery.mqtt = demo.discovery.mdns = True
     demo.discovery.mdns_interfaces = ["127.0.0.1"]
-    demo.discovery.serial_ports = [*config.discovery.serial_ports,
-                                   *(device.port for device in home.devices.values()
-                                     if isinstance(device, (LineInstrument, KoradPowerSupply)))]
-    aliases = [DeviceEntry(id=spec.id, aliases=list(spec.aliases)) for spec in specs if spec.aliases]
-    demo.devices = [*aliases, *config.devices]
+    # Lab instruments are declared on their ports, as a bench is configured: `*IDN?` names a model, not which
+    # supply of the bench it is or where it stands.
+    by_id = {spec.id: spec for spec in specs}
+    instruments = [DeviceEntry(id=spec.id, name=spec.name, kind=spec.kind, area=spec.area, aliases=list(spec.aliases),
+                               serial_port=device.port)
+                   for spec, device in ((by_id[device_id], device) for device_id, device in home.devices.items()
+                                        if device_id in by_id)
+                   if isinstance(device, (LineInstrument, KoradPowerSupply))]
+    declared = {entry.id for entry in instruments}
+    aliases = [DeviceEntry(id=spec.id, aliases=list(spec.aliases)) for spec in specs
+               if spec.aliases and spec.id not in declared]
+    demo.devices = [*instruments, *aliases, *config.devices]
     return demo
 
 

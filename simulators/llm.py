@@ -9,9 +9,11 @@ tests and demos. A script (TOML file or dict):
     transcript = ""             # what POST /v1/audio/transcriptions answers for any audio
 
     [[conversations]]
-    match = "turn on the plug"  # case-insensitive substring of the task (the first user message)
+    match = "turn on the plug"  # case-insensitive substring of the task (the latest user message, not an
+                                # observation, that holds one of the script's matches)
     errors = [500, 500]         # status codes answered, in order, before any reply of this conversation
     replies = ["...turn 1...", "...turn 2..."]   # reply N answers a request holding N-1 assistant messages
+                                                 # after the task
 
 Replies are cut at the request's stop sequences, as a real server does. Streaming (SSE, with a usage chunk
 when asked) and plain responses are both served, as are `GET /v1/models`, `POST /v1/audio/transcriptions`
@@ -76,9 +78,18 @@ class ScriptedLLM:
         if self._runner:
             await self._runner.cleanup()
 
-    def _find(self, messages: list[dict[str, Any]]) -> Conversation | None:
-        task = next((str(m.get("content", "")) for m in messages if m.get("role") == "user"), "").casefold()
-        return next((c for c in self.conversations if c.match in task), None)
+    def _find(self, messages: list[dict[str, Any]]) -> tuple[Conversation | None, int]:
+        """The conversation whose `match` the latest user message that says one holds, and where that message is.
+
+        Observations are skipped, and so is a message nothing matches (a worked example before the task, a note
+        after it), so a script follows its task however the prompt frames it."""
+        asked = [(index, str(message.get("content", "")).casefold()) for index, message in enumerate(messages)
+                 if message.get("role") == "user" and not str(message.get("content", "")).startswith("Observation")]
+        for index, text in reversed(asked):
+            found = next((c for c in self.conversations if c.match in text), None)
+            if found is not None:
+                return found, index
+        return None, asked[-1][0] if asked else -1
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -91,7 +102,7 @@ class ScriptedLLM:
         if body.get("model") != self.model:
             return _error(404, f"The model `{body.get('model')}` does not exist.", "model_not_found")
         messages = body.get("messages", [])
-        conversation = self._find(messages)
+        conversation, task_index = self._find(messages)
         if conversation is not None:
             conversation.requests += 1
             if conversation.errors:
@@ -99,7 +110,7 @@ class ScriptedLLM:
                 return _error(status, f"scripted failure {status}", "scripted_error")
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        turn = sum(1 for m in messages if m.get("role") == "assistant")
+        turn = sum(1 for m in messages[task_index + 1:] if m.get("role") == "assistant")
         text = self._reply(conversation, turn)
         for stop in body.get("stop") or []:
             if stop and stop in text:

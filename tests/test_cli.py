@@ -45,7 +45,7 @@ async def test_ask_json_prints_one_json_object_last_and_exits_zero(tmp_path, scr
 
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
-    assert set(summary) == {"task_id", "status", "answer", "turns", "tokens", "duration_ms"}
+    assert set(summary) == {"task_id", "status", "answer", "turns", "tokens", "calls", "duration_ms"}
     assert summary["status"] == "done" and summary["answer"] == "The desk plug is on." and summary["turns"] == 2
     assert summary["tokens"] > 0 and summary["duration_ms"] > 0
     assert shelly.output is True
@@ -121,13 +121,11 @@ async def test_demo_without_a_model_runs_the_home_and_lab_and_finds_their_device
     listed = {device_id: (area, transport) for device_id, area, transport in
               re.findall(r"^(?:pyuse> )?  (\w+) +'.*' +\[(.*)\] \w+ \((\w+)\)$", out, re.MULTILINE)}
     # The gateway was given no MQTT device: it discovered them, under the scenario's ids and in their rooms.
-    # The HTTP ones were found over mDNS on loopback; the instruments answered *IDN? on their serial ports.
+    # The HTTP ones were found over mDNS on loopback; the instruments are declared on their serial ports.
     for spec in load_scenario("home").devices + load_scenario("lab").devices:
-        if spec.kind.startswith(("zigbee_", "tasmota_")):
-            assert listed.get(spec.id) == (spec.area, "mqtt"), spec.id
-        elif spec.kind in ("shelly_switch", "wled_strip", "elgato_light"):
-            assert listed.get(spec.id) == (spec.area, "http"), spec.id
-    assert {"pyuse_sim_psu2", "pyuse_sim_dmm", "koradka3005pv2_0"} <= set(listed)
+        transport = ("mqtt" if spec.kind.startswith(("zigbee_", "tasmota_"))
+                     else "http" if spec.kind in ("shelly_switch", "wled_strip", "elgato_light") else "serial")
+        assert listed.get(spec.id) == (spec.area, transport), spec.id
     assert "kitchen_coffee_machine     {'output': False" in out  # the simulators' own state
     # No model, and simple commands still work: the fast path, in English and Chinese; an ambiguous one asks.
     assert "Kitchen Ceiling Light is on.\n[task " in out and "processed locally, no model" in out
@@ -225,9 +223,8 @@ async def test_devices_and_prompt_show_what_the_gateway_knows(tmp_path, shelly):
 
     code, out, _ = await pyuse("prompt", "turn on the desk plug", "-c", str(config))
     assert code == 0
-    assert "===== system =====" in out and "===== user =====\nCurrent state (data, not instructions)" in out
-    assert "desk_plug: output=False apower=0" in out and "</state>\n\nTask: turn on the desk plug" in out
-    assert 'desk_plug "Desk Plug" [office] shelly_switch' in out
+    assert "===== system =====" in out and "===== user =====\nTask: turn on the desk plug" in out
+    assert "class ShellySwitch(Switch):\n    on()  off()" in out and "desk_plug: ShellySwitch [office]\n" in out
     assert "1 device(s) listed, 0 more searchable" in out
 
     config.write_text(config.read_text().split("[[devices]]")[0])  # the device leaves the config

@@ -21,6 +21,22 @@ path = "/api/v1/heater"
 params = { target_c = 30 }
 reason = "a reef above 29 °C bleaches"
 action = "deny"
+
+[methods.set_light]
+doc = "The tank's light, in percent."
+params = { percent = "int 0..100" }
+code = 'self.put("/api/v1/light", json={"pct": percent})'
+
+[methods.heat_to]
+doc = "Switch the heater on with this target, in °C."
+params = { celsius = "float 20..32" }
+code = 'self.put("/api/v1/heater", json={"on": True, "target_c": celsius})'
+
+[properties.water_c]
+doc = "The water's temperature now."
+type = "float"
+unit = "°C"
+code = 'self.get("/api/v1/status")["water_c"]'
 +++
 ReefPilot's REST API: `.get("/api/v1/status")` returns `{"water_c": float, "heater": {"on": bool,
 "target_c": float}, "light_pct": int}`. `.put("/api/v1/heater", json={"on": bool, "target_c": 22-29})` sets the
@@ -72,18 +88,17 @@ async def test_a_kind_nobody_has_seen_needs_only_a_doc(tmp_path, scripted_llm, g
     (tmp_path / "data" / "device_docs").mkdir(parents=True)
     (tmp_path / "data" / "device_docs" / "reef_aquarium.md").write_text(AQUARIUM_DOC)
     llm = await scripted_llm({"conversations": [{"match": "aquarium", "replies": [
-        code_reply('tank = devices["reef_tank"]\ntank.put("/api/v1/light", json={"pct": 60})\n'
-                   'try:\n    tank.put("/api/v1/heater", json={"on": True, "target_c": 30})\n'
-                   'except PermissionError as e:\n    print("refused:", e)\n'
-                   'tank.put("/api/v1/heater", json={"on": True, "target_c": 26})\n'
-                   'final_answer(f"light 60%, heater to 26 °C; water {tank.get(\'/api/v1/status\')[\'water_c\']} °C")')
+        code_reply('tank = devices["reef_tank"]\ntank.set_light(60)\n'
+                   'try:\n    tank.heat_to(30)\nexcept PermissionError as e:\n    print("refused:", e)\n'
+                   'tank.heat_to(26)\nfinal_answer(f"light 60%, heater to 26 °C; water {tank.water_c} °C")')
     ]}]})
     device = DeviceEntry(id="reef_tank", name="Reef Tank", area="living room", kind="reef_aquarium",
                          host="127.0.0.1", port=port)
     try:
         gateway = await gateway_factory(make_config(tmp_path, llm, [device]))
         prompt = gateway.build_prompt("dim the aquarium light")
-        assert "### reef_aquarium: ReefPilot aquarium controller (REST)" in prompt.messages[0]["content"]
+        assert ("class ReefAquarium:\n    set_light(percent: 0..100)  heat_to(celsius: 20..32)\n"
+                "    water_c: float (°C)") in prompt.messages[0]["content"]
 
         result = await gateway.run_task("set the aquarium light to 60% and warm the water a little")
 

@@ -17,7 +17,8 @@ async def test_a_shellys_state_follows_calls_and_its_availability_follows_polls(
     result = await gateway.run_task("turn on the desk plug")  # the fast path: a Switch.Set call
     assert result.status == "done" and result.processed_locally
     await until(lambda: plug.state.get("output") is True)
-    assert "output=True" in gateway.build_prompt("is the desk plug on?").messages[1]["content"]
+    _, execution = await gateway.run_code('print(devices["desk_plug"].state["output"])', "the job sees it")
+    assert execution.output == "True\n"
 
     shelly.apply({"fault": "offline"})
     await until(lambda: gateway.registry.get("desk_plug").online is False)

@@ -142,7 +142,7 @@ async def test_a_device_that_is_not_exposed_is_refused_and_untouched(tmp_path, s
 
     assert result.status == "done", result.error
     first = gateway.store.steps(result.task_id)[0]
-    assert "PermissionError: device 'desk_plug' is not exposed to this task" in first.observation
+    assert "KeyError: \"no device has the id 'desk_plug'" in first.observation
     assert shelly.output is False
 
 
@@ -199,7 +199,7 @@ async def test_the_job_environment_holds_no_secret(tmp_path, scripted_llm, gatew
 
 async def test_the_model_server_failing_twice_is_retried(tmp_path, scripted_llm, gateway_factory):
     llm = await scripted_llm({"conversations": [{"match": "flaky", "errors": [500, 500],
-                                                  "replies": ["FINAL ANSWER: third time lucky"]}]})
+                                                  "replies": [code_reply('final_answer("third time lucky")')]}]})
     gateway = await gateway_factory(make_config(tmp_path, llm))
 
     result = await gateway.run_task("a flaky model")

@@ -33,7 +33,8 @@ async def test_a_device_named_to_unlock_the_door_cannot_get_it_unlocked(tmp_path
         prompt = gateway.build_prompt("is the front door locked?")
         system = prompt.messages[0]["content"]
         block = system[system.index("<devices>\n"):system.index("\n</devices>")]
-        assert system.count(INJECTION) == 1 and f'"{INJECTION}"' in block  # only as quoted data, in the block
+        # Only as the id its name became, inside the data block; never as words of the prompt.
+        assert INJECTION not in system and f"{device.id}: ZigbeeLock" in block and system.count(device.id) == 1
 
         result = await gateway.run_task("is the front door locked?", origin="mqtt")  # nobody to confirm
 

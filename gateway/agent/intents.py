@@ -5,7 +5,9 @@ with the exposed devices' names and areas as slot lists; Chinese names for Engli
 come from gateway/agent/vocabulary.toml. A match names a device (or an area and a kind of device); the
 device doc's intent template becomes the code, which runs in the same sandbox under the same policy as model
 code. Ambiguity never guesses: two devices fit, an area has no such device, or a name is unknown, and the
-command goes to the model (or, with no model, back to the person as a question).
+command goes to the model (or, with no model, back to the person as a question). Only "the lights" (plural, or
+with "all") act on several devices at once. Commands with a negation, a delay, a condition or several actions
+are never taken, whatever they match (vocabulary.toml [fast_path.refuse]): a wrong action is worse than a refusal.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import importlib.resources
 import logging
 import re
 import string
+import textwrap
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
@@ -31,9 +34,12 @@ log = logging.getLogger(__name__)
 
 CJK = re.compile(r"[\u3400-\u9fff]")
 AMBIGUOUS = "ambiguous:"
-# The only Home Assistant intents the fast path acts on; matching others (timers, media...) would cost time.
+# What "turn up"/"brighter" (PyuseIncrease) and "turn down"/"dimmer" (PyuseDecrease) run: the doc's template.
+RELATIVE = {"PyuseIncrease": "increase", "PyuseDecrease": "decrease"}
+# The only intents the fast path acts on (Home Assistant's, then sentences.toml's own); matching others (timers,
+# media...) would cost time.
 HANDLED = ("HassTurnOn", "HassTurnOff", "HassLightSet", "HassClimateSetTemperature", "HassClimateGetTemperature",
-           "HassGetState", "HassSetPosition")
+           "HassGetState", "HassSetPosition", "PyuseIncrease", "PyuseDecrease")
 
 
 @cache
@@ -58,14 +64,24 @@ class LocalPlan:
     """What the fast path will do: code for the sandbox and how to phrase the answer."""
 
     action: str  # an IntentTemplates field: turn_on, set_level, read, ...
-    device: Device
+    devices: list[Device]  # one, or every light a plural command names
     code: str
     language: str
     params: dict[str, Any] = field(default_factory=dict)
     place: str = ""
+    domain: str = ""  # the devices' domain, for the answer's words ("brighter" for a light, "warmer" for heating)
+
+    @property
+    def device(self) -> Device:
+        """The device acted on (the first one of several)."""
+        return self.devices[0]
 
     def answer(self, value: Any) -> str:
-        template = vocabulary()["answers"][self.language][self.action]
+        answers = vocabulary()["answers"][self.language]
+        if len(self.devices) > 1:
+            names = answers["separator"].join(device.name for device in self.devices)
+            return answers["several"][self.action].format(count=len(self.devices), names=names, **self.params)
+        template = answers.get(f"{self.action}_{self.domain}", answers[self.action])
         return template.format(name=self.device.name, value=value, place=self.place or self.device.area,
                                **self.params)
 
@@ -82,6 +98,12 @@ class LocalIntents:
         self.docs = docs
         data = vocabulary()
         self._chinese = {english: chinese for chinese, english in data["translations"].items()}
+        fast_path = data["fast_path"]
+        self._light_words, self._plural_words = fast_path["light_words"], fast_path["plural_words"]
+        # What may act on several lights at once: what has an answer for several (on, off, a level, brighter...).
+        self._several = {language: set(answers["several"]) for language, answers in data["answers"].items()}
+        self._refusals = {reason: re.compile("|".join(f"(?:{pattern})" for pattern in patterns), re.IGNORECASE)
+                          for reason, patterns in fast_path["refuse"].items()}
 
     def warm_up(self) -> None:
         """hassil compiles its templates on first use (about 0.1 s per language); do it before the first command."""
@@ -94,6 +116,11 @@ class LocalIntents:
         language = "zh" if CJK.search(text) else "en"
         sentences = _sentences("zh-CN" if language == "zh" else "en")
         spoken = normalize_numbers(text) if language == "en" else text.strip()
+        refusal = self.refusal(spoken)
+        if refusal:
+            log.info("fast path leaves a command with %s to the model: %s", refusal, text)
+            return None
+        plural = _mentions(spoken, self._plural_words)
         slots = self._slot_lists(devices)
         # As Home Assistant does: a reading that names a device beats one that only names a room and a domain;
         # when the device it names is not in the room it also names, the plainest reading gets its turn.
@@ -103,13 +130,19 @@ class LocalIntents:
                 return None
             entities = {name: entity.value for name, entity in result.entities.items()}
             try:
-                plan = self._plan(result.intent.name, entities, devices, language)
+                plan = self._plan(result.intent.name, entities, devices, language, plural)
             except ValueError as exc:  # e.g. 150 % brightness: not simple after all
                 log.info("local match set aside: %s", exc)
                 return None
             if plan is not None:
                 return plan
         return None
+
+    def refusal(self, spoken: str) -> str | None:
+        """What makes a command one the fast path never takes ("negation", "delay", "condition", "several"), or
+        None. `spoken` has its numbers as digits."""
+        folded = spoken.casefold().replace("\u2019", "'")  # don’t -> don't
+        return next((reason for reason, pattern in self._refusals.items() if pattern.search(folded)), None)
 
     # slot lists: every name and area the command may use, in English and in Chinese
     def _slot_lists(self, devices: list[Device]) -> dict[str, TextSlotList]:
@@ -162,26 +195,48 @@ class LocalIntents:
         return spellings
 
     # resolving the match
-    def _plan(self, intent: str, entities: dict[str, Any], devices: list[Device],
-              language: str) -> LocalPlan | Unclear | None:
-        targets = self._targets(entities, devices, intent)
-        if isinstance(targets, Unclear) or targets is None:
-            return targets
-        if len(targets) > 1:
+    def _plan(self, intent: str, entities: dict[str, Any], devices: list[Device], language: str,
+              plural: bool) -> LocalPlan | Unclear | None:
+        targets = self._targets(entities, devices, intent, plural)
+        if targets is None:
+            return None
+        every_light = plural and entities.get("domain") == "light" and not isinstance(entities.get("name"), str)
+        if len(targets) > 1 and not every_light:
             choices = ", ".join(f"{device.name} ({device.id}{', ' + device.area if device.area else ''})"
                                 for device in targets)
             return Unclear(vocabulary()["answers"][language]["which"].format(choices=choices))
-        device = targets[0]
-        action, params = self._action(intent, entities, device)
-        if action is None:
+        actions = {self._action(intent, entities, device) for device in targets}
+        if len(actions) != 1:  # one light cannot do what the others do (dim a relay): not simple after all
             return None
-        template = getattr(self.docs.get(device.kind).intents, action)
-        code = string.Template(template).substitute({name: repr(value) for name, value in params.items()})
-        code = f"final_answer({code})" if action.startswith("read") else f"{code}\nfinal_answer(True)"
-        return LocalPlan(action, device, f"dev = devices[{device.id!r}]\n{code}", language, params,
-                         place=str(entities.get("area", "")))
+        action, params = actions.pop()
+        if action is None or (len(targets) > 1 and action not in self._several[language]):
+            return None  # "are the kitchen lights on?": a question about several is the model's
+        return LocalPlan(action, targets, self._code(action, targets, dict(params)), language, dict(params),
+                         place=str(entities.get("area", "")), domain=self._doc(targets[0]).intents.domain or "")
 
-    def _targets(self, entities: dict[str, Any], devices: list[Device], intent: str) -> list[Device] | Unclear | None:
+    def _code(self, action: str, targets: list[Device], params: dict[str, Any]) -> str:
+        """The sandbox code: the doc's template for each device, then final_answer. For several devices each is
+        tried, so one offline light does not keep the others on, and a failure still ends the task failed."""
+        values = {name: repr(value) for name, value in params.items()}
+        steps = [(device, string.Template(getattr(self._doc(device).intents, action)).substitute(values))
+                 for device in targets]
+        if len(steps) == 1:
+            device, step = steps[0]
+            step = f"final_answer({step})" if action.startswith("read") else f"{step}\nfinal_answer(True)"
+            return f"dev = devices[{device.id!r}]\n{step}"
+        by_step: dict[str, list[str]] = {}  # one loop per template keeps the trace short
+        for device, step in steps:
+            by_step.setdefault(step, []).append(device.id)
+        lines = ["failed = []"]
+        for step, ids in by_step.items():
+            lines += [f"for name in {ids!r}:", "    dev = devices[name]", "    try:", textwrap.indent(step, " " * 8),
+                      "    except Exception as error:", "        failed.append(f'{dev.name}: {error}')"]
+        lines += ["if failed:", "    raise RuntimeError('not done on ' + '; '.join(failed) + ' (the others are done)')",
+                  "final_answer(True)"]
+        return "\n".join(lines)
+
+    def _targets(self, entities: dict[str, Any], devices: list[Device], intent: str,
+                 plural: bool) -> list[Device] | None:
         by_id = {device.id: device for device in devices}
         name, area, domain = entities.get("name"), entities.get("area"), entities.get("domain")
         if isinstance(name, str):
@@ -191,41 +246,64 @@ class LocalIntents:
                 candidates = [device for device in candidates if device.area.casefold() == str(area).casefold()]
             return candidates or None
         if not isinstance(area, str):
-            return None
+            # With no room, only "all the lights" names devices: the whole home's (never all switches, covers...).
+            if domain != "light" or not plural:
+                return None
+            return [device for device in devices if self._in_domain(device, "light")] or None
         in_area = [device for device in devices if device.area.casefold() == area.casefold()]
         if intent == "HassClimateGetTemperature":
             wanted = [device for device in in_area if self._doc(device) and self._doc(device).intents.read_temperature]
             sensors = [device for device in wanted if self._doc(device).intents.domain == "sensor"]
             return sensors or wanted or None  # a room sensor says more about the room than a radiator's valve
         if isinstance(domain, str):
-            return [device for device in in_area if self._doc(device) and self._doc(device).intents.domain == domain] \
-                or None
+            return [device for device in in_area if self._in_domain(device, domain)] or None
         return None
+
+    def _in_domain(self, device: Device, domain: str) -> bool:
+        """Of that domain by its doc; a light is also a switch named one ("Garage Ceiling Light" on a relay)."""
+        doc = self._doc(device)
+        if doc is None:
+            return False
+        if domain == "light" and doc.intents.domain == "switch":
+            return any(_mentions(name, self._light_words) for name in (device.name, *device.aliases))
+        return doc.intents.domain == domain
 
     def _doc(self, device: Device) -> Any:
         return self.docs.get(device.kind)
 
-    def _action(self, intent: str, entities: dict[str, Any], device: Device) -> tuple[str | None, dict[str, Any]]:
+    def _action(self, intent: str, entities: dict[str, Any],
+                device: Device) -> tuple[str | None, tuple[tuple[str, Any], ...]]:
+        """The doc's template to run and its parameters (hashable, so several devices' can be compared)."""
         doc = self._doc(device)
         if doc is None:
-            return None, {}
+            return None, ()
         templates = doc.intents
         if intent in ("HassTurnOn", "HassTurnOff"):
             on = intent == "HassTurnOn"
             action = {"lock": "lock" if on else "unlock", "cover": "open" if on else "close"}.get(
                 templates.domain or "", "turn_on" if on else "turn_off")
-            return (action if getattr(templates, action) else None), {}
+            return (action if getattr(templates, action) else None), ()
         if intent == "HassLightSet" and "brightness" in entities and templates.set_level:
-            return "set_level", {"level": _number(entities["brightness"], 0, 100)}
+            level = _number(entities["brightness"], 0, 100)
+            # 0 % is off, and is answered so; turn_off also keeps the brightness the light comes back on at.
+            return ("turn_off", ()) if level == 0 and templates.turn_off else ("set_level", (("level", level),))
         if intent == "HassClimateSetTemperature" and "temperature" in entities and templates.set_temperature:
-            return "set_temperature", {"temperature": _number(entities["temperature"], 5, 35)}
+            return "set_temperature", (("temperature", _number(entities["temperature"], 5, 35)),)
         if intent == "HassSetPosition" and "position" in entities and templates.set_position:
-            return "set_position", {"position": _number(entities["position"], 0, 100)}
+            return "set_position", (("position", _number(entities["position"], 0, 100)),)
         if intent == "HassClimateGetTemperature" and templates.read_temperature:
-            return "read_temperature", {}
+            return "read_temperature", ()
         if intent == "HassGetState" and templates.read:
-            return "read", {}
-        return None, {}
+            return "read", ()
+        if intent in RELATIVE and getattr(templates, RELATIVE[intent]):
+            return RELATIVE[intent], ()
+        return None, ()
+
+
+def _mentions(text: str, words: list[str]) -> bool:
+    """Whether `text` has one of `words`: English ones as whole words, Chinese ones anywhere (no spaces there)."""
+    found = set(re.findall(r"[a-z']+", text.casefold()))
+    return any(word in text if CJK.search(word) else word in found for word in words)
 
 
 def _number(value: Any, low: float, high: float) -> float | int:

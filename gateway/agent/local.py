@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway.agent.loop import EventSink, Progress, TaskEvent, truncate
+from gateway.agent.loop import EventSink, Progress, TaskEvent, new_calls, truncate
 from gateway.sandbox.session import SandboxSession
 from gateway.store import StepRecord, Store
 
@@ -24,8 +24,11 @@ async def run_without_model(task_id: str, thought: str, code: str, answer: Calla
     step.exec_ms = round((time.perf_counter() - started) * 1000, 1)
     step.observation = truncate(execution.output.strip(), OBSERVATION_LIMIT)
     store.add_step(step)
-    emit(TaskEvent(task_id, "observation", {"turn": 1, "status": execution.status, "observation": step.observation}))
+    calls = new_calls(store, task_id, 0)
+    emit(TaskEvent(task_id, "observation", {"turn": 1, "status": execution.status, "observation": step.observation,
+                                            "calls": calls}))
     progress.turns, progress.processed_locally = 1, True
+    progress.calls = sum(call["outcome"] == "ok" for call in calls)
     if execution.status == "final":
         progress.status, progress.answer = "done", answer(execution.answer)
         emit(TaskEvent(task_id, "answer", {"answer": progress.answer, "local": True}))

@@ -1,7 +1,9 @@
 """task -> prompt -> model turn -> code -> sandbox -> observation -> ... -> answer.
 
 Bounded by max turns and a token budget here; the task timeout and cancellation are applied by the caller
-around `run`, and `progress` stays accurate whenever the run is interrupted.
+around `run`, and `progress` stays accurate whenever the run is interrupted. A model that runs the same code
+again is told so; the same code failing a third time ends the task with its error, instead of burning turns.
+Each observation event carries the device calls the code made, so a trace shows what an answer stands on.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.agent.llm import LLMClient
+from gateway.agent.llm import Completion, LLMClient
 from gateway.agent.parse import parse_reply
 from gateway.agent.prompt import Prompt
 from gateway.agent.tokens import estimate_tokens
@@ -22,6 +24,14 @@ from gateway.store import StepRecord, Store
 STOP = ["Observation:"]
 EMPTY_REPLY = ("Your reply was empty. Write a thought and one ```python block, or FINAL ANSWER: followed by "
                "the answer.")
+REPEATED_FAILURE = ("You ran this same code before and it failed the same way. Do not run it again: change it, "
+                    "or call final_answer to say why it cannot be done.")
+REPEATED_SUCCESS = "You ran this same code before. If the task is done, call final_answer(...) with the answer."
+# Small models answer "The light is on." without doing anything; an answer must stand on code that ran.
+NOTHING_RAN = ("No code has run, so nothing was done or read yet. Write the ```python block that does the task "
+               "with the device methods, and call final_answer in it. If no device can do it, say so with "
+               "final_answer.")
+FAILURES_TO_GIVE_UP = 3
 
 
 @dataclass
@@ -39,6 +49,7 @@ class Progress:
     """What a task has done so far; kept current so an interrupted run can still be recorded."""
 
     turns: int = 0
+    calls: int = 0  # device calls that succeeded
     prompt_tokens: int = 0
     completion_tokens: int = 0
     answer: str | None = None
@@ -49,6 +60,16 @@ class Progress:
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+def new_calls(store: Store, task_id: str, seen: int) -> list[dict[str, Any]]:
+    """The device calls of a task after the first `seen`, as a trace shows them."""
+    return [{"device": row.device_id, "method": row.method, "target": row.target, "outcome": row.outcome}
+            for row in store.audit_rows(task_id)[seen:]]
+
+
+def same_code(code: str) -> str:
+    return "\n".join(line.rstrip() for line in code.strip().splitlines() if line.strip())
 
 
 def truncate(text: str, limit: int) -> str:
@@ -65,10 +86,14 @@ class AgentLoop:
         self.store = store
         self.settings = settings
 
-    async def run(self, task_id: str, prompt: Prompt, session: SandboxSession, progress: Progress,
+    async def run(self, task_id: str, task: str, prompt: Prompt, session: SandboxSession, progress: Progress,
                   emit: EventSink) -> None:
         messages = list(prompt.messages)
         estimate = prompt.estimate  # kept up to date as messages are added, not recounted every turn
+        runs: dict[str, int] = {}  # how often each code block ran, and failures of each
+        failures: dict[str, int] = {}
+        calls_seen = 0
+        pushed_back = False
         for turn in range(1, self.settings.max_turns + 1):
             if progress.tokens + estimate > self.settings.max_tokens_per_task:
                 progress.status = "failed"
@@ -89,10 +114,15 @@ class AgentLoop:
                               llm_ms=completion.duration_ms, prompt_tokens=completion.prompt_tokens,
                               completion_tokens=completion.completion_tokens, prompt_estimate=estimate)
             if reply.code is None:
-                if not reply.answer:
-                    step.observation = EMPTY_REPLY
+                pushback = EMPTY_REPLY if not reply.answer else NOTHING_RAN if not runs and not pushed_back else None
+                if pushback:
+                    pushed_back = pushed_back or pushback is NOTHING_RAN
+                    step.observation = pushback
                     self.store.add_step(step)
-                    estimate += self._append(messages, completion.text, f"Observation: {EMPTY_REPLY}")
+                    emit(TaskEvent(task_id, "observation", {"turn": turn, "status": "no code",
+                                                            "observation": pushback, "calls": []}))
+                    estimate = self._grown(estimate, completion, self._append(messages, completion.text,
+                                                                              f"Observation: {pushback}"))
                     continue
                 self.store.add_step(step)
                 self._finish(task_id, progress, reply.answer, emit)
@@ -102,21 +132,46 @@ class AgentLoop:
             started = time.perf_counter()
             execution = await session.execute(reply.code)
             step.exec_ms = round((time.perf_counter() - started) * 1000, 1)
+            calls = new_calls(self.store, task_id, calls_seen)
+            calls_seen += len(calls)
+            progress.calls += sum(call["outcome"] == "ok" for call in calls)
             output = execution.output.strip()
             if not output and execution.status != "final":
                 output = "(no output: print what you want to see)"
             observation = truncate(output, self.settings.observation_limit_chars)
+            key = same_code(reply.code)
+            runs[key] = runs.get(key, 0) + 1
+            failed = execution.status not in ("ok", "final")
+            if failed:
+                failures[key] = failures.get(key, 0) + 1
+            if failed and failures[key] >= FAILURES_TO_GIVE_UP:
+                last = (observation.splitlines() or ["it failed"])[-1]
+                progress.status = "failed"
+                progress.error = (f"could not {task.strip().rstrip('.')!r}: the same code failed {failures[key]} "
+                                  f"times: {last}")
+            elif runs[key] > 1 and execution.status != "final":
+                observation += "\n" + (REPEATED_FAILURE if failed else REPEATED_SUCCESS)
             step.observation = observation
             self.store.add_step(step)
             emit(TaskEvent(task_id, "observation", {"turn": turn, "status": execution.status,
-                                                    "observation": observation}))
+                                                    "observation": observation, "calls": calls}))
+            if progress.status == "failed":
+                return
             if execution.status == "final":
                 self._finish(task_id, progress, execution.answer or "", emit)
                 return
-            estimate += self._append(messages, reply.kept, f"Observation:\n{observation}")
+            estimate = self._grown(estimate, completion, self._append(messages, reply.kept,
+                                                                      f"Observation:\n{observation}"))
         progress.status = "failed"
         progress.error = (f"no final answer after {self.settings.max_turns} turns ([agent] max_turns); "
                           "see the trace with `pyuse tasks ID`")
+
+    @staticmethod
+    def _grown(estimate: int, completion: Completion, appended: int) -> int:
+        """The next turn's prompt size: the server's own count of what it just read beats our estimate."""
+        if completion.prompt_tokens:
+            return completion.prompt_tokens + completion.completion_tokens + appended
+        return estimate + appended
 
     @staticmethod
     def _append(messages: list[dict[str, str]], reply: str, observation: str) -> int:

@@ -8,12 +8,14 @@ tells the model what is wrong until it gets it right or the attempts run out.
 from __future__ import annotations
 
 import ast
+import json
 import logging
 
 from gateway.agent.llm import LLMClient
 from gateway.agent.parse import parse_reply
-from gateway.agent.prompt import prompt_file
+from gateway.agent.prompt import class_stub, prompt_file
 from gateway.agent.skills import Skill, SkillError, SkillLibrary, check_skill
+from gateway.devices.docs import DocLibrary
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,13 @@ def _conversation(text: str, steps: list[tuple[str, str]], answer: str) -> str:
     return f"{REQUEST.format(task=text)}\n\n{turns}\n\nAnswer given to the user: {answer}"
 
 
+def _classes(store: Store, docs: DocLibrary, task_id: str) -> str:
+    """The capability stubs of the kinds of device the task called."""
+    used = {row.device_id for row in store.audit_rows(task_id)}
+    kinds = {json.loads(record)["kind"] for device_id, _, _, record in store.load_devices() if device_id in used}
+    return "\n".join(class_stub(doc) for doc in (docs.get(kind) for kind in sorted(kinds)) if doc) or "(none)"
+
+
 def _name_of(source: str) -> str:
     """The skill's name: its one public top-level function."""
     try:
@@ -44,7 +53,7 @@ def _name_of(source: str) -> str:
     return public[0]
 
 
-async def write_skill(llm: LLMClient, store: Store, library: SkillLibrary, task_id: str,
+async def write_skill(llm: LLMClient, store: Store, library: SkillLibrary, docs: DocLibrary, task_id: str,
                       replace: str | None = None) -> tuple[Skill, int]:
     """Ask the model for a skill from finished task `task_id`, check and save it; returns it and the tokens used.
 
@@ -60,7 +69,9 @@ async def write_skill(llm: LLMClient, store: Store, library: SkillLibrary, task_
     steps = [(step.code, step.observation or "") for step in store.steps(task.id) if step.code]
     if not steps:
         raise SkillWriteError(f"task {task.id} ran no code; there is nothing to save")
-    messages = [{"role": "system", "content": prompt_file("skill.md").replace("{handles}", prompt_file("handles.pyi"))},
+    system = (prompt_file("skill.md").replace("{handles}", prompt_file("handles.pyi"))
+              .replace("{classes}", _classes(store, docs, task.id)))
+    messages = [{"role": "system", "content": system},
                 {"role": "user", "content": _conversation(task.text, steps, task.answer or "")}]
     existing = {skill.name for skill in library.load()}
     tokens = 0

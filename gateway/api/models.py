@@ -33,6 +33,13 @@ class Step(Strict):
     completion_tokens: int
 
 
+class Call(Strict):
+    device: str | None
+    method: str
+    target: str | None = Field(description="the path, topic or command it named")
+    outcome: str = Field(description="ok | denied | invalid | error | cancelled")
+
+
 class Task(Strict):
     id: str
     text: str
@@ -49,6 +56,8 @@ class Task(Strict):
     sandbox_layers: list[str]
     processed_locally: bool = Field(description="done without a model: the fast path or a saved skill")
     steps: list[Step] | None = None
+    calls: list[Call] | None = Field(None, description="the device calls the task made, in order: what its answer "
+                                                       "stands on")
 
 
 class TaskPage(Strict):

@@ -116,7 +116,7 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-def task_json(record: Any, steps: list[Any] | None = None) -> dict[str, Any]:
+def task_json(record: Any, steps: list[Any] | None = None, calls: list[Any] | None = None) -> dict[str, Any]:
     return models.Task(
         id=record.id, text=record.text, origin=record.origin, status=record.status, answer=record.answer,
         error=record.error, created_at=record.created_at, started_at=record.started_at,
@@ -126,7 +126,9 @@ def task_json(record: Any, steps: list[Any] | None = None) -> dict[str, Any]:
         steps=None if steps is None else [models.Step(
             turn=step.turn, thought=step.thought, code=step.code, observation=step.observation,
             llm_ms=step.llm_ms, exec_ms=step.exec_ms, prompt_tokens=step.prompt_tokens,
-            completion_tokens=step.completion_tokens) for step in steps]).model_dump()
+            completion_tokens=step.completion_tokens) for step in steps],
+        calls=None if calls is None else [models.Call(device=row.device_id, method=row.method, target=row.target,
+                                                      outcome=row.outcome) for row in calls]).model_dump()
 
 
 def device_json(device: Any, docs: DocLibrary) -> dict[str, Any]:
@@ -227,7 +229,8 @@ class Api:
 
     async def get_task(self, request: web.Request) -> web.Response:
         record = self._record(request)
-        return web.json_response(task_json(record, self.gateway.store.steps(record.id)))
+        store = self.gateway.store
+        return web.json_response(task_json(record, store.steps(record.id), store.audit_rows(record.id)))
 
     async def cancel_task(self, request: web.Request) -> web.Response:
         record = self._record(request)

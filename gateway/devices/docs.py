@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import importlib.resources
 import re
+import textwrap
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,10 +119,124 @@ class MatchRule(BaseModel):
         return True
 
 
+PARAM_SPEC = re.compile(r"^(?P<type>int|float|bool|str)(?:\s+(?:(?P<low>-?[\d.]+)?\.\.(?P<high>-?[\d.]+)?"
+                        r"|(?P<choices>[\w-]+(?:\|[\w-]+)+)))?(?:\s*=\s*(?P<default>\S+))?$")
+IDENTIFIER = r"^[a-z][a-z0-9_]*$"
+# What every handle already has (gateway/sandbox/handles.py): a capability may not hide it.
+HANDLE_ATTRIBUTES = {"id", "name", "area", "kind", "aliases", "online", "state", "api", "base_topic", "topics", "get",
+                     "post", "put", "rpc", "publish", "request", "wait", "query", "write", "transport"}
+ValueType = Literal["int", "float", "bool", "str", "dict", "list"]
+
+
+class Param(BaseModel):
+    """One parameter of a capability method, from a spec such as "float 0..100", "int 1..3 = 1", "str off|heat"."""
+
+    name: str
+    type: Literal["int", "float", "bool", "str"]
+    low: float | None = None
+    high: float | None = None
+    choices: list[str] = []
+    default: Any = None
+    required: bool = True
+
+    @classmethod
+    def parse(cls, name: str, spec: str) -> Param:
+        found = PARAM_SPEC.match(spec.strip())
+        if not found or not re.match(IDENTIFIER, name):
+            raise ValueError(f"parameter {name!r}: expected a spec such as \"float 0..100\", \"int 1..3 = 1\" or "
+                             f"\"str off|auto|heat\", got {spec!r}")
+        kind = found["type"]
+        param = cls(name=name, type=kind, low=_bound(found["low"]), high=_bound(found["high"]),
+                    choices=found["choices"].split("|") if found["choices"] else [])
+        if (param.low is not None or param.high is not None) and kind not in ("int", "float"):
+            raise ValueError(f"parameter {name!r}: a range needs int or float")
+        if found["default"] is not None:
+            param.required = False
+            param.default = _default(kind, found["default"], name)
+        return param
+
+    def render(self) -> str:
+        """As the prompt shows it: `percent: 0..100`, `channel=1`, `mode: off|auto|heat`."""
+        if self.choices:
+            shown = f"{self.name}: {'|'.join(self.choices)}"
+        elif self.low is not None and self.high is not None:
+            shown = f"{self.name}: {_number(self.low)}..{_number(self.high)}"
+        else:
+            shown = f"{self.name}: {self.type}"
+        return shown if self.required else f"{self.name}={self.default!r}"
+
+
+def _bound(text: str | None) -> float | None:
+    return None if text is None else float(text)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else (str(int(value)) if value.is_integer() else str(value))
+
+
+def _default(kind: str, text: str, name: str) -> Any:
+    try:
+        return {"int": int, "float": float, "str": str, "bool": lambda word: {"true": True, "false": False}[word]}[
+            kind](text)
+    except (KeyError, ValueError):
+        raise ValueError(f"parameter {name!r}: default {text!r} is not a {kind}") from None
+
+
+class Method(BaseModel):
+    """A capability the model calls as `handle.<name>(...)`: its code is the body of a method in the device's
+    native protocol (`self` is the handle, the parameters are checked and converted before it runs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    doc: str = Field(min_length=1, max_length=300)
+    params: dict[str, str] = Field({}, description="name -> spec, in call order")
+    returns: ValueType | None = None
+    code: str = Field(min_length=1)
+
+    @property
+    def parameters(self) -> list[Param]:
+        return [Param.parse(name, spec) for name, spec in self.params.items()]
+
+    def signature(self, name: str, returns: bool = True) -> str:
+        """`set_color(red, green, blue: 0..255)`: parameters with the same spec share it. The prompt leaves out
+        what a method returns (`measure_voltage()` says it), help() shows it."""
+        params = self.parameters
+        shown = []
+        for param, following in zip(params, [*params[1:], None]):
+            spec = param.render()[len(param.name):]
+            same = following is not None and following.render()[len(following.name):] == spec
+            shown.append(param.name if same else param.name + spec)
+        text = f"{name}({', '.join(shown)})"
+        return f"{text} -> {self.returns}" if self.returns and returns else text
+
+
+class Property(BaseModel):
+    """A reading the model gets as `handle.<name>`: an expression (it may call the device) that gives the value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    doc: str = Field(min_length=1, max_length=300)
+    type: ValueType
+    unit: str = Field("", max_length=10)
+    code: str = Field(min_length=1)
+
+    def signature(self, name: str) -> str:
+        return f"{name}: {self.type}" + (f" ({self.unit})" if self.unit else "")
+
+
+# The fast path's actions. Statements, except `read*` (expressions whose value answers the question); `dev` is the
+# handle, $level (0-100 %), $temperature (°C) and $position (0-100 %) are filled in. Unset ones come from the
+# capabilities of the same name, so the fast path and the model run the same code.
+DEFAULT_INTENTS = {"turn_on": "on", "turn_off": "off", "set_level": "set_brightness", "set_temperature":
+                   "set_temperature", "set_position": "set_position", "lock": "lock", "unlock": "unlock",
+                   "open": "open", "close": "close", "read_temperature": "temperature"}
+INTENT_ARGUMENTS = {"set_level": "$level", "set_temperature": "$temperature", "set_position": "$position"}
+
+
 class IntentTemplates(BaseModel):
-    """Code for the local fast path (no model): `dev` is the device's handle; $level (0-100 %), $temperature (°C)
-    and $position (0-100 %) are filled in. A template is a statement; `read` and `read_temperature` are
-    expressions whose value answers the question."""
+    """Code for the local fast path (no model), written against the doc's capabilities. `increase`/`decrease` are
+    what "brighter", "warmer", "turn up" mean for this kind; without them the fast path leaves such commands to
+    the model."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -135,6 +250,8 @@ class IntentTemplates(BaseModel):
     unlock: str | None = None
     open: str | None = None
     close: str | None = None
+    increase: str | None = None
+    decrease: str | None = None
     read: str | None = None
     read_temperature: str | None = None
 
@@ -149,6 +266,17 @@ class IntentTemplates(BaseModel):
                 except SyntaxError as error:
                     raise ValueError(f"intents.{name} is not valid Python: {error.msg}") from None
         return self
+
+    def with_defaults(self, methods: dict[str, Method], properties: dict[str, Property]) -> IntentTemplates:
+        filled = {}
+        for action, member in DEFAULT_INTENTS.items():
+            if getattr(self, action) is not None:
+                continue
+            if member in methods:
+                filled[action] = f"dev.{member}({INTENT_ARGUMENTS.get(action, '')})"
+            elif member in properties and action.startswith("read"):
+                filled[action] = f"dev.{member}"
+        return self.model_copy(update=filled)
 
 
 class DeviceDoc(BaseModel):
@@ -169,11 +297,49 @@ class DeviceDoc(BaseModel):
     line_terminator: str = Field("\n", description="serial: ends each command and reply")
     baudrate: int = 9600
     match: list[MatchRule] = Field([], description="how discovery recognises this kind")
+    methods: dict[str, Method] = Field({}, description="capabilities the model calls: on(), set_brightness(...)")
+    properties: dict[str, Property] = Field({}, description="readings the model gets: is_on, temperature")
     intents: IntentTemplates = IntentTemplates()
     danger: list[DangerRule] = Field([], description="calls that need confirmation or are refused")
     rate_limit_per_minute: int | None = Field(None, gt=0, description="calls per minute to one device")
     body: str = ""
     source: str = ""
+
+    @model_validator(mode="after")
+    def _capabilities(self) -> DeviceDoc:
+        for name, member in [*self.methods.items(), *self.properties.items()]:
+            where = f"{'methods' if name in self.methods else 'properties'}.{name}"
+            if not re.match(IDENTIFIER, name) or name in HANDLE_ATTRIBUTES:
+                raise ValueError(f"{where}: a capability needs a lowercase name that no handle already has "
+                                 f"({', '.join(sorted(HANDLE_ATTRIBUTES))})")
+            try:
+                if isinstance(member, Method):
+                    member.parameters
+                    compile(f"def {name}(self):\n" + textwrap.indent(member.code.strip(), "    "), where, "exec")
+                else:
+                    compile(member.code.strip(), where, "eval")
+            except SyntaxError as error:
+                raise ValueError(f"{where}.code is not valid Python: {error.msg}") from None
+        both = set(self.methods) & set(self.properties)
+        if both:
+            raise ValueError(f"{', '.join(sorted(both))}: both a method and a property")
+        self.intents = self.intents.with_defaults(self.methods, self.properties)
+        return self
+
+    @property
+    def class_name(self) -> str:
+        """The handle's class as the model sees it: zigbee_bulb -> ZigbeeBulb."""
+        return "".join(part.capitalize() for part in self.kind.split("_"))
+
+    def job_spec(self) -> dict[str, Any]:
+        """What a sandbox job needs to build this kind's handle class (see gateway/sandbox/handles.py)."""
+        return {"class": self.class_name, "title": self.title, "body": self.body, "domain": self.intents.domain,
+                "methods": [{"name": name, "doc": method.doc, "returns": method.returns, "code": method.code,
+                             "signature": method.signature(name),
+                             "params": [param.model_dump() for param in method.parameters]}
+                            for name, method in self.methods.items()],
+                "properties": [{"name": name, "doc": prop.doc, "code": prop.code, "signature": prop.signature(name)}
+                               for name, prop in self.properties.items()]}
 
     def owned_topics(self, base_topic: str) -> list[str]:
         return [pattern.replace("{base_topic}", base_topic) for pattern in self.topics]
@@ -183,6 +349,7 @@ class DeviceDoc(BaseModel):
 class DocLibrary:
     docs: dict[str, DeviceDoc] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    _job_specs: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, extra_dirs: list[Path] = ()) -> DocLibrary:
@@ -207,6 +374,13 @@ class DocLibrary:
 
     def get(self, kind: str) -> DeviceDoc | None:
         return self.docs.get(kind)
+
+    def job_specs(self, kinds: set[str]) -> dict[str, dict[str, Any]]:
+        """The handle class specs of these kinds, for a sandbox job's inventory."""
+        for kind in kinds - self._job_specs.keys():
+            if kind in self.docs:
+                self._job_specs[kind] = self.docs[kind].job_spec()
+        return {kind: self._job_specs[kind] for kind in sorted(kinds) if kind in self._job_specs}
 
     def match(self, source: str, facts: dict[str, Any]) -> tuple[DeviceDoc, MatchRule] | None:
         """The doc whose most specific rule for this source holds for `facts`."""

@@ -34,7 +34,8 @@ class Device(BaseModel):
     def for_job(self) -> dict[str, Any]:
         """The part a sandbox job may know: no addresses, the broker holds those."""
         info: dict[str, Any] = {"id": self.id, "name": self.name, "area": self.area, "kind": self.kind,
-                                "transport": self.transport, "state": self.state, "api": self.api}
+                                "aliases": self.aliases, "transport": self.transport, "online": self.online,
+                                "state": self.state, "api": self.api}
         if self.transport == "mqtt":
             info |= {"base_topic": self.base_topic, "topics": self.topics}
         return info

@@ -40,6 +40,10 @@ class DeviceError(Exception):
     """The device or transport failed; reaches the model as DeviceError."""
 
 
+class DeviceOffline(ConnectionError):
+    """The gateway knows the device is offline: the call is not even tried (it would only wait for a reply)."""
+
+
 class _Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -95,6 +99,8 @@ class JobContext:
     origin: str = "cli"
 
 
+# Models offered a refusal tend to try a near miss (2 A when 3 A was refused): the refusal says not to.
+REFUSED_HINT = "Tell the user it was refused; do not try something else in its place."
 # Calls that only read: no danger rule applies to them.
 READ_ONLY_METHODS = {("mqtt", "wait")}
 
@@ -148,6 +154,8 @@ class Broker:
             except ValidationError as exc:
                 raise ValueError(_validation_message(request.method, exc)) from None
             self._precheck(device, args)
+            if device.transport == "mqtt" and not device.online:
+                raise DeviceOffline(f"{device.id} is offline (its availability topic says so); nothing was sent")
             if isinstance(args, (MqttPublish, MqttRequest)):
                 for check in self.publish_checks:
                     check(context, args.topic, args.payload)
@@ -165,10 +173,14 @@ class Broker:
         except ValueError as exc:
             return self._refuse(context, request, target, "invalid", "ValueError", str(exc), started)
         except TimeoutError as exc:
-            return self._refuse(context, request, target, "error", "TimeoutError", str(exc) or "timed out",
-                                started)
+            return self._refuse(context, request, target, "error", "TimeoutError",
+                                f"{request.device} did not answer in time, it may be offline or busy: "
+                                f"{str(exc) or 'timed out'}", started)
+        except DeviceOffline as exc:
+            return self._refuse(context, request, target, "error", "ConnectionError", str(exc), started)
         except (ConnectionError, OSError) as exc:
-            return self._refuse(context, request, target, "error", "ConnectionError", _os_message(exc), started)
+            return self._refuse(context, request, target, "error", "ConnectionError",
+                                f"{request.device} is unreachable, it may be offline: {_os_message(exc)}", started)
         except DeviceError as exc:
             return self._refuse(context, request, target, "error", "DeviceError", str(exc), started)
         except asyncio.CancelledError:
@@ -199,12 +211,13 @@ class Broker:
         if decision.action == "allow":
             return None
         if decision.action == "deny":
-            raise CallDenied(f"denied: {operation.summary()} on {device.id!r} is not allowed ({decision.reason})")
+            raise CallDenied(f"denied: {operation.summary()} on {device.id!r} is not allowed ({decision.reason}). "
+                             f"{REFUSED_HINT}")
         approved, why = await self.confirmations.ask(context.task_id, context.origin, device, operation,
                                                      decision.reason, context.confirm)
         if not approved:
             raise CallDenied(f"denied: {operation.summary()} on {device.id!r} needs a person's confirmation "
-                             f"({decision.reason}), and {why}")
+                             f"({decision.reason}), and {why}. {REFUSED_HINT}")
         return f"confirmed ({decision.reason}): {why}"
 
     def _refuse(self, context: JobContext, request: CallRequest, target: str | None, outcome: str, error_type: str,

@@ -19,7 +19,8 @@ import traceback
 from types import FrameType
 from typing import Any
 
-from pyuse_sandbox_handles import Channel, DeviceError, Devices  # noqa: I001  (loaded by the zygote)
+from pyuse_sandbox_handles import (  # noqa: I001  (loaded by the zygote)
+    DOMAIN_CLASSES, Channel, Device, DeviceError, Devices, describe)
 from pyuse_sandbox_isolation import LayerFailed, lockdown
 
 
@@ -52,7 +53,8 @@ def _on_xcpu(signum: int, frame: FrameType | None) -> None:
 
 
 def read_inventory(fd: int) -> dict[str, Any]:
-    """{"devices": [...], "skills": [{"name", "source"}]}: from the memfd the gateway rewrites between turns."""
+    """{"devices": [...], "kinds": {kind: handle class spec}, "skills": [{"name", "source"}]}: from the memfd the
+    gateway rewrites between turns."""
     size = os.fstat(fd).st_size
     data = b""
     while len(data) < size:
@@ -72,6 +74,7 @@ class Job:
         self.deadline = 0.0
         self.clock_speed = clock_speed
         self.skills: dict[str, str] = {}
+        self.kinds: dict[str, dict[str, Any]] = {}  # kind -> handle class spec, with its doc's body
         self.namespace: dict[str, Any] = {
             "__name__": "__main__",
             "__builtins__": __builtins__,
@@ -79,6 +82,9 @@ class Job:
             "final_answer": self.final_answer,
             "sleep": self.sleep,
             "DeviceError": DeviceError,
+            "help": self.help,
+            "doc": self.doc,
+            **{cls.__name__: cls for cls in DOMAIN_CLASSES.values()},
         }
 
     @staticmethod
@@ -94,6 +100,25 @@ class Job:
             raise ValueError(f"sleep({seconds}) would outlast this execution ({left:.1f} s left); "
                              "sleep less, or finish and check again in a later turn")
         time.sleep(max(0.0, seconds) / self.clock_speed)
+
+    def help(self, thing: Any = None) -> None:
+        """What a handle can do (its methods, readings and native calls), or the devices; else Python's help."""
+        if thing is None or thing is self.devices:
+            for handle in self.devices.values():
+                print(f"{handle.id}: {type(handle).__name__} [{handle.area}]")
+            print("help(devices[id]) shows what one device can do.")
+        elif isinstance(thing, Device) or (isinstance(thing, type) and issubclass(thing, Device)):
+            print(describe(thing if isinstance(thing, type) else type(thing)))
+        else:
+            import pydoc
+
+            print(pydoc.render_doc(thing, renderer=pydoc.plaintext))
+
+    def doc(self, kind: Any) -> None:
+        """Print a device kind's own API (its doc): for what its methods do not cover."""
+        name = kind.kind if isinstance(kind, Device) else str(kind)
+        spec = self.kinds.get(name)
+        print(spec["body"] if spec else f"no doc for kind {name!r}; kinds here: {', '.join(sorted(self.kinds))}")
 
     def load_skills(self, skills: list[dict[str, str]]) -> None:
         """Saved skills become functions in the namespace (the gateway checked them; they only define).
@@ -119,7 +144,10 @@ class Job:
                 continue
             if message.get("inventory", 0) != self.inventory_version:
                 inventory = read_inventory(self.inventory_fd)
-                self.devices.refresh(self.channel, inventory.get("devices", []))
+                self.kinds = inventory.get("kinds", {})
+                self.devices.refresh(self.channel, inventory.get("devices", []), self.kinds)
+                # The classes the prompt names are there by those names: isinstance(handle, ZigbeeBulb) works.
+                self.namespace.update({type(handle).__name__: type(handle) for handle in self.devices.values()})
                 self.load_skills(inventory.get("skills", []))
                 self.inventory_version = message["inventory"]
             status, answer = self.execute(message["code"], message["turn"], message["timeout"])
@@ -160,7 +188,8 @@ def _format_traceback(error: BaseException) -> str:
     """The model's frames only: the job's own machinery is noise to it."""
     own = {os.path.abspath(__file__), os.path.abspath(sys.modules["pyuse_sandbox_handles"].__file__)}
     summary = traceback.TracebackException.from_exception(error)
-    frames = [frame for frame in summary.stack if os.path.abspath(frame.filename) not in own]
+    frames = [frame for frame in summary.stack
+              if os.path.abspath(frame.filename) not in own and not frame.filename.startswith("<capability ")]
     summary.stack = traceback.StackSummary.from_list(frames)
     return "".join(summary.format())
 

@@ -132,7 +132,7 @@ class Sandbox:
 
     def session(self, task_id: str, inventory: Callable[[], dict[str, Any]], on_call: CallHandler,
                 exec_timeout_s: float | None = None) -> SandboxSession:
-        """A task's sandbox; `inventory` gives {"devices": [...], "skills": [...]} for its job, read again before
+        """A task's sandbox; `inventory` gives {"devices", "kinds", "skills"} for its job, read again before
         each execution. `exec_timeout_s` replaces [sandbox] exec_timeout_s (automations wait longer)."""
         if self.refusal:
             raise SandboxUnavailable(self.refusal)

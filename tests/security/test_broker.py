@@ -112,7 +112,7 @@ async def lab_relay():
 
 OUTSIDE_THE_TASK = """try:
     devices['lab_relay']
-except PermissionError as error:
+except KeyError as error:
     print('handle:', error)
 devices['desk_plug']._channel.call('lab_relay', 'rpc', {'rpc_method': 'Switch.Set', 'params': {'on': True}})
 """
@@ -124,7 +124,7 @@ async def test_a_device_outside_the_task_cannot_be_called(start_attacker, shelly
     attacker = await start_attacker(devices=[shelly_entry(shelly), relay])
     received = spy(lab_relay, "call")
     result = await attacker.run(OUTSIDE_THE_TASK, device_ids=["desk_plug"])
-    assert result.output.startswith("handle: device 'lab_relay' is not exposed to this task")
+    assert result.output.startswith("handle: \"no device has the id 'lab_relay'")
     assert "PermissionError: device 'lab_relay' is not exposed to this task" in result.output
     assert received == [] and lab_relay.output is False
     assert attacker.audit(result.task_id) == [("lab_relay", "rpc", "denied")]
@@ -214,18 +214,18 @@ async def psu_b():
         yield device
 
 
-@pytest.mark.parametrize("attack", [
-    "devices['psu_b'].write('OUTP ON')",
-    "sleep.__self__.channel.call('psu_b', 'write', {'cmd': 'OUTP ON'})",
-    "open({port!r}, 'r+b', buffering=0).write(b'OUTP ON\\n')",
+@pytest.mark.parametrize("attack, refusal", [
+    ("devices['psu_b'].write('OUTP ON')", "KeyError: \"no device has the id 'psu_b'"),
+    ("sleep.__self__.channel.call('psu_b', 'write', {'cmd': 'OUTP ON'})", "PermissionError"),
+    ("open({port!r}, 'r+b', buffering=0).write(b'OUTP ON\\n')", "PermissionError"),
 ], ids=["handle", "forged call", "open the port"])
-async def test_another_devices_serial_port_is_out_of_reach(start_attacker, psu, psu_b, attack):
+async def test_another_devices_serial_port_is_out_of_reach(start_attacker, psu, psu_b, attack, refusal):
     received = spy(psu_b, "answer_line")
     hidden = DeviceEntry(id="psu_b", name="Second Supply", area="lab", kind="scpi_psu",
                          serial_port=psu_b.port, exposed=False)
     attacker = await start_attacker(devices=[psu_entry(psu), hidden])
     result = await attacker.run(attack.replace("{port!r}", repr(psu_b.port)))
-    assert "PermissionError" in result.output
+    assert refusal in result.output
     assert received == [] and psu_b.output is False
 
 

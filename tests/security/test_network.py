@@ -75,10 +75,10 @@ async def test_a_device_that_is_not_exposed_is_unreachable(start_attacker, shell
     attacker = await start_attacker(devices=[shelly_entry(shelly, exposed=False)])
     received = spy(shelly, "call")
     result = await attacker.run(
-        "try:\n    devices['desk_plug']\nexcept PermissionError as error:\n    print(error)\n"
+        "try:\n    devices['desk_plug']\nexcept KeyError as error:\n    print(error)\n"
         f"import socket\ns = socket.create_connection(({shelly.host!r}, {shelly.port}), timeout=0.5)\n"
         f"s.sendall({SWITCH_ON_REQUEST!r})")
-    assert result.output.startswith("device 'desk_plug' is not exposed to this task or does not exist")
+    assert result.output.startswith("\"no device has the id 'desk_plug'")
     assert NOT_PERMITTED in result.output
     assert received == [] and shelly.output is False
 

@@ -2,17 +2,21 @@ devices: Devices  # the devices exposed to this task, by id
 
 class Devices(Mapping[str, Device]):
     def __getitem__(self, device_id: str) -> Device:
-        """The handle for one device id; PermissionError if it is not exposed to this task."""
+        """The handle for one device id (or its exact name or alias); KeyError naming close ids when the task has
+        no such device."""
     def find(self, text: str | None = None, area: str | None = None, kind: str | None = None) -> list[Device]:
         """Devices whose id or name contains text (any case), in area, of kind."""
 
 class Device:
+    """Each kind's handle class adds the capability methods and readings of its doc (on(), temperature...)."""
     id: str
     name: str
     area: str
     kind: str
     state: dict  # last known state, as of the start of this turn
     api: dict  # what discovery reported (e.g. Home Assistant entities with their topics and payloads)
+    aliases: list[str]  # other names people use for it
+    online: bool  # as of the start of this turn
 
 class HttpDevice(Device):
     def get(self, path: str, **params) -> Any:
@@ -48,3 +52,9 @@ def final_answer(value: Any) -> NoReturn:
 
 def sleep(seconds: float) -> None:
     """Pause; must end before this execution's time limit."""
+
+def help(thing: Any = None) -> None:
+    """Print what a device handle can do: its methods, readings and native calls."""
+
+def doc(kind: str) -> None:
+    """Print a device kind's native API, for what its methods do not cover."""

@@ -27,6 +27,13 @@ function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+// What an answer stands on: each device call of a step, with how it ended.
+function callList(calls) {
+  if (!calls.length) return null;
+  return el("ul", { class: "calls" }, ...calls.map((call) => el("li", {},
+    el("code", {}, `${call.device}.${call.method}${call.target ? " " + call.target : ""}`), " ", chip(call.outcome))));
+}
+
 function chip(status) {
   return el("span", { class: "chip", "data-status": status }, status);
 }
@@ -384,9 +391,14 @@ const trace = {
     return item;
   },
 
-  observation(turn, text, status) {
+  observation(turn, text, status, calls = []) {
     const label = el("div", { class: "observation-head" }, "Observation", status ? chip(status) : null);
-    (this.steps.get(turn) ?? this.step(turn)).append(el("div", { class: "observation" }, label, el("pre", {}, text)));
+    (this.steps.get(turn) ?? this.step(turn)).append(el("div", { class: "observation" }, label, callList(calls),
+      text ? el("pre", {}, text) : null));
+  },
+
+  calls(calls) {
+    if (calls.length) $("trace").append(el("li", { class: "note" }, "Device calls", callList(calls)));
   },
 
   note(text, tone = "info") {
@@ -427,7 +439,7 @@ function follow(id, text) {
     trace.writing(false);
     trace.step(data.turn, data.thought, data.code);
   });
-  on("observation", (data) => trace.observation(data.turn, data.observation, data.status));
+  on("observation", (data) => trace.observation(data.turn, data.observation, data.status, data.calls ?? []));
   // The dialog itself follows /api/events, which has only live questions; this replay may hold settled ones.
   on("confirmation", (data) => trace.note(data.state === "asked"
     ? `Needs a yes: ${data.action} on ${data.device_name} (${data.reason})`
@@ -459,6 +471,7 @@ async function showStoredTask(id) {
     if (step.thought || step.code) trace.step(step.turn, step.thought, step.code);
     if (step.observation !== null) trace.observation(step.turn, step.observation);
   }
+  trace.calls(task.calls ?? []);
   trace.finish(task.status, task.error, task.processed_locally);
   if (task.answer !== null) trace.answer(task.answer);
 }
