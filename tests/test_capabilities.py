@@ -101,3 +101,38 @@ async def test_an_offline_sensor_is_not_read_as_if_it_were_there(tmp_path, mqtt_
     assert before.output == "21.5\n"
     assert after.status == "error"
     assert "ConnectionError: lab_climate_sensor is offline: it cannot be reached or read now" in after.output
+
+
+async def test_calls_done_before_an_error_are_named_so_they_are_not_repeated(tmp_path, shelly, gateway_factory):
+    gateway = await gateway_factory(make_config(tmp_path, devices=[shelly_entry(shelly)]))
+
+    _, execution = await gateway.run_code('devices["desk_plug"].on()\ndevices["desk_plug"].brightness', "half done")
+
+    assert execution.status == "error" and shelly.output is True
+    lines = execution.output.splitlines()
+    assert lines[0] == "Done before the error, no need to repeat: desk_plug.on()"
+    assert lines[-1].startswith("AttributeError: ShellySwitch 'desk_plug' has no 'brightness'")
+
+
+async def test_an_answer_that_read_no_device_is_sent_back_once(tmp_path, scripted_llm, shelly, gateway_factory):
+    llm = await scripted_llm({"conversations": [{"match": "is the desk plug on", "replies": [
+        code_reply('final_answer("Yes, it is on.")'),
+        code_reply('final_answer("on" if devices["desk_plug"].is_on else "off")')]}]})
+    gateway = await gateway_factory(make_config(tmp_path, llm, [shelly_entry(shelly)], agent=MODEL_ONLY))
+
+    result = await gateway.run_task("is the desk plug on?")
+
+    assert result.status == "done" and result.answer == "off" and result.turns == 2
+    assert gateway.store.steps(result.task_id)[0].observation == NOTHING_RAN
+
+
+async def test_an_answer_after_a_refusal_says_the_gateway_refused(tmp_path, scripted_llm, psu, gateway_factory):
+    llm = await scripted_llm({"conversations": [{"match": "output on", "replies": [
+        code_reply('devices["bench_psu"].output(True)'),
+        code_reply('final_answer("The supply is ready.")')]}]})
+    gateway = await gateway_factory(make_config(tmp_path, llm, [psu_entry(psu)], agent=MODEL_ONLY))
+
+    result = await gateway.run_task("switch the supply output on")  # nobody can confirm it
+
+    assert result.status == "done" and psu.channels[0].output is False
+    assert result.answer == "The supply is ready.\n(The gateway refused what was asked of bench_psu: see the trace.)"

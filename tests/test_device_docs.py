@@ -98,7 +98,7 @@ async def test_a_kind_nobody_has_seen_needs_only_a_doc(tmp_path, scripted_llm, g
         gateway = await gateway_factory(make_config(tmp_path, llm, [device]))
         prompt = gateway.build_prompt("dim the aquarium light")
         assert ("class ReefAquarium:\n    set_light(percent: 0..100)  heat_to(celsius: 20..32)\n"
-                "    water_c: float (°C)") in prompt.messages[0]["content"]
+                "    water_c (°C)") in prompt.messages[0]["content"]
 
         result = await gateway.run_task("set the aquarium light to 60% and warm the water a little")
 
@@ -107,7 +107,8 @@ async def test_a_kind_nobody_has_seen_needs_only_a_doc(tmp_path, scripted_llm, g
         assert tank.state["heater"] == {"on": True, "target_c": 26}
         observation = gateway.store.steps(result.task_id)[0].observation
         assert "refused: denied: PUT /api/v1/heater" in observation and "a reef above 29 °C bleaches" in observation
-        assert result.answer == "light 60%, heater to 26 °C; water 24.5 °C"
+        assert result.answer == ("light 60%, heater to 26 °C; water 24.5 °C\n"
+                                 "(The gateway refused what was asked of reef_tank: see the trace.)")
     finally:
         await runner.cleanup()
 

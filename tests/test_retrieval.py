@@ -58,7 +58,7 @@ def test_a_home_that_fits_is_listed_whole_with_every_class(docs):
     devices = home(docs, 40)
     prompt = PromptBuilder(docs, 3000).build("turn on the kitchen light", devices)
     assert prompt.listed == [device.id for device in devices] and prompt.omitted == 0
-    assert all(f"class {docs.get(device.kind).class_name}:" in prompt.messages[0]["content"] for device in devices)
+    assert all(f"class {docs.get(device.kind).class_name}(" in prompt.messages[0]["content"] for device in devices)
 
 
 def test_when_not_all_fit_the_likely_devices_come_with_their_classes(docs):
@@ -67,9 +67,9 @@ def test_when_not_all_fit_the_likely_devices_come_with_their_classes(docs):
     assert prompt.estimate <= 3000 and prompt.omitted > 0
     assert {"kitchen_ceiling_light", "kitchen_counter_lights"} <= set(prompt.listed)
     system = prompt.messages[0]["content"]
-    assert "class ZigbeeBulb:" in system and "class WledStrip:" in system
+    assert "class ZigbeeBulb(Light):" in system and "class WledStrip(Light):" in system
     listed_kinds = {device.kind for device in devices if device.id in prompt.listed}
-    assert all(f"class {docs.get(kind).class_name}:" not in system for kind in set(docs.kinds()) - listed_kinds)
+    assert all(f"class {docs.get(kind).class_name}" not in system for kind in set(docs.kinds()) - listed_kinds)
 
 
 def test_a_device_name_cannot_break_out_of_the_inventory_block(docs):

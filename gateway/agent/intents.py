@@ -26,13 +26,12 @@ from hassil import Intents, recognize, recognize_best
 from hassil.intents import TextSlotList, TextSlotValue
 
 from gateway.agent.numbers import normalize_numbers
-from gateway.agent.retrieval import vocabulary, words
+from gateway.agent.retrieval import CJK, language_of, vocabulary, words
 from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
 
 log = logging.getLogger(__name__)
 
-CJK = re.compile(r"[\u3400-\u9fff]")
 AMBIGUOUS = "ambiguous:"
 # What "turn up"/"brighter" (PyuseIncrease) and "turn down"/"dimmer" (PyuseDecrease) run: the doc's template.
 RELATIVE = {"PyuseIncrease": "increase", "PyuseDecrease": "decrease"}
@@ -113,7 +112,7 @@ class LocalIntents:
                                                           transport="mqtt", area="hall")]))
 
     def match(self, text: str, devices: list[Device]) -> LocalPlan | Unclear | None:
-        language = "zh" if CJK.search(text) else "en"
+        language = language_of(text)
         sentences = _sentences("zh-CN" if language == "zh" else "en")
         spoken = normalize_numbers(text) if language == "en" else text.strip()
         refusal = self.refusal(spoken)

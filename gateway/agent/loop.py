@@ -16,6 +16,7 @@ from typing import Any
 from gateway.agent.llm import Completion, LLMClient
 from gateway.agent.parse import parse_reply
 from gateway.agent.prompt import Prompt
+from gateway.agent.retrieval import language_of, vocabulary
 from gateway.agent.tokens import estimate_tokens
 from gateway.config import AgentSection
 from gateway.sandbox.session import SandboxSession
@@ -27,10 +28,10 @@ EMPTY_REPLY = ("Your reply was empty. Write a thought and one ```python block, o
 REPEATED_FAILURE = ("You ran this same code before and it failed the same way. Do not run it again: change it, "
                     "or call final_answer to say why it cannot be done.")
 REPEATED_SUCCESS = "You ran this same code before. If the task is done, call final_answer(...) with the answer."
-# Small models answer "The light is on." without doing anything; an answer must stand on code that ran.
-NOTHING_RAN = ("No code has run, so nothing was done or read yet. Write the ```python block that does the task "
-               "with the device methods, and call final_answer in it. If no device can do it, say so with "
-               "final_answer.")
+# Small models answer "The light is on." without doing anything: an answer must stand on a device read or call.
+NOTHING_RAN = ("No device was read or called yet, so this answer stands on nothing. Write the ```python block "
+               "that does the task with the device methods, and call final_answer in it. If no device can do it, "
+               "say so with final_answer.")
 FAILURES_TO_GIVE_UP = 3
 
 
@@ -68,6 +69,15 @@ def new_calls(store: Store, task_id: str, seen: int) -> list[dict[str, Any]]:
             for row in store.audit_rows(task_id)[seen:]]
 
 
+def with_refusals(answer: str, task: str, refused: dict[str, None]) -> str:
+    """The answer, with a note naming the devices the broker refused a call to: however the model words its
+    answer, the person learns that the gateway said no."""
+    if not refused:
+        return answer
+    note = vocabulary()["answers"][language_of(task)]["refused"].format(devices=", ".join(refused))
+    return f"{answer}\n{note}"
+
+
 def same_code(code: str) -> str:
     return "\n".join(line.rstrip() for line in code.strip().splitlines() if line.strip())
 
@@ -93,7 +103,9 @@ class AgentLoop:
         runs: dict[str, int] = {}  # how often each code block ran, and failures of each
         failures: dict[str, int] = {}
         calls_seen = 0
-        pushed_back = False
+        pushed_back = not prompt.listed and not prompt.omitted  # with no device to read, an answer is all there is
+        touched = False  # some execution read or called a device
+        refused: dict[str, None] = {}  # devices the broker refused a call to, in order
         for turn in range(1, self.settings.max_turns + 1):
             if progress.tokens + estimate > self.settings.max_tokens_per_task:
                 progress.status = "failed"
@@ -114,7 +126,7 @@ class AgentLoop:
                               llm_ms=completion.duration_ms, prompt_tokens=completion.prompt_tokens,
                               completion_tokens=completion.completion_tokens, prompt_estimate=estimate)
             if reply.code is None:
-                pushback = EMPTY_REPLY if not reply.answer else NOTHING_RAN if not runs and not pushed_back else None
+                pushback = EMPTY_REPLY if not reply.answer else NOTHING_RAN if not touched and not pushed_back else None
                 if pushback:
                     pushed_back = pushed_back or pushback is NOTHING_RAN
                     step.observation = pushback
@@ -125,7 +137,7 @@ class AgentLoop:
                                                                               f"Observation: {pushback}"))
                     continue
                 self.store.add_step(step)
-                self._finish(task_id, progress, reply.answer, emit)
+                self._finish(task_id, progress, with_refusals(reply.answer, task, refused), emit)
                 return
             self.store.add_step(step)  # before running: a crash mid-execution still shows what was running
             emit(TaskEvent(task_id, "code", {"turn": turn, "thought": reply.thought, "code": reply.code}))
@@ -135,7 +147,11 @@ class AgentLoop:
             calls = new_calls(self.store, task_id, calls_seen)
             calls_seen += len(calls)
             progress.calls += sum(call["outcome"] == "ok" for call in calls)
-            output = execution.output.strip()
+            refused.update(dict.fromkeys(call["device"] for call in calls if call["outcome"] == "denied"))
+            touched = touched or execution.touched
+            unfounded = execution.status == "final" and not touched and not pushed_back
+            pushed_back = pushed_back or unfounded
+            output = NOTHING_RAN if unfounded else execution.output.strip()
             if not output and execution.status != "final":
                 output = "(no output: print what you want to see)"
             observation = truncate(output, self.settings.observation_limit_chars)
@@ -149,7 +165,7 @@ class AgentLoop:
                 progress.status = "failed"
                 progress.error = (f"could not {task.strip().rstrip('.')!r}: the same code failed {failures[key]} "
                                   f"times: {last}")
-            elif runs[key] > 1 and execution.status != "final":
+            elif runs[key] > 1 and execution.status != "final" and not unfounded:
                 observation += "\n" + (REPEATED_FAILURE if failed else REPEATED_SUCCESS)
             step.observation = observation
             self.store.add_step(step)
@@ -157,8 +173,8 @@ class AgentLoop:
                                                     "observation": observation, "calls": calls}))
             if progress.status == "failed":
                 return
-            if execution.status == "final":
-                self._finish(task_id, progress, execution.answer or "", emit)
+            if execution.status == "final" and not unfounded:
+                self._finish(task_id, progress, with_refusals(execution.answer or "", task, refused), emit)
                 return
             estimate = self._grown(estimate, completion, self._append(messages, reply.kept,
                                                                       f"Observation:\n{observation}"))

@@ -53,6 +53,14 @@ class Features:
     own_names: tuple[str, ...]  # each name without the area's words, e.g. "ceiling light"
 
 
+CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def language_of(text: str) -> str:
+    """"zh" for text with Chinese characters, else "en": the languages the vocabulary's answers are in."""
+    return "zh" if CJK.search(text) else "en"
+
+
 @cache
 def vocabulary() -> dict[str, Any]:
     """gateway/agent/vocabulary.toml: stopwords, area names, translations."""

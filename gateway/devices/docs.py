@@ -220,23 +220,29 @@ class Property(BaseModel):
     unit: str = Field("", max_length=10)
     code: str = Field(min_length=1)
 
-    def signature(self, name: str) -> str:
+    def signature(self, name: str, compact: bool = False) -> str:
+        """`temperature: float (°C)`; compact, for the prompt, a unit or a yes/no name says the type:
+        `temperature (°C)`, `is_on`."""
+        if compact and (self.unit or self.type == "bool"):
+            return name + (f" ({self.unit})" if self.unit else "")
         return f"{name}: {self.type}" + (f" ({self.unit})" if self.unit else "")
 
 
 # The fast path's actions. Statements, except `read*` (expressions whose value answers the question); `dev` is the
 # handle, $level (0-100 %), $temperature (°C) and $position (0-100 %) are filled in. Unset ones come from the
 # capabilities of the same name, so the fast path and the model run the same code.
-DEFAULT_INTENTS = {"turn_on": "on", "turn_off": "off", "set_level": "set_brightness", "set_temperature":
-                   "set_temperature", "set_position": "set_position", "lock": "lock", "unlock": "unlock",
-                   "open": "open", "close": "close", "read_temperature": "temperature"}
+DEFAULT_INTENTS = {"turn_on": ("on",), "turn_off": ("off",), "set_level": ("set_brightness",),
+                   "set_temperature": ("set_temperature",), "set_position": ("set_position",), "lock": ("lock",),
+                   "unlock": ("unlock",), "open": ("open",), "close": ("close",),
+                   "increase": ("brighter", "warmer"), "decrease": ("dimmer", "cooler"),
+                   "read_temperature": ("temperature",)}
 INTENT_ARGUMENTS = {"set_level": "$level", "set_temperature": "$temperature", "set_position": "$position"}
 
 
 class IntentTemplates(BaseModel):
     """Code for the local fast path (no model), written against the doc's capabilities. `increase`/`decrease` are
-    what "brighter", "warmer", "turn up" mean for this kind; without them the fast path leaves such commands to
-    the model."""
+    what "brighter", "warmer", "turn up" mean for this kind (by default its brighter()/warmer() and
+    dimmer()/cooler() methods); without them the fast path leaves such commands to the model."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -269,13 +275,14 @@ class IntentTemplates(BaseModel):
 
     def with_defaults(self, methods: dict[str, Method], properties: dict[str, Property]) -> IntentTemplates:
         filled = {}
-        for action, member in DEFAULT_INTENTS.items():
+        for action, members in DEFAULT_INTENTS.items():
             if getattr(self, action) is not None:
                 continue
-            if member in methods:
-                filled[action] = f"dev.{member}({INTENT_ARGUMENTS.get(action, '')})"
-            elif member in properties and action.startswith("read"):
-                filled[action] = f"dev.{member}"
+            for member in members:
+                if member in methods:
+                    filled[action] = f"dev.{member}({INTENT_ARGUMENTS.get(action, '')})"
+                elif member in properties and action.startswith("read"):
+                    filled[action] = f"dev.{member}"
         return self.model_copy(update=filled)
 
 

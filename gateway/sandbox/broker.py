@@ -100,7 +100,7 @@ class JobContext:
 
 
 # Models offered a refusal tend to try a near miss (2 A when 3 A was refused): the refusal says not to.
-REFUSED_HINT = "Tell the user it was refused; do not try something else in its place."
+REFUSED_HINT = "Answer that it was refused, and why; do not try something else in its place."
 # Calls that only read: no danger rule applies to them.
 READ_ONLY_METHODS = {("mqtt", "wait")}
 

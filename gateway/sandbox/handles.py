@@ -54,6 +54,7 @@ class Channel:
         return json.loads(data)
 
     def call(self, device: str, method: str, args: dict[str, Any]) -> Any:
+        TOUCHED[0] += 1
         self._last_id += 1
         call_id = self._last_id
         self.send({"op": "call", "id": call_id, "device": device, "method": method, "args": args})
@@ -102,7 +103,11 @@ class Device:
         if name.startswith("_"):
             raise AttributeError(name)
         close = difflib.get_close_matches(name, members(type(self)), n=1)
-        hint = f" Did you mean {close[0]}?" if close else ""
+        # "radiator.off()" where off is a value of set_mode(mode: off|auto|heat): name that call.
+        spec = getattr(type(self), "_spec", None) or {"methods": []}
+        calls = [f"{method['name']}({name!r})" for method in spec["methods"] for param in method["params"]
+                 if name in param["choices"]]
+        hint = f" Did you mean {calls[0] if calls else close[0]}?" if calls or close else ""
         raise AttributeError(f"{type(self).__name__} {self.__dict__.get('id')!r} has no {name!r}.{hint} "
                              f"{summary(type(self))}")
 
@@ -195,6 +200,13 @@ DOMAIN_CLASSES: dict[str, type[Device]] = {
                                    "__module__": "devices"})
     for domain, name in (("light", "Light"), ("switch", "Switch"), ("fan", "Fan"), ("climate", "Climate"),
                          ("lock", "Lock"), ("cover", "Cover"), ("sensor", "Sensor"), ("binary_sensor", "BinarySensor"))}
+# The capability calls that returned in the current execution: when a later line fails, the model is told these
+# were done, so it answers instead of doing them again (the job clears it before each execution).
+DONE: list[str] = []
+NESTING = [0]
+# Device lookups, calls and readings in the current execution: an answer that used none stands on nothing the
+# devices said, and the gateway sends it back once.
+TOUCHED = [0]
 # What a capability's code sees besides `self` and its parameters.
 CAPABILITY_GLOBALS = {"DeviceError": DeviceError, "json": json}
 
@@ -226,6 +238,7 @@ def _method(kind: str, spec: dict[str, Any]) -> Callable[..., Any]:
                           annotation=param["type"]) for param in params])
 
     def method(self: Device, *args: Any, **kwargs: Any) -> Any:
+        TOUCHED[0] += 1
         _require_online(self)
         try:
             bound = signature.bind(self, *args, **kwargs)
@@ -234,7 +247,14 @@ def _method(kind: str, spec: dict[str, Any]) -> Callable[..., Any]:
         bound.apply_defaults()
         where = f"{self.id}.{spec['signature']}"
         values = [checked(where, param, bound.arguments[param["name"]]) for param in params]
-        return body(self, *values)
+        NESTING[0] += 1  # brighter() calls set_brightness(): only the call the model wrote is reported
+        try:
+            result = body(self, *values)
+        finally:
+            NESTING[0] -= 1
+        if not NESTING[0]:
+            DONE.append(f"{self.id}.{name}({', '.join(map(repr, values))})")
+        return result
 
     method.__name__ = method.__qualname__ = name
     method.__doc__ = spec["doc"]
@@ -246,6 +266,7 @@ def _property(kind: str, spec: dict[str, Any]) -> property:
     getter = _compile(kind, spec["name"], [], f"return ({spec['code'].strip()})")
 
     def get(self: Device) -> Any:
+        TOUCHED[0] += 1
         _require_online(self)
         try:
             return getter(self)
@@ -319,14 +340,17 @@ class Devices(Mapping[str, Device]):
         self._classes: dict[str, tuple[dict[str, Any], type[Device] | None]] = {}
 
     def __getitem__(self, device_id: str) -> Device:
+        TOUCHED[0] += 1  # a lookup that fails is news from the devices too ("no such device")
         handle = self._by_id.get(device_id)
         if handle is not None:
             return handle
-        # Small models write a device's name or alias ("Kitchen Ceiling Light", "front door"), or its id without the
-        # room ("bench_supply"): when exactly one device answers to those words, that is the one.
-        wanted = _slug(str(device_id))
-        for fits in (lambda handle: wanted == _slug(handle.name) or wanted in map(_slug, handle.aliases),
-                     lambda handle: set(wanted.split("_")) <= set(handle.id.split("_"))):
+        # Small models write a device's name or alias ("Kitchen Ceiling Light", "front door"), its id without the
+        # room ("bench_supply"), or the room and the kind of thing with a made-up word between ("garage_reading_light"
+        # for garage_ceiling_light): when exactly one device answers to those words, that is the one.
+        words = _slug(str(device_id)).split("_")
+        for fits in (lambda handle: "_".join(words) in (_slug(handle.name), *map(_slug, handle.aliases)),
+                     lambda handle: set(words) <= set(handle.id.split("_")),
+                     lambda handle: len(words) > 1 and {words[0], words[-1]} <= set(handle.id.split("_"))):
             found = [handle for handle in self._by_id.values() if fits(handle)]
             if len(found) == 1:
                 return found[0]
@@ -348,6 +372,7 @@ class Devices(Mapping[str, Device]):
 
     def find(self, text: str | None = None, area: str | None = None, kind: str | None = None) -> list[Device]:
         """Devices whose id or name contains `text` (any case), in `area`, of `kind`; all given filters apply."""
+        TOUCHED[0] += 1
         needle = (text or "").casefold()
         return [handle for handle in self._by_id.values()
                 if (not needle or needle in handle.id.casefold() or needle in handle.name.casefold())

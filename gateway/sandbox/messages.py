@@ -24,6 +24,7 @@ class DoneMessage(BaseModel):
     op: Literal["done"]
     status: Literal["ok", "error", "final"]
     answer: str | None = Field(None, max_length=100_000)
+    touched: bool = Field(False, description="the code read or called a device (the job's own word: only a hint)")
 
 
 class ProbeReport(BaseModel):

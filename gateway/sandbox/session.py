@@ -56,6 +56,7 @@ class Execution:
     answer: str | None = None
     duration_ms: float = 0.0
     killed_reason: str | None = None
+    touched: bool = False  # it read or called a device
 
 
 class OutputBuffer:
@@ -330,7 +331,7 @@ class JobProcess:
             await self.kill("the job stopped answering")  # a no-op with its reason kept if it is already dead
             await self._settle()
             return Execution("killed", self._output.text(), duration_ms=duration, killed_reason=self.dead_reason)
-        return Execution(done.status, self._output.text(), done.answer, duration_ms=duration)
+        return Execution(done.status, self._output.text(), done.answer, duration_ms=duration, touched=done.touched)
 
     def _read_output(self) -> None:
         try:
