@@ -412,8 +412,8 @@ async def prepare(world: World, command: Command) -> None:
             world.home.apply(device_id, patch)
         except ValueError as error:
             raise SetupError(f"{command.text!r}: setup.{device_id}: {error}") from None
-    # The prompt names the devices the gateway knows to be offline. It learns that at once from Zigbee2MQTT and
-    # Tasmota; an HTTP device or an instrument is only found out by a call, so this wait may run out.
+    # Zigbee2MQTT and Tasmota tell the gateway at once that a device went offline (a call to it then fails at
+    # once); an HTTP device or an instrument is only found out by a call, so this wait may run out.
     await world.wait_online(command.faults(), False, OFFLINE_NOTICE_S)
 
 

@@ -14,7 +14,7 @@ from gateway.agent.llm import NOT_CONFIGURED
 from gateway.agent.skills import SkillLibrary
 from gateway.app import Gateway, TaskResult
 from gateway.config import Config, ConfigError, find_config_file, load_config
-from gateway.console import Console, TracePrinter, print_result
+from gateway.console import Console, TracePrinter, print_prompt, print_result
 from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
 from gateway.logs import setup_logging
@@ -281,10 +281,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
             except ScopeError as exc:
                 print(f"pyuse prompt: {exc}", file=sys.stderr)
                 return 2
-        for message in prompt.messages:
-            print(f"===== {message['role']} =====\n{message['content']}\n")
-        print(f"===== about {prompt.estimate} tokens (budget {config.agent.prompt_budget_tokens}); "
-              f"{len(prompt.listed)} device(s) listed, {prompt.omitted} more searchable with devices.find() =====")
+        print_prompt(prompt, config.agent.prompt_budget_tokens, sys.stdout)
         return 0
 
     return asyncio.run(run())

@@ -8,6 +8,7 @@ import sys
 from typing import TextIO
 
 from gateway.agent.loop import TaskEvent
+from gateway.agent.prompt import Prompt
 from gateway.app import TaskResult
 from gateway.policy import ConfirmationRequest
 
@@ -43,6 +44,14 @@ class TracePrinter:
                                    for call in data.get("calls", [])))
             self.out.write("".join(f"  → {line}\n" for line in data["observation"].splitlines()))
         self.out.flush()
+
+
+def print_prompt(prompt: Prompt, budget: int, out: TextIO) -> None:
+    """The messages a command would send to the model, and their size."""
+    for message in prompt.messages:
+        out.write(f"===== {message['role']} =====\n{message['content']}\n\n")
+    out.write(f"===== about {prompt.estimate} tokens (budget {budget}); {len(prompt.listed)} device(s) listed, "
+              f"{prompt.omitted} more searchable with devices.find() =====\n")
 
 
 def print_result(result: TaskResult, out: TextIO) -> None:

@@ -14,7 +14,7 @@ import sys
 
 from gateway.agent.llm import NOT_CONFIGURED
 from gateway.config import Config, DeviceEntry
-from gateway.console import Console, TracePrinter, print_result
+from gateway.console import Console, TracePrinter, print_prompt, print_result
 from gateway.daemon import Daemon
 from gateway.runner import Busy
 from gateway.transports.embedded_broker import EmbeddedBroker
@@ -25,7 +25,7 @@ from simulators.scpi import LineInstrument
 
 SCENARIOS = ("home", "lab")
 HELP = ("Type a command (e.g. 'turn on the kitchen ceiling light', '打开客厅的灯', 'what is the temperature in the "
-        "lab'), 'devices', 'state', or 'quit'.")
+        "lab'), 'devices', 'state', 'prompt COMMAND' (what the model would be sent), or 'quit'.")
 
 
 async def run_demo(config: Config) -> int:
@@ -111,6 +111,9 @@ async def _prompt(daemon: Daemon, home: SimHome) -> None:
         elif line == "state":
             for device_id, state in home.state().items():
                 print(f"  {device_id:<26} {state}")
+        elif line.startswith("prompt "):
+            print_prompt(gateway.build_prompt(line[len("prompt "):].strip()), gateway.config.agent.prompt_budget_tokens,
+                         sys.stdout)
         elif line:
             try:
                 task = daemon.runner.submit(line, "demo", confirm=console.confirm)

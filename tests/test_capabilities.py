@@ -135,4 +135,4 @@ async def test_an_answer_after_a_refusal_says_the_gateway_refused(tmp_path, scri
     result = await gateway.run_task("switch the supply output on")  # nobody can confirm it
 
     assert result.status == "done" and psu.channels[0].output is False
-    assert result.answer == "The supply is ready.\n(The gateway refused what was asked of bench_psu: see the trace.)"
+    assert result.answer == "The supply is ready.\n(Not done, refused: what was asked of bench_psu; see the trace.)"

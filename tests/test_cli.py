@@ -109,8 +109,8 @@ async def test_an_unknown_device_kind_is_a_config_error_naming_the_entry(tmp_pat
 
 
 async def test_demo_without_a_model_runs_the_home_and_lab_and_finds_their_devices(tmp_path):
-    commands = ("devices\nstate\nturn on the kitchen ceiling light\n打开客厅的灯\nwhat is the temperature in the lab\n"
-                "state\nquit\n").encode()
+    commands = ("devices\nstate\nprompt turn on the kitchen ceiling light\nturn on the kitchen ceiling light\n"
+                "打开客厅的灯\nwhat is the temperature in the lab\nstate\nquit\n").encode()
     code, out, err = await pyuse("demo", env={"PYUSE_GATEWAY_DATA_DIR": str(tmp_path)}, stdin=commands,
                                  cwd=tmp_path)
 
@@ -127,6 +127,10 @@ async def test_demo_without_a_model_runs_the_home_and_lab_and_finds_their_device
                      else "http" if spec.kind in ("shelly_switch", "wled_strip", "elgato_light") else "serial")
         assert listed.get(spec.id) == (spec.area, transport), spec.id
     assert "kitchen_coffee_machine     {'output': False" in out  # the simulators' own state
+    # What the model would be sent: every device of the home and lab, each on one line, in a small prompt.
+    size = re.search(r"===== about (\d+) tokens \(budget 3000\); 22 device\(s\) listed, 0 more", out)
+    assert size and int(size.group(1)) <= 1200, out[-3000:]
+    assert "kitchen_ceiling_light: ZigbeeBulb\n" in out and "lab_korad_supply: KoradPsu\n" in out
     # No model, and simple commands still work: the fast path, in English and Chinese; an ambiguous one asks.
     assert "Kitchen Ceiling Light is on.\n[task " in out and "processed locally, no model" in out
     assert re.search(r"kitchen_ceiling_light +\{'online': True, .*'state': 'ON'", out)

@@ -92,7 +92,8 @@ def api(base: str, path: str, body: dict | None = None) -> dict:
 
 async def test_kill_9_during_a_task_loses_nothing_that_finished(tmp_path, scripted_llm, mqtt_broker):
     llm = await scripted_llm({"conversations": [
-        {"match": "quick", "replies": [code_reply('devices["kitchen_kettle"]\nfinal_answer("quick answer")')]},
+        {"match": "quick", "replies": [code_reply('devices["kitchen_kettle"]  # a lookup: the answer stands on it\n'
+                                                  'final_answer("quick answer")')]},
         {"match": "slow", "replies": [code_reply("sleep(25)")]}]})
     port = free_port()
     config = tmp_path / "pyuse.toml"

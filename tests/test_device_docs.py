@@ -108,7 +108,7 @@ async def test_a_kind_nobody_has_seen_needs_only_a_doc(tmp_path, scripted_llm, g
         observation = gateway.store.steps(result.task_id)[0].observation
         assert "refused: denied: PUT /api/v1/heater" in observation and "a reef above 29 °C bleaches" in observation
         assert result.answer == ("light 60%, heater to 26 °C; water 24.5 °C\n"
-                                 "(The gateway refused what was asked of reef_tank: see the trace.)")
+                                 "(Not done, refused: what was asked of reef_tank; see the trace.)")
     finally:
         await runner.cleanup()
 

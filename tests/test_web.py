@@ -211,7 +211,9 @@ async def test_a_dangerous_call_waits_for_the_answer_in_the_dialog(button, outpu
     await dialog.get_by_role("button", name=button).click()
     await expect(dialog).to_be_hidden()
     await expect(page.locator("#task-status")).to_have_text("done")
-    await expect(page.locator("#answer")).to_have_text("1" if output_on else "The output stays off: you said no.")
+    await expect(page.locator("#answer")).to_have_text(
+        "1" if output_on else "The output stays off: you said no.\n"
+                              "(Not done, refused: what was asked of bench_psu; see the trace.)")
     assert psu.output is output_on
     await expect(page.locator("#trace .note").last).to_have_text(
         f"OUTP ON on Bench Supply: {'approved' if output_on else 'not approved'}")
@@ -221,7 +223,9 @@ async def test_a_dangerous_call_waits_for_the_answer_in_the_dialog(button, outpu
 async def test_a_gateway_that_needs_its_token_asks_for_it_and_keeps_it(tmp_path, scripted_llm, psu, monkeypatch,
                                                                        daemon_factory, open_tab):
     monkeypatch.setattr(daemon_module, "token_required", lambda host: True)  # as on a LAN address, on 127.0.0.1
-    llm = await scripted_llm({"conversations": [{"match": "hello", "replies": [code_reply('final_answer("Hello, token holder.")')]}]})
+    llm = await scripted_llm({"conversations": [{"match": "hello",
+                                                  # a greeting reads no device: said twice, it is taken
+                                                  "replies": [code_reply('final_answer("Hello, token holder.")')] * 2}]})
     daemon = await daemon_factory(make_config(tmp_path, llm, [psu_entry(psu)]))
     assert daemon.token
     tab = await open_tab(daemon)
@@ -257,7 +261,9 @@ def recogniser(then: str) -> str:
 
 
 async def test_a_command_heard_by_the_browser_runs_like_a_typed_one(tmp_path, scripted_llm, daemon_factory, open_tab):
-    llm = await scripted_llm({"conversations": [{"match": "hello", "replies": [code_reply('final_answer("Hello, speaker.")')]}]})
+    llm = await scripted_llm({"conversations": [{"match": "hello",
+                                                  # a greeting reads no device: said twice, it is taken
+                                                  "replies": [code_reply('final_answer("Hello, speaker.")')] * 2}]})
     daemon = await daemon_factory(make_config(tmp_path, llm))
     tab = await open_tab(daemon, init_script=recogniser(
         'this.onresult({ results: [[{ transcript: "say " }], [{ transcript: "hello" }]] })'))

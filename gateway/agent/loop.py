@@ -19,7 +19,7 @@ from gateway.agent.prompt import Prompt
 from gateway.agent.retrieval import language_of, vocabulary
 from gateway.agent.tokens import estimate_tokens
 from gateway.config import AgentSection
-from gateway.sandbox.session import SandboxSession
+from gateway.sandbox.session import Execution, SandboxSession
 from gateway.store import StepRecord, Store
 
 STOP = ["Observation:"]
@@ -69,17 +69,44 @@ def new_calls(store: Store, task_id: str, seen: int) -> list[dict[str, Any]]:
             for row in store.audit_rows(task_id)[seen:]]
 
 
-def with_refusals(answer: str, task: str, refused: dict[str, None]) -> str:
-    """The answer, with a note naming the devices the broker refused a call to: however the model words its
-    answer, the person learns that the gateway said no."""
-    if not refused:
-        return answer
-    note = vocabulary()["answers"][language_of(task)]["refused"].format(devices=", ".join(refused))
-    return f"{answer}\n{note}"
+@dataclass
+class Judgement:
+    """What the loop remembers across a task's turns to judge the next reply: runs and failures of each piece of
+    code, whether any device was read or called, and what the broker refused."""
 
+    task: str
+    pushed_back: bool  # an answer was already sent back once (or there is no device to stand on)
+    touched: bool = False
+    calls_seen: int = 0
+    refused: dict[str, None] = field(default_factory=dict)  # devices, in order
+    runs: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
 
-def same_code(code: str) -> str:
-    return "\n".join(line.rstrip() for line in code.strip().splitlines() if line.strip())
+    def unfounded(self) -> bool:
+        """True once for an answer that stands on no device read or call: it is sent back."""
+        if self.touched or self.pushed_back:
+            return False
+        self.pushed_back = True
+        return True
+
+    def note_calls(self, calls: list[dict[str, Any]]) -> None:
+        self.calls_seen += len(calls)
+        self.refused.update(dict.fromkeys(call["device"] for call in calls if call["outcome"] == "denied"))
+
+    def note_run(self, code: str, failed: bool) -> tuple[int, int]:
+        """Count a run of this code; (times it ran, times it failed)."""
+        key = "\n".join(line.rstrip() for line in code.strip().splitlines() if line.strip())
+        self.runs[key] = self.runs.get(key, 0) + 1
+        self.failures[key] = self.failures.get(key, 0) + failed
+        return self.runs[key], self.failures[key]
+
+    def answer(self, text: str) -> str:
+        """The answer, with a note naming the devices the broker refused a call to: however the model words its
+        answer, the person learns that the gateway said no."""
+        if not self.refused:
+            return text
+        note = vocabulary()["answers"][language_of(self.task)]["refused"].format(devices=", ".join(self.refused))
+        return f"{text}\n{note}"
 
 
 def truncate(text: str, limit: int) -> str:
@@ -100,12 +127,8 @@ class AgentLoop:
                   emit: EventSink) -> None:
         messages = list(prompt.messages)
         estimate = prompt.estimate  # kept up to date as messages are added, not recounted every turn
-        runs: dict[str, int] = {}  # how often each code block ran, and failures of each
-        failures: dict[str, int] = {}
-        calls_seen = 0
-        pushed_back = not prompt.listed and not prompt.omitted  # with no device to read, an answer is all there is
-        touched = False  # some execution read or called a device
-        refused: dict[str, None] = {}  # devices the broker refused a call to, in order
+        # With no device in scope there is nothing an answer could stand on: it is taken as it comes.
+        judge = Judgement(task, pushed_back=not prompt.listed and not prompt.omitted)
         for turn in range(1, self.settings.max_turns + 1):
             if progress.tokens + estimate > self.settings.max_tokens_per_task:
                 progress.status = "failed"
@@ -126,61 +149,62 @@ class AgentLoop:
                               llm_ms=completion.duration_ms, prompt_tokens=completion.prompt_tokens,
                               completion_tokens=completion.completion_tokens, prompt_estimate=estimate)
             if reply.code is None:
-                pushback = EMPTY_REPLY if not reply.answer else NOTHING_RAN if not touched and not pushed_back else None
-                if pushback:
-                    pushed_back = pushed_back or pushback is NOTHING_RAN
-                    step.observation = pushback
+                pushback = EMPTY_REPLY if not reply.answer else NOTHING_RAN if judge.unfounded() else None
+                if pushback is None:
                     self.store.add_step(step)
-                    emit(TaskEvent(task_id, "observation", {"turn": turn, "status": "no code",
-                                                            "observation": pushback, "calls": []}))
-                    estimate = self._grown(estimate, completion, self._append(messages, completion.text,
-                                                                              f"Observation: {pushback}"))
-                    continue
-                self.store.add_step(step)
-                self._finish(task_id, progress, with_refusals(reply.answer, task, refused), emit)
-                return
+                    self._finish(task_id, progress, judge.answer(reply.answer), emit)
+                    return
+                self._observed(step, pushback, "no code", [], emit)
+                estimate = self._grown(estimate, completion, self._append(messages, completion.text,
+                                                                          f"Observation: {pushback}"))
+                continue
             self.store.add_step(step)  # before running: a crash mid-execution still shows what was running
             emit(TaskEvent(task_id, "code", {"turn": turn, "thought": reply.thought, "code": reply.code}))
             started = time.perf_counter()
             execution = await session.execute(reply.code)
             step.exec_ms = round((time.perf_counter() - started) * 1000, 1)
-            calls = new_calls(self.store, task_id, calls_seen)
-            calls_seen += len(calls)
+            calls = new_calls(self.store, task_id, judge.calls_seen)
+            judge.note_calls(calls)
             progress.calls += sum(call["outcome"] == "ok" for call in calls)
-            refused.update(dict.fromkeys(call["device"] for call in calls if call["outcome"] == "denied"))
-            touched = touched or execution.touched
-            unfounded = execution.status == "final" and not touched and not pushed_back
-            pushed_back = pushed_back or unfounded
-            output = NOTHING_RAN if unfounded else execution.output.strip()
-            if not output and execution.status != "final":
-                output = "(no output: print what you want to see)"
-            observation = truncate(output, self.settings.observation_limit_chars)
-            key = same_code(reply.code)
-            runs[key] = runs.get(key, 0) + 1
-            failed = execution.status not in ("ok", "final")
-            if failed:
-                failures[key] = failures.get(key, 0) + 1
-            if failed and failures[key] >= FAILURES_TO_GIVE_UP:
-                last = (observation.splitlines() or ["it failed"])[-1]
-                progress.status = "failed"
-                progress.error = (f"could not {task.strip().rstrip('.')!r}: the same code failed {failures[key]} "
-                                  f"times: {last}")
-            elif runs[key] > 1 and execution.status != "final" and not unfounded:
-                observation += "\n" + (REPEATED_FAILURE if failed else REPEATED_SUCCESS)
-            step.observation = observation
-            self.store.add_step(step)
-            emit(TaskEvent(task_id, "observation", {"turn": turn, "status": execution.status,
-                                                    "observation": observation, "calls": calls}))
+            judge.touched = judge.touched or execution.touched
+            answered = execution.status == "final" and not judge.unfounded()
+            observation = self._observation(execution, reply.code, answered, judge, progress)
+            self._observed(step, observation, execution.status, calls, emit)
             if progress.status == "failed":
                 return
-            if execution.status == "final" and not unfounded:
-                self._finish(task_id, progress, with_refusals(execution.answer or "", task, refused), emit)
+            if answered:
+                self._finish(task_id, progress, judge.answer(execution.answer or ""), emit)
                 return
             estimate = self._grown(estimate, completion, self._append(messages, reply.kept,
                                                                       f"Observation:\n{observation}"))
         progress.status = "failed"
         progress.error = (f"no final answer after {self.settings.max_turns} turns ([agent] max_turns); "
                           "see the trace with `pyuse tasks ID`")
+
+    def _observation(self, execution: Execution, code: str, answered: bool, judge: Judgement,
+                     progress: Progress) -> str:
+        """What the model is told of an execution; a third failure of the same code ends the task instead."""
+        if execution.status == "final" and not answered:
+            return NOTHING_RAN
+        output = execution.output.strip() or ("" if answered else "(no output: print what you want to see)")
+        observation = truncate(output, self.settings.observation_limit_chars)
+        failed = execution.status not in ("ok", "final")
+        runs, failures = judge.note_run(code, failed)
+        if failures >= FAILURES_TO_GIVE_UP:
+            last = (observation.splitlines() or ["it failed"])[-1]
+            progress.status = "failed"
+            progress.error = (f"could not {judge.task.strip().rstrip('.')!r}: the same code failed {failures} "
+                              f"times: {last}")
+        elif runs > 1 and not answered:
+            observation += "\n" + (REPEATED_FAILURE if failed else REPEATED_SUCCESS)
+        return observation
+
+    def _observed(self, step: StepRecord, observation: str, status: str, calls: list[dict[str, Any]],
+                  emit: EventSink) -> None:
+        step.observation = observation
+        self.store.add_step(step)
+        emit(TaskEvent(step.task_id, "observation", {"turn": step.turn, "status": status,
+                                                     "observation": observation, "calls": calls}))
 
     @staticmethod
     def _grown(estimate: int, completion: Completion, appended: int) -> int:

@@ -82,10 +82,9 @@ def class_stub(doc: DeviceDoc) -> str:
     if doc.methods or doc.properties:
         domain = DOMAIN_CLASSES.get(doc.intents.domain or "")
         lines = [f"class {doc.class_name}{f'({domain.__name__})' if domain else ''}:"]
-        if doc.methods:
-            lines.append("    " + "  ".join(method.signature(name, returns=False) for name, method in doc.methods.items()))
-        if doc.properties:
-            lines.append("    " + "  ".join(prop.signature(name, compact=True) for name, prop in doc.properties.items()))
+        methods = [method.signature(name, returns=False) for name, method in doc.methods.items()]
+        readings = [prop.signature(name, compact=True) for name, prop in doc.properties.items()]
+        lines += ["    " + "  ".join(members) for members in (methods, readings) if members]
         return "\n".join(lines)
     return (f"class {doc.class_name}:  # {doc.title}: native calls {NATIVE[doc.transport]}\n"
             + "\n".join(f"    # {line}" if line else "" for line in doc.body.splitlines()))
