@@ -40,8 +40,8 @@ class TracePrinter:
                 self.out.write(f"{data['thought']}\n")
             self.out.write("".join(f"  │ {line}\n" for line in data["code"].splitlines()))
         elif event.kind == "observation":
-            self.out.write("".join(f"  ⇢ {call['device']}.{call['method']} {call['target'] or ''}: {call['outcome']}\n"
-                                   for call in data.get("calls", [])))
+            for call in data.get("calls", []):  # what the answer will stand on
+                self.out.write(f"  ⇢ {call['device']}.{call['method']} {call['target'] or ''}: {call['outcome']}\n")
             self.out.write("".join(f"  → {line}\n" for line in data["observation"].splitlines()))
         self.out.flush()
 
@@ -63,8 +63,7 @@ def print_result(result: TaskResult, out: TextIO) -> None:
            else "processed locally, no model" if result.processed_locally
            else f"{result.turns} turn(s) · {result.tokens} tokens")
     saved = f" · saved as skill {result.skill}" if result.skill and not result.processed_locally else ""
-    calls = f"{result.calls} device call(s)"
-    out.write(f"[task {result.task_id} · {result.status} · {how}{saved} · {calls} · "
+    out.write(f"[task {result.task_id} · {result.status} · {how}{saved} · {result.calls} device call(s) · "
               f"{result.duration_ms / 1000:.1f} s]\n")
 
 

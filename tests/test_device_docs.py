@@ -119,15 +119,20 @@ def test_a_broken_doc_is_reported_by_file_and_line_and_the_others_load(tmp_path)
     (tmp_path / "bad_field.md").write_text('+++\nkind = "wrong"\ntitle = "Wrong"\ntransport = "carrier pigeon"\n'
                                            '+++\nbody\n')
     (tmp_path / "no_front.md").write_text("just text\n")
+    (tmp_path / "bad_method.md").write_text('+++\nkind = "dimmer"\ntitle = "Dimmer"\ntransport = "http"\n\n'
+                                            '[methods.dim]\ndoc = "Dim it."\nparams = { level = "percent" }\n'
+                                            'code = "pass"\n+++\nbody\n')
 
     library = DocLibrary.load([tmp_path])
 
     assert "mine" in library.kinds() and "shelly_switch" in library.kinds()
-    assert not {"broken", "wrong"} & set(library.kinds())
+    assert not {"broken", "wrong", "dimmer"} & set(library.kinds())
     errors = sorted(library.errors)
     assert any(error.startswith(f"{tmp_path}/bad_field.md:4: transport:") for error in errors), errors
     assert any(error.startswith(f"{tmp_path}/bad_toml.md:3: front matter is not valid TOML") for error in errors)
     assert any(error.startswith(f"{tmp_path}/no_front.md:1: expected TOML front matter") for error in errors)
+    assert f"{tmp_path}/bad_method.md:6: methods.dim.params: parameter 'level': expected a spec such as" in \
+        "; ".join(errors)
 
 
 def test_every_shipped_doc_is_valid_matches_a_kind_and_shows_examples():

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.resources
 import json
-import re
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -25,6 +24,7 @@ from gateway.agent.skills import Skill
 from gateway.agent.tokens import estimate_tokens
 from gateway.devices.docs import DeviceDoc, DocLibrary
 from gateway.devices.model import Device
+from gateway.devices.registry import slugify
 from gateway.sandbox.handles import DOMAIN_CLASSES, NATIVE
 
 NAME_LIMIT = 60
@@ -55,10 +55,6 @@ def clean(text: str, limit: int) -> str:
     return json.dumps(kept, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", text.casefold()).strip("_")
-
-
 def class_name(kind: str, docs: DocLibrary) -> str:
     doc = docs.get(kind)
     return doc.class_name if doc else "Device"
@@ -68,9 +64,9 @@ def inventory_line(device: Device, docs: DocLibrary) -> str:
     """`kitchen_ceiling_light: ZigbeeBulb`, with the area, the name where the id does not already say them, and
     the aliases people use: `desk_lamp: TasmotaDimmer [office] "Reading Lamp" aka "desk light"`."""
     fields = [f"{device.id}: {class_name(device.kind, docs)}"]
-    if device.area and not device.id.startswith(_slug(device.area) + "_"):
+    if device.area and not device.id.startswith(slugify(device.area) + "_"):
         fields.append(f"[{clean(device.area, 30)[1:-1]}]")
-    if _slug(device.name) != device.id:
+    if slugify(device.name) != device.id:
         fields.append(clean(device.name, NAME_LIMIT))
     if device.aliases:
         fields.append("aka " + ", ".join(clean(alias, 30) for alias in device.aliases[:3]))
@@ -96,13 +92,14 @@ class PromptBuilder:
         self.budget = budget_tokens
         self.retriever = Retriever(docs)
         self.rules = prompt_file("rules.md")
-        # The worked examples are real exchanges (a task, then a reply; one that acts, one that reads): small models
-        # follow those far better than examples described inside the system message.
+        # The worked examples are real exchanges (one that acts, one that reads): small models follow those far
+        # better than examples described inside the system message. example.md alternates a task and a reply,
+        # separated by blank lines (so a reply has none inside).
         parts = prompt_file("example.md").split("\n\n")
-        self.example = [{"role": "user" if index % 2 == 0 else "assistant", "content": part}
-                        for index, part in enumerate(parts)]
+        self.examples = [{"role": "user" if index % 2 == 0 else "assistant", "content": part}
+                         for index, part in enumerate(parts)]
         self._fixed_tokens = estimate_tokens(self.rules) + sum(estimate_tokens(message["content"])
-                                                               + MESSAGE_OVERHEAD_TOKENS for message in self.example)
+                                                               + MESSAGE_OVERHEAD_TOKENS for message in self.examples)
         self._line_cache: dict[tuple[object, ...], int] = {}
         self._stubs = {kind: class_stub(doc) for kind, doc in docs.docs.items()}
         self._stub_tokens = {kind: estimate_tokens(stub) + 1 for kind, stub in self._stubs.items()}
@@ -133,7 +130,7 @@ class PromptBuilder:
     def _render(self, task: str, listed: list[Device], devices: list[Device], skill_section: str) -> Prompt:
         omitted = len(devices) - len(listed)
         system = self._system(listed, omitted, devices, skill_section)
-        messages = [{"role": "system", "content": system}, *self.example, {"role": "user", "content": f"Task: {task}"}]
+        messages = [{"role": "system", "content": system}, *self.examples, {"role": "user", "content": f"Task: {task}"}]
         estimate = sum(estimate_tokens(message["content"]) + MESSAGE_OVERHEAD_TOKENS for message in messages)
         return Prompt(messages, estimate, [device.id for device in listed], omitted)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.devices.model import Transport
 
@@ -193,6 +193,13 @@ class Method(BaseModel):
     returns: ValueType | None = None
     code: str = Field(min_length=1)
 
+    @field_validator("params")
+    @classmethod
+    def _specs(cls, params: dict[str, str]) -> dict[str, str]:
+        for name, spec in params.items():
+            Param.parse(name, spec)
+        return params
+
     @property
     def parameters(self) -> list[Param]:
         return [Param.parse(name, spec) for name, spec in self.params.items()]
@@ -281,8 +288,10 @@ class IntentTemplates(BaseModel):
             for member in members:
                 if member in methods:
                     filled[action] = f"dev.{member}({INTENT_ARGUMENTS.get(action, '')})"
-                elif member in properties and action.startswith("read"):
+                    break
+                if member in properties and action.startswith("read"):
                     filled[action] = f"dev.{member}"
+                    break
         return self.model_copy(update=filled)
 
 
@@ -321,12 +330,11 @@ class DeviceDoc(BaseModel):
                                  f"({', '.join(sorted(HANDLE_ATTRIBUTES))})")
             try:
                 if isinstance(member, Method):
-                    member.parameters
                     compile(f"def {name}(self):\n" + textwrap.indent(member.code.strip(), "    "), where, "exec")
                 else:
                     compile(member.code.strip(), where, "eval")
             except SyntaxError as error:
-                raise ValueError(f"{where}.code is not valid Python: {error.msg}") from None
+                raise ValueError(f"{where}.code: not valid Python: {error.msg}") from None
         both = set(self.methods) & set(self.properties)
         if both:
             raise ValueError(f"{', '.join(sorted(both))}: both a method and a property")
@@ -341,6 +349,7 @@ class DeviceDoc(BaseModel):
     def job_spec(self) -> dict[str, Any]:
         """What a sandbox job needs to build this kind's handle class (see gateway/sandbox/handles.py)."""
         return {"class": self.class_name, "title": self.title, "body": self.body, "domain": self.intents.domain,
+                "transport": self.transport,
                 "methods": [{"name": name, "doc": method.doc, "returns": method.returns, "code": method.code,
                              "signature": method.signature(name),
                              "params": [param.model_dump() for param in method.parameters]}
@@ -422,7 +431,10 @@ def parse_doc(text: str, source: str) -> DeviceDoc:
         problems = []
         for error in exc.errors():
             key = ".".join(str(part) for part in error["loc"])
-            problems.append(f"{source}:{_key_line(front, key)}: {key}: {error['msg'].lower()}")
+            message = error["msg"].removeprefix("Value error, ")
+            if not key:  # a check of the whole doc names the key itself: "methods.state: ..."
+                key, _, message = message.partition(": ")
+            problems.append(f"{source}:{_key_line(front, key)}: {key}: {message[:1].lower()}{message[1:]}")
         raise DocError("; ".join(problems)) from None
 
 
@@ -432,9 +444,13 @@ def _line_of(message: str) -> int | None:
 
 
 def _key_line(front: str, key: str) -> int:
-    """Line of `key` in the file (front matter starts on line 2), or the first line if absent."""
-    top = key.split(".")[0]
-    for number, line in enumerate(front.splitlines(), start=2):
-        if re.match(rf"\s*{re.escape(top)}\s*=", line):
-            return number
+    """Line of `key` in the file (front matter starts on line 2): its table (`[methods.on]`) or its top-level key,
+    or the first line if absent."""
+    parts = key.split(".")
+    lines = list(enumerate(front.splitlines(), start=2))
+    for depth in range(len(parts), 0, -1):
+        table = re.escape(".".join(parts[:depth]))
+        for number, line in lines:
+            if re.match(rf"\s*\[{{1,2}}\s*{table}\s*\]", line) or (depth == 1 and re.match(rf"\s*{table}\s*=", line)):
+                return number
     return 1

@@ -16,6 +16,7 @@ import json
 import socket
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 MAX_MESSAGE = 1 << 20
@@ -54,7 +55,7 @@ class Channel:
         return json.loads(data)
 
     def call(self, device: str, method: str, args: dict[str, Any]) -> Any:
-        TOUCHED[0] += 1
+        ACTIVITY.touched += 1
         self._last_id += 1
         call_id = self._last_id
         self.send({"op": "call", "id": call_id, "device": device, "method": method, "args": args})
@@ -118,7 +119,7 @@ NATIVE = {"http": "get(path), post(path, json), put(path, json), rpc(method, **p
 
 
 def members(cls: type) -> list[str]:
-    return [name for name in dir(cls) if not name.startswith("_") and name not in ("refresh",)]
+    return [name for name in dir(cls) if not name.startswith("_")]
 
 
 def summary(cls: type) -> str:
@@ -200,18 +201,29 @@ DOMAIN_CLASSES: dict[str, type[Device]] = {
                                    "__module__": "devices"})
     for domain, name in (("light", "Light"), ("switch", "Switch"), ("fan", "Fan"), ("climate", "Climate"),
                          ("lock", "Lock"), ("cover", "Cover"), ("sensor", "Sensor"), ("binary_sensor", "BinarySensor"))}
-# The capability calls that returned in the current execution: when a later line fails, the model is told these
-# were done, so it answers instead of doing them again (the job clears it before each execution).
-DONE: list[str] = []
-NESTING = [0]
-# Device lookups, calls and readings in the current execution: an answer that used none stands on nothing the
-# devices said, and the gateway sends it back once.
-TOUCHED = [0]
+
+
+@dataclass
+class Activity:
+    """What the model's code did with the devices in the current execution; the job resets it before each."""
+
+    # Lookups, calls and readings: an answer that used none stands on nothing the devices said, and is sent back.
+    touched: int = 0
+    # The capability calls that returned, as the model wrote them: when a later line fails, the model is told these
+    # were done, so it answers instead of doing them again.
+    done: list[str] = field(default_factory=list)
+    depth: int = 0  # brighter() calls set_brightness(): only the outermost call is reported
+
+    def reset(self) -> None:
+        self.touched, self.done, self.depth = 0, [], 0
+
+
+ACTIVITY = Activity()
 # What a capability's code sees besides `self` and its parameters.
 CAPABILITY_GLOBALS = {"DeviceError": DeviceError, "json": json}
 
 
-def capability_class(transport: str, kind: str, spec: dict[str, Any]) -> type[Device]:
+def capability_class(kind: str, spec: dict[str, Any]) -> type[Device]:
     """The handle class of one device kind: its transport's native calls plus the doc's capabilities."""
     namespace: dict[str, Any] = {"__doc__": spec["title"], "_spec": {**spec, "kind": kind}, "__module__": "devices"}
     for method in spec["methods"]:
@@ -219,7 +231,7 @@ def capability_class(transport: str, kind: str, spec: dict[str, Any]) -> type[De
     for prop in spec["properties"]:
         namespace[prop["name"]] = _property(kind, prop)
     domain = DOMAIN_CLASSES.get(spec.get("domain") or "")
-    return type(spec["class"], (HANDLE_CLASSES[transport], *([domain] if domain else [])), namespace)
+    return type(spec["class"], (HANDLE_CLASSES[spec["transport"]], *([domain] if domain else [])), namespace)
 
 
 def _compile(kind: str, name: str, params: list[str], body: str) -> Callable[..., Any]:
@@ -238,22 +250,22 @@ def _method(kind: str, spec: dict[str, Any]) -> Callable[..., Any]:
                           annotation=param["type"]) for param in params])
 
     def method(self: Device, *args: Any, **kwargs: Any) -> Any:
-        TOUCHED[0] += 1
+        ACTIVITY.touched += 1
         _require_online(self)
+        where = f"{self.id}.{spec['signature']}"
         try:
             bound = signature.bind(self, *args, **kwargs)
         except TypeError as error:
-            raise TypeError(f"{self.id}.{spec['signature']}: {error}") from None
+            raise TypeError(f"{where}: {error}") from None
         bound.apply_defaults()
-        where = f"{self.id}.{spec['signature']}"
         values = [checked(where, param, bound.arguments[param["name"]]) for param in params]
-        NESTING[0] += 1  # brighter() calls set_brightness(): only the call the model wrote is reported
+        ACTIVITY.depth += 1
         try:
             result = body(self, *values)
         finally:
-            NESTING[0] -= 1
-        if not NESTING[0]:
-            DONE.append(f"{self.id}.{name}({', '.join(map(repr, values))})")
+            ACTIVITY.depth -= 1
+        if not ACTIVITY.depth:
+            ACTIVITY.done.append(f"{self.id}.{name}({', '.join(map(repr, values))})")
         return result
 
     method.__name__ = method.__qualname__ = name
@@ -266,7 +278,7 @@ def _property(kind: str, spec: dict[str, Any]) -> property:
     getter = _compile(kind, spec["name"], [], f"return ({spec['code'].strip()})")
 
     def get(self: Device) -> Any:
-        TOUCHED[0] += 1
+        ACTIVITY.touched += 1
         _require_online(self)
         try:
             return getter(self)
@@ -337,10 +349,10 @@ class Devices(Mapping[str, Device]):
 
     def __init__(self, handles: list[Device]) -> None:
         self._by_id = {handle.id: handle for handle in handles}
-        self._classes: dict[str, tuple[dict[str, Any], type[Device] | None]] = {}
+        self._classes: dict[str, tuple[dict[str, Any], type[Device]]] = {}  # kind -> (its spec, its class)
 
     def __getitem__(self, device_id: str) -> Device:
-        TOUCHED[0] += 1  # a lookup that fails is news from the devices too ("no such device")
+        ACTIVITY.touched += 1  # a lookup that fails is news from the devices too ("no such device")
         handle = self._by_id.get(device_id)
         if handle is not None:
             return handle
@@ -372,7 +384,7 @@ class Devices(Mapping[str, Device]):
 
     def find(self, text: str | None = None, area: str | None = None, kind: str | None = None) -> list[Device]:
         """Devices whose id or name contains `text` (any case), in `area`, of `kind`; all given filters apply."""
-        TOUCHED[0] += 1
+        ACTIVITY.touched += 1
         needle = (text or "").casefold()
         return [handle for handle in self._by_id.values()
                 if (not needle or needle in handle.id.casefold() or needle in handle.name.casefold())
@@ -385,10 +397,10 @@ class Devices(Mapping[str, Device]):
         classes = {}
         for kind, spec in kinds.items():
             known = self._classes.get(kind)
-            classes[kind] = known if known is not None and known[0] == spec else (spec, None)
+            classes[kind] = known if known is not None and known[0] == spec else (spec, capability_class(kind, spec))
         current = {}
         for info in infos:
-            cls = self._class_of(classes, info)
+            cls = classes[info["kind"]][1] if info["kind"] in classes else HANDLE_CLASSES[info["transport"]]
             handle = self._by_id.get(info["id"])
             if handle is None or handle.kind != info["kind"] or type(handle) is not cls:
                 handle = cls(channel, info)
@@ -398,17 +410,6 @@ class Devices(Mapping[str, Device]):
             current[info["id"]] = handle
         self._classes = classes
         self._by_id = current
-
-    @staticmethod
-    def _class_of(classes: dict[str, tuple[dict[str, Any], type[Device] | None]], info: dict[str, Any]) -> type[Device]:
-        entry = classes.get(info["kind"])
-        if entry is None:
-            return HANDLE_CLASSES[info["transport"]]
-        spec, cls = entry
-        if cls is None:
-            cls = capability_class(info["transport"], info["kind"], spec)
-            classes[info["kind"]] = (spec, cls)
-        return cls
 
     def __repr__(self) -> str:
         return f"devices({', '.join(sorted(self._by_id))})"

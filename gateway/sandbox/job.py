@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any
 
 from pyuse_sandbox_handles import (  # noqa: I001  (loaded by the zygote)
-    DOMAIN_CLASSES, DONE, TOUCHED, Channel, Device, DeviceError, Devices, describe)
+    ACTIVITY, DOMAIN_CLASSES, Channel, Device, DeviceError, Devices, describe)
 from pyuse_sandbox_isolation import LayerFailed, lockdown
 
 
@@ -152,14 +152,13 @@ class Job:
                 self.inventory_version = message["inventory"]
             status, answer = self.execute(message["code"], message["turn"], message["timeout"])
             sys.stdout.flush()
-            self.channel.send({"op": "done", "status": status, "answer": answer, "touched": TOUCHED[0] > 0})
+            self.channel.send({"op": "done", "status": status, "answer": answer, "touched": ACTIVITY.touched > 0})
 
     def execute(self, source: str, turn: int, timeout: float) -> tuple[str, str | None]:
         filename = f"<turn {turn}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         self.deadline = time.monotonic() + timeout
-        DONE.clear()
-        TOUCHED[0] = 0
+        ACTIVITY.reset()
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             tree = ast.parse(source, filename, "exec")
@@ -176,8 +175,8 @@ class Job:
         except BaseException as error:  # the model's code may raise anything; report it, keep the job alive
             signal.setitimer(signal.ITIMER_REAL, 0)
             sys.stdout.flush()
-            if DONE:
-                sys.stdout.write(f"Done before the error, no need to repeat: {', '.join(DONE)}\n")
+            if ACTIVITY.done:
+                sys.stdout.write(f"Done before the error, no need to repeat: {', '.join(ACTIVITY.done)}\n")
             sys.stdout.write(_format_traceback(error))
             return "error", None
         finally:
