@@ -1,0 +1,89 @@
+"""What a task may touch and which calls need a person's yes: exposure (here), danger rules (rules.py),
+confirmations (confirmations.py) and rate limits (rates.py).
+
+The broker consults this for every handle call, after reducing the call to an Operation, so a rule holds however
+the model's code phrases the call. Nothing the model writes can change these decisions.
+"""
+
+from __future__ import annotations
+
+from gateway.config import PolicyRule, PolicySection
+from gateway.devices.docs import DangerRule, DocLibrary
+from gateway.devices.model import Device
+from gateway.devices.registry import Registry
+from gateway.policy.confirmations import (
+    ANSWER_CHANNELS,
+    ConfirmationListener,
+    ConfirmationRequest,
+    Confirmations,
+    Confirmer,
+    answered_elsewhere,
+)
+from gateway.policy.rates import RateLimiter
+from gateway.policy.rules import Decision, Operation, operation_for, rule_matches
+from gateway.policy.text import printable, printable_char
+
+__all__ = ["ANSWER_CHANNELS", "ConfirmationListener", "ConfirmationRequest", "Confirmations", "Confirmer", "Decision",
+           "Operation", "Policy", "ScopeError", "answered_elsewhere", "operation_for", "printable", "printable_char",
+           "rule_matches"]
+
+
+class ScopeError(ValueError):
+    """A task asked for devices it cannot have."""
+
+
+class Policy:
+    def __init__(self, settings: PolicySection, docs: DocLibrary) -> None:
+        self.settings = settings
+        self.docs = docs
+        self.rates = RateLimiter()
+
+    def exposed(self, device: Device) -> bool:
+        if not device.exposed:
+            return False
+        return (any(_selects(pattern, device) for pattern in self.settings.expose)
+                and not any(_selects(pattern, device) for pattern in self.settings.hide))
+
+    def decide(self, device: Device, operation: Operation) -> Decision:
+        """The first matching rule: config rules (more specific) before the device doc's."""
+        doc = self.docs.get(device.kind)
+        candidates: list[DangerRule] = [rule for rule in self.settings.rules if _rule_selects(rule, device)]
+        candidates += doc.danger if doc else []
+        for rule in candidates:
+            if rule_matches(rule, device, operation):
+                return Decision(rule.action, rule.reason)
+        return Decision("allow")
+
+    def within_rate(self, device: Device) -> tuple[bool, int]:
+        doc = self.docs.get(device.kind)
+        limit = min(self.settings.rate_limit_per_minute,
+                    doc.rate_limit_per_minute if doc and doc.rate_limit_per_minute else 10**9)
+        return self.rates.allow(device.id, limit), limit
+
+    def devices_for_task(self, registry: Registry, requested: list[str] | None) -> list[Device]:
+        """All exposed devices, or the requested ones, each of which must exist and be exposed."""
+        exposed = [device for device in registry.all() if self.exposed(device)]
+        if not requested:
+            return exposed
+        by_id = {device.id: device for device in exposed}
+        unknown = [device_id for device_id in requested if device_id not in by_id]
+        if unknown:
+            raise ScopeError(f"not exposed or unknown device(s): {', '.join(unknown)}; "
+                             f"exposed: {', '.join(sorted(by_id)) or 'none'}")
+        return [by_id[device_id] for device_id in requested]
+
+
+def _selects(pattern: str, device: Device) -> bool:
+    if pattern == "*":
+        return True
+    if pattern.startswith("area:"):
+        return device.area.casefold() == pattern[5:].casefold()
+    if pattern.startswith("kind:"):
+        return device.kind == pattern[5:]
+    return device.id == pattern
+
+
+def _rule_selects(rule: PolicyRule, device: Device) -> bool:
+    return ((rule.device is None or rule.device == device.id)
+            and (rule.area is None or rule.area.casefold() == device.area.casefold())
+            and (rule.kind is None or rule.kind == device.kind))
