@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from gateway.app import Gateway
 from gateway.config import Config, DeviceEntry
@@ -166,6 +167,15 @@ async def daemon_factory() -> AsyncIterator[Callable[[Config], Awaitable[Daemon]
 
 def code_reply(code: str, thought: str = "Let me do that.") -> str:
     return f"Thought: {thought}\n```python\n{code}\n```"
+
+
+async def serve_app(app: web.Application, host: str = "127.0.0.1") -> tuple[web.AppRunner, int]:
+    """A real aiohttp server for a test's own device or page, on a free port: (its runner, to clean up; the port)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
 
 async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import make_config, psu_entry, shelly_entry, tasmota_entry
+
 from gateway.sandbox.broker import JobContext, normalize_http_path
 from gateway.sandbox.messages import CallRequest
 
@@ -71,7 +71,7 @@ async def test_device_errors_come_back_as_device_errors(tmp_path, shelly, gatewa
     reply = await gateway.broker.handle(context, call("desk_plug", "rpc", rpc_method="Cover.Open", params={"id": 0}))
     assert reply["error"] == {"type": "DeviceError", "message": "Cover.Open failed: error 404: No handler for "
                                                                 "Cover.Open"}
-    reply = await gateway.broker.handle(context, call("desk_plug", "get", path="/rpc/Nope"))
+    reply = await gateway.broker.handle(context, call("desk_plug", "get", path="/rpc/Nope.GetStatus"))
     assert reply["error"]["type"] == "DeviceError" and reply["error"]["message"].startswith("HTTP 404")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from conftest import code_reply, make_config
+from conftest import code_reply, make_config, serve_app
 from gateway.config import DeviceEntry
 from gateway.devices.docs import DocLibrary
 
@@ -16,20 +16,32 @@ keywords = ["aquarium", "fish tank", "reef", "water"]
 state_keys = ["water_c"]
 
 [[danger]]
-method = "PUT"
-path = "/api/v1/heater"
-params = { target_c = 30 }
+when = "set_temperature > 29"
 reason = "a reef above 29 °C bleaches"
 action = "deny"
+
+[[calls]]
+does = "set_temperature"
+method = "PUT"
+path = "/api/v1/heater"
+value = "/target_c"
+
+[[calls]]
+does = "set_brightness"
+method = "PUT"
+path = "/api/v1/light"
+value = "/pct"
 
 [methods.set_light]
 doc = "The tank's light, in percent."
 params = { percent = "int 0..100" }
+does = ["set_brightness"]
 code = 'self.put("/api/v1/light", json={"pct": percent})'
 
 [methods.heat_to]
 doc = "Switch the heater on with this target, in °C."
 params = { celsius = "float 20..32" }
+does = ["set_temperature"]
 code = 'self.put("/api/v1/heater", json={"on": True, "target_c": celsius})'
 
 [properties.water_c]
@@ -58,16 +70,12 @@ class ReefPilot:
     def __init__(self) -> None:
         self.state = {"water_c": 24.5, "heater": {"on": False, "target_c": 24.0}, "light_pct": 0}
 
-    async def serve(self) -> web.AppRunner:
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/api/v1/status", self.status)
         app.router.add_put("/api/v1/light", self.light)
         app.router.add_put("/api/v1/heater", self.heater)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        self.site = web.TCPSite(runner, "127.0.0.1", 0)
-        await self.site.start()
-        return runner
+        return app
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(self.state)
@@ -83,8 +91,7 @@ class ReefPilot:
 
 async def test_a_kind_nobody_has_seen_needs_only_a_doc(tmp_path, scripted_llm, gateway_factory):
     tank = ReefPilot()
-    runner = await tank.serve()
-    port = tank.site._server.sockets[0].getsockname()[1]
+    runner, port = await serve_app(tank.app())
     (tmp_path / "data" / "device_docs").mkdir(parents=True)
     (tmp_path / "data" / "device_docs" / "reef_aquarium.md").write_text(AQUARIUM_DOC)
     llm = await scripted_llm({"conversations": [{"match": "aquarium", "replies": [

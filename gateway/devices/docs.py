@@ -15,55 +15,193 @@ import textwrap
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 
 from gateway.devices.model import Transport
 
 FRONT_MATTER = re.compile(r"\A\+\+\+[ \t]*\n(.*?)\n\+\+\+[ \t]*\n?(.*)\Z", re.DOTALL)
 
 
-class DangerRule(BaseModel):
-    """A transport call that needs confirmation (or is denied), however the model's code phrases it.
+# The canonical actions: what a device does, whatever a native call looks like. Each protocol's reader in
+# gateway/policy/protocols/ turns a native call into these, and danger rules, [[calls]] and methods name them.
+# name -> (what it means, unit of its value).
+ACTIONS: dict[str, tuple[str, str]] = {
+    "read": ("reads or queries; changes nothing", ""),
+    "output_on": ("switches an output on: a relay, a plug, a light, a supply's output", ""),
+    "output_off": ("switches an output off", ""),
+    "output_toggle": ("flips an output, so a rule on output_on or output_off holds for it", ""),
+    "set_voltage": ("sets a supply's voltage", "V"),
+    "set_current": ("sets a supply's current limit", "A"),
+    "set_ovp": ("sets a supply's over-voltage protection level", "V"),
+    "set_ocp": ("sets a supply's over-current protection level", "A"),
+    "protection_on": ("arms a protection (value: ovp or ocp)", ""),
+    "protection_off": ("disarms a protection (value: ovp or ocp)", ""),
+    "select_channel": ("selects the channel later commands apply to", ""),
+    "set_brightness": ("sets a light's brightness", "%"),
+    "set_color_temp": ("sets a light's white colour temperature", "K"),
+    "set_color": ("sets a light's colour", ""),
+    "set_temperature": ("sets the temperature to heat or cool to", "°C"),
+    "set_mode": ("sets a thermostat's or heater's mode (value: off, heat, auto...)", ""),
+    "set_speed": ("sets a fan's speed", "%"),
+    "set_position": ("moves a cover to a position, 0 closed and 100 open", "%"),
+    "open": ("opens a cover", ""),
+    "close": ("closes a cover", ""),
+    "stop": ("stops a cover", ""),
+    "lock": ("locks a lock", ""),
+    "unlock": ("unlocks or unlatches a lock", ""),
+    "configure": ("changes a setting of the device (value: which)", ""),
+    "firmware_update": ("installs new firmware", ""),
+    "reboot": ("restarts the device", ""),
+    "factory_reset": ("erases the device's configuration", ""),
+    "unknown": ("a native call the gateway could not read; asks on a device with danger rules", ""),
+}
+# A rule on one of these also holds for the action that may do it.
+IMPLIED: dict[str, tuple[str, ...]] = {"output_toggle": ("output_on", "output_off")}
+COMPARISON = re.compile(r"^\s*(?P<name>[a-z][a-z0-9_]*)\s*(?:(?P<op>==|!=|>=|<=|>|<)\s*(?P<operand>\S.*?))?\s*$")
+ORDERING = {">", ">=", "<", "<="}
+# What rules named before: how a call is spelled, which the model could vary at will.
+SPELLING_KEYS = ("rpc", "method", "path", "params", "topic", "payload", "json", "command", "above", "below")
 
-    All given fields must match. HTTP: `rpc` (+ `params`) matches .rpc(), GET/POST <rpc_path>/<Method> and a
-    POST of a frame to <rpc_path>; `method`/`path` (glob) (+ `params`, query or JSON body) match plain REST.
-    MQTT: `topic` ({base_topic} substituted) + `payload` (regex on the text) or `json` (values in a JSON object).
-    Serial: `command` (regex); with a named group `value`, `above`/`below` compare it as a number.
+
+def known_action(name: str) -> str:
+    if name not in ACTIONS:
+        raise ValueError(f"unknown action {name!r}; the actions are {', '.join(ACTIONS)}")
+    return name
+
+
+@dataclass(frozen=True)
+class Condition:
+    """`set_voltage > 12` parsed: the action's name, and a comparison of its value (none: any value)."""
+
+    action: str
+    op: str | None = None
+    operand: float | str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Condition:
+        found = COMPARISON.match(text)
+        if not found:
+            raise ValueError(f"expected an action and an optional comparison, such as \"output_on\", "
+                             f"\"set_voltage > 12\" or \"set_mode == heat\", got {text!r}")
+        op, operand = found["op"], found["operand"]
+        if operand is None:
+            return cls(known_action(found["name"]))
+        number = _float(operand)
+        if op in ORDERING and number is None:
+            raise ValueError(f"{text!r}: {op} compares numbers, and {operand!r} is not one")
+        return cls(known_action(found["name"]), op, number if number is not None else operand.strip("\"'"))
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+class DangerRule(BaseModel):
+    """What needs a person's yes (or is refused, or allowed): an action the device would perform, never how the
+    call that asks for it is spelled. `when` names a canonical action and may compare its value (`set_voltage > 12`,
+    `set_mode == heat`); `channel` narrows it to one output (an action whose channel the command itself does not
+    name still counts)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    when: str = Field(description='an action, optionally compared: "output_on", "set_voltage > 12"')
+    channel: int | None = Field(None, ge=0)
+    action: Literal["confirm", "deny", "allow"] = "confirm"
+    reason: str = Field(min_length=1, max_length=200)
+    _condition: Condition = PrivateAttr()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_spellings(cls, data: Any) -> Any:
+        spelled = [key for key in SPELLING_KEYS if isinstance(data, dict) and key in data]
+        if spelled:
+            raise ValueError(f"{spelled[0]}: a rule names what the device does, not how a call is spelled (the "
+                             f"model can spell it another way): write when = \"set_voltage > 12\", \"output_on\", "
+                             f"\"unlock\"... instead")
+        return data
+
+    @field_validator("when")
+    @classmethod
+    def _parses(cls, when: str) -> str:
+        Condition.parse(when)
+        return when
+
+    def model_post_init(self, context: Any) -> None:
+        self._condition = Condition.parse(self.when)
+
+    @property
+    def condition(self) -> Condition:
+        return self._condition
+
+
+class CallReading(BaseModel):
+    """How a native call reads as an action, for a kind without a protocol reader of its own (`[[calls]]`).
+
+    http: `method` (any but GET when left out) and `path` (a glob); mqtt: `topic` ({base_topic} filled in) and
+    `payload` (the text, in any case); serial: `command` (a regular expression the whole line must match; a group
+    `value` is the action's value). http and mqtt: `json` holds values the JSON body or payload must have (by JSON
+    pointer, e.g. "/lights/0/on"), `value` points at the action's value (the call must carry it), times `scale` (or
+    `per` divided by it).
+    A call that no entry reads is `unknown`; an http GET no entry names is `read`.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, max_length=200)
-    action: Literal["confirm", "deny", "allow"] = "confirm"
-    rpc: str | None = None
+    does: str
+    channel: int | None = Field(None, ge=0)
     method: str | None = None
-    path: str | None = None
-    params: dict[str, Any] = {}
+    path: str | None = Field(None, pattern=r"^/")
     topic: str | None = None
     payload: str | None = None
-    json_values: dict[str, Any] = Field({}, alias="json")
     command: str | None = None
-    above: float | None = None
-    below: float | None = None
+    json_values: dict[str, Any] = Field({}, alias="json")
+    value: str | None = None
+    scale: float = 1.0
+    per: float | None = Field(None, description="the value is per / what the call carries (mireds to kelvin: "
+                                                 "per = 1000000)")
+
+    @field_validator("does")
+    @classmethod
+    def _known(cls, does: str) -> str:
+        return known_action(does)
+
+    @field_validator("command")
+    @classmethod
+    def _regex(cls, command: str | None) -> str | None:
+        try:
+            re.compile(command or "")
+        except re.error as error:
+            raise ValueError(f"bad regular expression {command!r}: {error}") from None
+        return command
+
+    @field_validator("json_values")
+    @classmethod
+    def _pointers(cls, values: dict[str, Any]) -> dict[str, Any]:
+        for pointer in values:
+            if not pointer.startswith("/"):
+                raise ValueError(f"{pointer!r}: a JSON pointer starts with '/', e.g. \"/lights/0/on\"")
+        return values
 
     @model_validator(mode="after")
-    def _names_an_operation(self) -> DangerRule:
-        if not any((self.rpc, self.method, self.path, self.topic, self.command)):
-            raise ValueError("a rule needs one of rpc, method, path, topic or command")
-        if (self.above is not None or self.below is not None) and (not self.command or "?P<value>" not in
-                                                                     self.command):
-            raise ValueError("above/below need a command regex with a (?P<value>...) group")
-        for pattern in (self.payload, self.command):
-            try:
-                re.compile(pattern or "")
-            except re.error as error:
-                raise ValueError(f"bad regular expression {pattern!r}: {error}") from None
+    def _one_transport(self) -> CallReading:
+        named = [key for key in ("path", "topic", "command") if getattr(self, key) is not None]
+        if len(named) != 1:
+            raise ValueError("a [[calls]] entry names one of path (http), topic (mqtt) or command (serial)")
+        if self.value is not None and self.command is not None:
+            raise ValueError("value: a serial command's value is the regular expression's group `value`")
+        if self.value not in (None, "") and not self.value.startswith("/"):
+            raise ValueError(f"value {self.value!r}: a JSON pointer starts with '/', e.g. \"/target_c\" (\"\" is "
+                             f"the whole payload)")
         return self
 
 
+Protocol = Literal["scpi_psu", "scpi_dmm", "korad", "zigbee2mqtt", "homeassistant", "shelly", "tasmota"]
 Source = Literal["mdns", "zigbee2mqtt", "tasmota", "homeassistant", "serial"]
 
 
@@ -192,6 +330,14 @@ class Method(BaseModel):
     params: dict[str, str] = Field({}, description="name -> spec, in call order")
     returns: ValueType | None = None
     code: str = Field(min_length=1)
+    does: list[str] = Field([], description="the actions its native calls perform (reads and channel selection "
+                                            "aside), for people and tests: the broker reads the native calls "
+                                            "themselves")
+
+    @field_validator("does")
+    @classmethod
+    def _actions(cls, does: list[str]) -> list[str]:
+        return [known_action(name) for name in does]
 
     @field_validator("params")
     @classmethod
@@ -310,14 +456,17 @@ class DeviceDoc(BaseModel):
     state_pointer: str = Field("", pattern=r"^(/[^/]*)*$", description="http: JSON pointer to the state object "
                                                                         "in that reply, e.g. /lights/0")
     topics: list[str] = Field([], description="mqtt: owned topic filters; {base_topic} is substituted")
+    protocol: Protocol | None = Field(None, description="how the policy reads its native calls; without one, "
+                                                        "by the doc's [[calls]]")
+    calls: list[CallReading] = Field([], description="what native calls do, for a kind without a protocol")
     line_terminator: str = Field("\n", description="serial: ends each command and reply")
     baudrate: int = 9600
     match: list[MatchRule] = Field([], description="how discovery recognises this kind")
     methods: dict[str, Method] = Field({}, description="capabilities the model calls: on(), set_brightness(...)")
     properties: dict[str, Property] = Field({}, description="readings the model gets: is_on, temperature")
     intents: IntentTemplates = IntentTemplates()
-    danger: list[DangerRule] = Field([], description="calls that need confirmation or are refused")
-    rate_limit_per_minute: int | None = Field(None, gt=0, description="calls per minute to one device")
+    danger: list[DangerRule] = Field([], description="actions that need a person's yes, or are refused")
+    rate_limit_per_minute: int | None = Field(None, gt=0, description="commands per minute to one device")
     body: str = ""
     source: str = ""
 
@@ -339,6 +488,17 @@ class DeviceDoc(BaseModel):
         if both:
             raise ValueError(f"{', '.join(sorted(both))}: both a method and a property")
         self.intents = self.intents.with_defaults(self.methods, self.properties)
+        return self
+
+    @model_validator(mode="after")
+    def _calls_fit(self) -> DeviceDoc:
+        if self.calls and self.protocol:
+            raise ValueError(f"calls: the {self.protocol} reader already knows what this kind's calls do; [[calls]] "
+                             f"are for a kind without a protocol")
+        field = {"http": "path", "mqtt": "topic", "serial": "command"}[self.transport]
+        for index, call in enumerate(self.calls):
+            if getattr(call, field) is None:
+                raise ValueError(f"calls.{index}: a {self.transport} device's calls are named by {field}")
         return self
 
     @property
@@ -444,10 +604,14 @@ def _line_of(message: str) -> int | None:
 
 
 def _key_line(front: str, key: str) -> int:
-    """Line of `key` in the file (front matter starts on line 2): its table (`[methods.on]`) or its top-level key,
-    or the first line if absent."""
+    """Line of `key` in the file (front matter starts on line 2): its table (`[methods.on]`, the n-th `[[danger]]`
+    for `danger.n`) or its top-level key, or the first line if absent."""
     parts = key.split(".")
     lines = list(enumerate(front.splitlines(), start=2))
+    if len(parts) > 1 and parts[1].isdigit():
+        tables = [number for number, line in lines if re.match(rf"\s*\[\[\s*{re.escape(parts[0])}\s*\]\]", line)]
+        if int(parts[1]) < len(tables):
+            return tables[int(parts[1])]
     for depth in range(len(parts), 0, -1):
         table = re.escape(".".join(parts[:depth]))
         for number, line in lines:

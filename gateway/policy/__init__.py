@@ -1,16 +1,22 @@
-"""What a task may touch and which calls need a person's yes: exposure (here), danger rules (rules.py),
-confirmations (confirmations.py) and rate limits (rates.py).
+"""What a task may touch and which calls need a person's yes: exposure (here), what a native call does
+(protocols/, one reader per protocol, giving canonical actions), danger rules on those actions (rules.py),
+confirmations (confirmations.py) and rate limits, every command of a chain counted (rates.py).
 
-The broker consults this for every handle call, after reducing the call to an Operation, so a rule holds however
-the model's code phrases the call. Nothing the model writes can change these decisions.
+The broker consults this for every handle call: it reduces the call to the native call the device receives
+(calls.py), reads the actions it performs, and decides on those, so a rule holds however the model's code spells
+the call. Nothing the model writes can change these decisions.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from gateway.config import PolicyRule, PolicySection
 from gateway.devices.docs import DangerRule, DocLibrary
 from gateway.devices.model import Device
 from gateway.devices.registry import Registry
+from gateway.policy.actions import Action, describe
+from gateway.policy.calls import Operation, operation_for
 from gateway.policy.confirmations import (
     ANSWER_CHANNELS,
     ConfirmationListener,
@@ -19,13 +25,14 @@ from gateway.policy.confirmations import (
     Confirmer,
     answered_elsewhere,
 )
+from gateway.policy.protocols import Reading, read_call
 from gateway.policy.rates import RateLimiter
-from gateway.policy.rules import Decision, Operation, operation_for, rule_matches
+from gateway.policy.rules import UNREADABLE, Decision, decide, rule_matches
 from gateway.policy.text import printable, printable_char
 
-__all__ = ["ANSWER_CHANNELS", "ConfirmationListener", "ConfirmationRequest", "Confirmations", "Confirmer", "Decision",
-           "Operation", "Policy", "ScopeError", "answered_elsewhere", "operation_for", "printable", "printable_char",
-           "rule_matches"]
+__all__ = ["ANSWER_CHANNELS", "UNREADABLE", "Action", "ConfirmationListener", "ConfirmationRequest",
+           "Confirmations", "Confirmer", "Decision", "Operation", "Policy", "Reading", "ScopeError",
+           "answered_elsewhere", "describe", "operation_for", "printable", "printable_char", "rule_matches"]
 
 
 class ScopeError(ValueError):
@@ -37,6 +44,7 @@ class Policy:
         self.settings = settings
         self.docs = docs
         self.rates = RateLimiter()
+        self._memory: dict[str, dict[str, Any]] = {}  # device id -> what its protocol reader remembers
 
     def exposed(self, device: Device) -> bool:
         if not device.exposed:
@@ -44,21 +52,28 @@ class Policy:
         return (any(_selects(pattern, device) for pattern in self.settings.expose)
                 and not any(_selects(pattern, device) for pattern in self.settings.hide))
 
-    def decide(self, device: Device, operation: Operation) -> Decision:
-        """The first matching rule: config rules (more specific) before the device doc's."""
-        doc = self.docs.get(device.kind)
-        candidates: list[DangerRule] = [rule for rule in self.settings.rules if _rule_selects(rule, device)]
-        candidates += doc.danger if doc else []
-        for rule in candidates:
-            if rule_matches(rule, device, operation):
-                return Decision(rule.action, rule.reason)
-        return Decision("allow")
+    def read(self, device: Device, operation: Operation) -> Reading:
+        """The actions the native call performs, read as the device's protocol reads it."""
+        return read_call(operation, device, self.docs.get(device.kind), self._memory.get(device.id, {}))
 
-    def within_rate(self, device: Device) -> tuple[bool, int]:
+    def performed(self, device: Device, reading: Reading) -> None:
+        """The call was sent: remember what its reader needs for the next (SCPI: the selected channel)."""
+        if reading.memory is not None:
+            self._memory[device.id] = reading.memory
+
+    def rules_for(self, device: Device) -> list[DangerRule]:
+        """Config rules (more specific) before the device doc's."""
+        doc = self.docs.get(device.kind)
+        return [rule for rule in self.settings.rules if _rule_selects(rule, device)] + (doc.danger if doc else [])
+
+    def decide(self, device: Device, actions: list[Action]) -> Decision:
+        return decide(actions, self.rules_for(device))
+
+    def within_rate(self, device: Device, cost: int) -> tuple[bool, int]:
         doc = self.docs.get(device.kind)
         limit = min(self.settings.rate_limit_per_minute,
                     doc.rate_limit_per_minute if doc and doc.rate_limit_per_minute else 10**9)
-        return self.rates.allow(device.id, limit), limit
+        return self.rates.allow(device.id, limit, cost), limit
 
     def devices_for_task(self, registry: Registry, requested: list[str] | None) -> list[Device]:
         """All exposed devices, or the requested ones, each of which must exist and be exposed."""

@@ -2,7 +2,9 @@
 
 A job names a device and a method; the device's address, port and topics come from the registry, never from
 the job. Each call is checked (exposed to this task? a method of its transport? a path on that device? a
-topic it owns?), performed, and written to the audit table whatever the outcome.
+topic it owns?), read as the device would read it (the canonical actions it performs), judged on those actions
+by the danger rules, counted against the rate limit command by command, performed, and written to the audit table
+with its actions, whatever the outcome.
 """
 
 from __future__ import annotations
@@ -11,16 +13,18 @@ import asyncio
 import itertools
 import logging
 import time
-from urllib.parse import unquote
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
-from gateway.policy import Confirmations, Confirmer, Policy, operation_for, printable, printable_char
+from gateway.policy import (Action, Confirmations, Confirmer, Operation, Policy, Reading, describe, operation_for,
+                            printable, printable_char)
+from gateway.policy.rates import RateLimiter
 from gateway.sandbox.messages import CallRequest
 from gateway.store import AuditRecord, Store
 from gateway.transports.http import HttpTransport
@@ -101,8 +105,9 @@ class JobContext:
 
 # Models offered a refusal tend to try a near miss (2 A when 3 A was refused): the refusal says not to.
 REFUSED_HINT = "Answer that it was refused, and why; do not try something else in its place."
-# Calls that only read: no danger rule applies to them.
+# Calls that only read: nothing is sent to the device.
 READ_ONLY_METHODS = {("mqtt", "wait")}
+READ_ONLY = Reading([Action("read")])
 
 
 Handler = Callable[[Device, Any], Awaitable[Any]]
@@ -141,6 +146,7 @@ class Broker:
         device = context.devices.get(request.device)
         target = _target(request.args)
         note: str | None = None
+        reading: Reading | None = None
         try:
             if device is None or not self.policy.exposed(device):
                 raise CallDenied(f"device {request.device!r} is not exposed to this task")
@@ -159,38 +165,44 @@ class Broker:
             if isinstance(args, (MqttPublish, MqttRequest)):
                 for check in self.publish_checks:
                     check(context, args.topic, args.payload)
-            if (device.transport, request.method) not in READ_ONLY_METHODS:
-                note = await self._authorize(context, device, request.method, args)
-            within, limit = self.policy.within_rate(device)
+            if (device.transport, request.method) in READ_ONLY_METHODS:
+                reading = READ_ONLY
+            else:
+                operation = self._operation(device, request.method, args)
+                reading = self.policy.read(device, operation)
+                note = await self._authorize(context, device, operation, reading)
+            within, limit = self.policy.within_rate(device, reading.cost)
             if not within:
-                raise CallDenied(f"rate limit: more than {limit} calls a minute to {device.id!r}; slow down")
+                raise CallDenied(_rate_message(device, limit, reading.cost))
             result = await handler(device, args)
+            self.policy.performed(device, reading)
             if device.transport == "http" and request.method != "get":
                 for listener in self.change_listeners:
                     listener(device)
         except CallDenied as exc:
-            return self._refuse(context, request, target, "denied", "PermissionError", str(exc), started)
+            return self._refuse(context, request, target, "denied", "PermissionError", str(exc), started, reading)
         except ValueError as exc:
-            return self._refuse(context, request, target, "invalid", "ValueError", str(exc), started)
+            return self._refuse(context, request, target, "invalid", "ValueError", str(exc), started, reading)
         except TimeoutError as exc:
             return self._refuse(context, request, target, "error", "TimeoutError",
                                 f"{request.device} did not answer in time, it may be offline or busy: "
-                                f"{str(exc) or 'timed out'}", started)
+                                f"{str(exc) or 'timed out'}", started, reading)
         except DeviceOffline as exc:
-            return self._refuse(context, request, target, "error", "ConnectionError", str(exc), started)
+            return self._refuse(context, request, target, "error", "ConnectionError", str(exc), started, reading)
         except (ConnectionError, OSError) as exc:
             return self._refuse(context, request, target, "error", "ConnectionError",
-                                f"{request.device} is unreachable, it may be offline: {_os_message(exc)}", started)
+                                f"{request.device} is unreachable, it may be offline: {_os_message(exc)}", started,
+                                reading)
         except DeviceError as exc:
-            return self._refuse(context, request, target, "error", "DeviceError", str(exc), started)
+            return self._refuse(context, request, target, "error", "DeviceError", str(exc), started, reading)
         except asyncio.CancelledError:
-            self._audit(context, request, target, "cancelled", None, started)
+            self._audit(context, request, target, "cancelled", None, started, reading)
             raise
         except Exception as exc:  # a transport bug must not take the gateway down
             log.exception("handle call %s.%s failed", request.device, request.method)
             return self._refuse(context, request, target, "error", "DeviceError", f"{type(exc).__name__}: {exc}",
-                                started)
-        self._audit(context, request, target, "ok", note, started)
+                                started, reading)
+        self._audit(context, request, target, "ok", note, started, reading)
         return {"id": request.id, "ok": True, "result": result}
 
     def _precheck(self, device: Device, args: _Args) -> None:
@@ -203,11 +215,15 @@ class Broker:
         if isinstance(args, (SerialQuery, SerialWrite)):
             check_serial_command(args.cmd)
 
-    async def _authorize(self, context: JobContext, device: Device, method: str, args: _Args) -> str | None:
-        """Apply the danger rules; returns an audit note for a confirmed call, raises CallDenied otherwise."""
+    def _operation(self, device: Device, method: str, args: _Args) -> Operation:
         doc = self.docs.get(device.kind)
-        operation = operation_for(device, method, args.model_dump(by_alias=True), doc.rpc_path if doc else "/rpc")
-        decision = self.policy.decide(device, operation)
+        return operation_for(device, method, args.model_dump(by_alias=True), doc.rpc_path if doc else "/rpc")
+
+    async def _authorize(self, context: JobContext, device: Device, operation: Operation,
+                         reading: Reading) -> str | None:
+        """Apply the danger rules to what the call does; returns an audit note for a confirmed call, raises
+        CallDenied otherwise."""
+        decision = self.policy.decide(device, reading.actions)
         if decision.action == "allow":
             return None
         if decision.action == "deny":
@@ -221,15 +237,17 @@ class Broker:
         return f"confirmed ({decision.reason}): {why}"
 
     def _refuse(self, context: JobContext, request: CallRequest, target: str | None, outcome: str, error_type: str,
-                message: str, started: float) -> dict[str, Any]:
-        self._audit(context, request, target, outcome, message, started)
+                message: str, started: float, reading: Reading | None) -> dict[str, Any]:
+        self._audit(context, request, target, outcome, message, started, reading)
         return {"id": request.id, "ok": False, "error": {"type": error_type, "message": message}}
 
     def _audit(self, context: JobContext, request: CallRequest, target: str | None, outcome: str,
-               detail: str | None, started: float) -> None:
+               detail: str | None, started: float, reading: Reading | None) -> None:
+        """One row per call, with the actions it performs (or would have): a chain is one row of many actions."""
+        does = f"does: {describe(reading.actions)}" if reading is not None and reading is not READ_ONLY else None
         self.store.audit(AuditRecord(
             task_id=context.task_id, device_id=request.device, method=request.method, target=target,
-            args=request.args, outcome=outcome, detail=detail,
+            args=request.args, outcome=outcome, detail="; ".join(part for part in (detail, does) if part) or None,
             duration_ms=round((time.perf_counter() - started) * 1000, 2)))
 
     # HTTP
@@ -321,6 +339,13 @@ def check_serial_command(command: str) -> None:
         raise ValueError("a serial command is one line: no CR, LF or NUL inside")
     if not all(" " <= char <= "~" for char in command):
         raise ValueError(f"serial command {printable(command)}: only printable ASCII is sent to an instrument")
+
+
+def _rate_message(device: Device, limit: int, cost: int) -> str:
+    if cost == 1:
+        return f"rate limit: more than {limit} calls a minute to {device.id!r}; slow down"
+    return (f"rate limit: this call does {cost} things, and {device.id!r} takes at most {limit} a minute (in bursts "
+            f"of {RateLimiter.capacity(limit):g}); slow down or do fewer at once")
 
 
 def _target(args: dict[str, Any]) -> str | None:
