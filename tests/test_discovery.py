@@ -118,7 +118,7 @@ async def test_home_assistant_discovery_with_abbreviations_and_a_base_topic(tmp_
     await until(lambda: gateway.registry.get("garden_pump") is not None)
     pump = gateway.registry.get("garden_pump")
     assert (pump.kind, pump.area) == ("ha_switch", "Garden")
-    assert set(pump.topics) == {"garden/pump/set", "garden/pump/state", "garden/pump/availability"}
+    assert set(pump.topics) == {"garden/pump/set", "garden/pump/state"}  # its availability is read, not owned
     assert pump.api["main"]["command_topic"] == "garden/pump/set" and pump.api["main"]["payload_on"] == "ON"
     await until(lambda: gateway.registry.get("garden_pump").state == {"Pump": "OFF"})
     client.publish("garden/pump/availability", "offline", retain=True).wait_for_publish(5)

@@ -5,15 +5,23 @@ A device is identified by its key, given by whoever found it ("z2m:0x00158d...",
 is taken, and stays tied to the key for good: a restart, a rediscovery or a rename never moves or reuses it.
 Overrides from the config (name, area, aliases, exposed) win over what discovery reports. Every change is
 announced to subscribers (the API, automations).
+
+The registry also decides who holds what. A device's handle may use only its own topics, HTTP address and serial
+port, so what one device holds no other may hold: a topic has exactly one owner, exactly or by overlap (a filter of
+one matching a topic of the other), and the danger rules of that owner are the ones that apply to it. A claim on
+something another device holds, or on a reserved topic (the gateway's own, the broker's `$` topics, the discovery
+prefixes), is refused: the first owner keeps it. Devices declared in the config are trusted over discovered ones
+(and may share with each other).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.config import DeviceEntry
@@ -26,6 +34,19 @@ log = logging.getLogger(__name__)
 EventType = Literal["added", "updated", "removed", "online", "offline", "state"]
 OVERRIDABLE = ("name", "area", "aliases", "exposed")
 STATE_FLUSH_S = 10.0
+# How many discovered devices the registry takes ([discovery] max_devices once the config has it): enough for the
+# simulators' 1000-device home twice over, and a bound on what a flood of forged discovery messages can add.
+MAX_DISCOVERED_DEVICES = 2000
+# A handle here could start tasks or answer confirmations. The discovery sources reserve their own prefixes.
+GATEWAY_TOPICS = "pyuse/#"
+
+
+class ClaimRefused(ValueError):
+    """A device names a topic, address or serial port that is reserved or another device's."""
+
+
+class DeviceLimit(ValueError):
+    """The registry holds as many discovered devices as it takes."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +61,114 @@ Listener = Callable[[DeviceEvent], None]
 def slugify(text: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "_", text.casefold()).strip("_")
     return slug or "device"
+
+
+def claims(device: Device) -> list[str]:
+    """The topic filters a device holds: its topics, and everything below its base topic when that is one of them
+    (a Zigbee2MQTT device owns `zigbee2mqtt/<friendly name>` and below, not only the topics its doc uses)."""
+    below = [f"{device.base_topic}/#"] if device.base_topic and device.base_topic in device.topics else []
+    return device.topics + below
+
+
+@dataclass
+class _Level:
+    children: dict[str, _Level] = field(default_factory=dict)
+    holders: dict[str, str] = field(default_factory=dict)  # key -> the filter it holds that ends here
+
+
+class TopicTree:
+    """Topic filters and who holds them, as a tree of topic levels: the holders that overlap a filter are found by
+    walking the levels it shares with them, not by comparing it with every filter held."""
+
+    def __init__(self) -> None:
+        self._root = _Level()
+
+    def add(self, topic_filter: str, holder: str) -> None:
+        node = self._root
+        for level in topic_filter.split("/"):
+            node = node.children.setdefault(level, _Level())
+        node.holders[holder] = topic_filter
+
+    def discard(self, topic_filter: str, holder: str) -> None:
+        path = [self._root]
+        for level in topic_filter.split("/"):
+            if level not in path[-1].children:
+                return
+            path.append(path[-1].children[level])
+        path[-1].holders.pop(holder, None)
+        for parent, level, node in reversed(list(zip(path, topic_filter.split("/"), path[1:]))):
+            if node.holders or node.children:
+                break
+            del parent.children[level]  # prune, or forged devices that come and go would grow the tree for good
+
+    def overlapping(self, topic_filter: str) -> Iterator[tuple[str, str]]:
+        """(holder, filter held) for every held filter that some topic matches along with this one."""
+        return _overlapping(self._root, topic_filter.split("/"))
+
+
+def _overlapping(node: _Level, levels: list[str]) -> Iterator[tuple[str, str]]:
+    if "#" in node.children:  # `a/#` matches `a` itself and everything below it
+        yield from node.children["#"].holders.items()
+    if not levels:
+        yield from node.holders.items()
+        return
+    first, rest = levels[0], levels[1:]
+    if first == "#":
+        yield from _everything(node)
+        return
+    for name, child in node.children.items():
+        if name != "#" and (first == "+" or name in (first, "+")):
+            yield from _overlapping(child, rest)
+
+
+def _everything(node: _Level) -> Iterator[tuple[str, str]]:
+    yield from node.holders.items()
+    for child in node.children.values():
+        yield from _everything(child)
+
+
+class Holdings:
+    """What devices hold, by device key: topic filters, HTTP addresses and serial ports."""
+
+    def __init__(self) -> None:
+        self.topics = TopicTree()
+        self.addresses: dict[tuple[str, int], str] = {}
+        self.ports: dict[str, str] = {}
+
+    def hold(self, device: Device) -> None:
+        for topic_filter in claims(device):
+            self.topics.add(topic_filter, device.key)
+        if device.host and device.port:
+            self.addresses[(device.host, device.port)] = device.key
+        if device.serial_port:
+            self.ports[_port(device.serial_port)] = device.key
+
+    def release(self, device: Device) -> None:
+        for topic_filter in claims(device):
+            self.topics.discard(topic_filter, device.key)
+        if device.host and device.port and self.addresses.get((device.host, device.port)) == device.key:
+            del self.addresses[(device.host, device.port)]
+        if device.serial_port and self.ports.get(_port(device.serial_port)) == device.key:
+            del self.ports[_port(device.serial_port)]
+
+    def clash(self, device: Device, ignored: Collection[str]) -> tuple[str, str, str] | None:
+        """(what it names, the holder's key, what the holder holds) for the first thing another device holds."""
+        for topic_filter in claims(device):
+            for holder, held in self.topics.overlapping(topic_filter):
+                if holder not in ignored:
+                    return f"topic {topic_filter!r}", holder, held
+        address = (device.host, device.port) if device.host and device.port else None
+        if address and self.addresses.get(address, device.key) not in ignored:
+            return f"address {device.host}:{device.port}", self.addresses[address], f"{device.host}:{device.port}"
+        port = _port(device.serial_port) if device.serial_port else None
+        if port and self.ports.get(port, device.key) not in ignored:
+            return f"serial port {device.serial_port}", self.ports[port], port
+        return None
+
+
+def _port(path: str) -> str:
+    """One name per serial port, whichever link to it the config or discovery used."""
+    return os.path.realpath(path)
 
 
 def infer_area(name: str, areas: list[str]) -> str:
@@ -64,6 +193,12 @@ class Registry:
         self._listeners: list[Listener] = []
         self._dirty: set[str] = set()
         self._flusher: asyncio.TimerHandle | None = None
+        self._held = Holdings()
+        self._reserved = TopicTree()  # holders are reasons
+        self._reserved_for: dict[str, tuple[str, ...]] = {}  # reason -> prefixes of the keys that may hold it anyway
+        self.reserve(GATEWAY_TOPICS, "the gateway's own tasks and confirmations")
+        self.max_discovered = MAX_DISCOVERED_DEVICES
+        self._limit_logged = False
 
     # reading
     def get(self, device_id: str) -> Device | None:
@@ -91,9 +226,16 @@ class Registry:
             if removed or key.startswith("static:"):
                 continue
             try:
-                self._devices[device_id] = Device.model_validate_json(record)
+                device = Device.model_validate_json(record)
             except ValueError as exc:
                 log.warning("stored device %s is unreadable and was dropped: %s", device_id, exc)
+                continue
+            reason = self.conflict(device)
+            if reason:  # stored before its claim was checked, or beside a claim that came first
+                log.warning("stored device %s was dropped: %s", device_id, reason)
+                continue
+            self._devices[device_id] = device
+            self._held.hold(device)
         return len(self._devices)
 
     def _persist(self, devices: list[Device], removed: bool = False) -> None:
@@ -109,12 +251,51 @@ class Registry:
         self._dirty.clear()
         self._persist(dirty)
 
+    # who holds what
+    def reserve(self, topic_filter: str, reason: str, keys: tuple[str, ...] = ()) -> None:
+        """Keep a topic filter from every device but those whose key starts with one of `keys` (a discovery
+        prefix; a bridge's base topic, for its own devices). A discovered device that holds part of it (restored
+        from the store) is dropped."""
+        self._reserved.add(topic_filter, reason)
+        self._reserved_for[reason] = keys
+        for key, held in list(self._held.topics.overlapping(topic_filter)):
+            device = self.by_key(key)
+            if device is not None and device.source != "static" and not key.startswith(keys):
+                log.warning("device %s was dropped: its topic %r is reserved for %s", device.id, held, reason)
+                self.remove(key)
+
+    def conflict(self, device: Device, replacing: Collection[str] = ()) -> str | None:
+        """Why the device may not hold what it names, or None. Devices in `replacing` are being replaced along with
+        it (a bridge's whole list), so what they hold now does not count. Devices declared in the config may share
+        with each other (one physical device declared twice, say exposed and hidden): the config is trusted."""
+        ignored = {device.key, *replacing}
+        if device.source == "static":
+            ignored |= {other.key for other in self._devices.values() if other.source == "static"}
+        clash = self._held.clash(device, ignored)
+        if clash is not None:
+            what, holder, held = clash
+            return f"{what} belongs to device {self._ids_by_key.get(holder, holder)!r} ({held})"
+        for topic_filter in claims(device):
+            if topic_filter.startswith("$"):
+                return f"topic {topic_filter!r} is reserved for the MQTT broker"
+            for reason, _ in self._reserved.overlapping(topic_filter):
+                if not device.key.startswith(self._reserved_for[reason]):
+                    return f"topic {topic_filter!r} is reserved for {reason}"
+        return None
+
     # changes
-    def upsert(self, found: Device) -> Device:
-        """Add or refresh a device by its key; returns the registry's record."""
+    def upsert(self, found: Device, replacing: Collection[str] = ()) -> Device:
+        """Add or refresh a device by its key; returns the registry's record. Raises ClaimRefused when it names
+        what is reserved or another device's (see `conflict`), DeviceLimit for a new discovered device past the
+        limit."""
         if not found.key:
             raise ValueError("a device needs a key")
+        reason = self.conflict(found, replacing)
+        if reason:
+            raise ClaimRefused(reason)
         current = self.by_key(found.key)
+        if current is None and found.source != "static":
+            self._check_limit()
         device_id = self._ids_by_key.get(found.key) or self._new_id(found)
         record = found.model_copy(update={"id": device_id})
         if current is not None:
@@ -124,10 +305,59 @@ class Registry:
             record.area = infer_area(record.name, self.areas)
         self._ids_by_key[found.key] = device_id
         self._devices[device_id] = record
+        if current is not None:
+            self._held.release(current)
+        self._held.hold(record)
         if current is None or current.model_dump(exclude={"state"}) != record.model_dump(exclude={"state"}):
             self._persist([record])
             self._emit("added" if current is None else "updated", record)
         return record
+
+    def upsert_all(self, found: list[Device]) -> dict[str, str]:
+        """Add or refresh devices that arrive together (a bridge's whole list), where one may take what another
+        held until now (two devices that swap names). Each is checked against the devices outside the list and
+        those checked before it: first those that keep what they hold, so that a newcomer listed under a taken
+        name cannot push its owner out, then the others in list order. One that is refused loses its current
+        record too, which holds what its source no longer gives it. Returns why each refused key was refused."""
+        keys = {device.key for device in found}
+        listed = Holdings()
+        accepted: list[Device] = []
+        refused: dict[str, str] = {}
+        for device in sorted(found, key=lambda device: not self._keeps_claims(device)):
+            reason = self.conflict(device, keys) or self._listed_conflict(listed, device)
+            if reason:
+                refused[device.key] = reason
+                continue
+            listed.hold(device)
+            accepted.append(device)
+        for key in refused:
+            self.remove(key)
+        for device in accepted:
+            try:
+                self.upsert(device, keys)
+            except DeviceLimit:
+                continue  # logged once by the registry; the devices it has already are still refreshed
+        return refused
+
+    def _keeps_claims(self, device: Device) -> bool:
+        current = self.by_key(device.key)
+        return current is not None and claims(current) == claims(device)
+
+    def _listed_conflict(self, listed: Holdings, device: Device) -> str | None:
+        clash = listed.clash(device, {device.key})
+        if clash is None:
+            return None
+        what, holder, held = clash
+        return f"{what} belongs to {holder}, earlier in the same list ({held})"
+
+    def _check_limit(self) -> None:
+        if sum(device.source != "static" for device in self._devices.values()) < self.max_discovered:
+            return
+        if not self._limit_logged:
+            self._limit_logged = True
+            log.warning("discovered devices reached the limit of %d: new ones are ignored while the registry is full "
+                        "(logged once)", self.max_discovered)
+        raise DeviceLimit(f"the registry holds {self.max_discovered} discovered devices, its limit")
 
     def _new_id(self, device: Device) -> str:
         taken = set(self._ids_by_key.values()) | set(self._devices)
@@ -154,6 +384,7 @@ class Registry:
         if device is None:
             return
         del self._devices[device.id]
+        self._held.release(device)
         self._persist([device], removed=True)
         self._emit("removed", device)
 
@@ -218,10 +449,27 @@ class Registry:
                     continue
                 self._ids_by_key[key] = entry.id
             topics = entry.topics or (doc.owned_topics(entry.base_topic) if entry.base_topic else [])
-            self.upsert(Device(
+            device = Device(
                 key=key, name=entry.name or "", kind=doc.kind, transport=doc.transport, area=entry.area,
                 aliases=entry.aliases, host=entry.host, port=entry.port or doc.default_port,
                 base_topic=entry.base_topic, topics=topics, serial_port=entry.serial_port,
                 baudrate=entry.baudrate if "baudrate" in entry.model_fields_set else doc.baudrate,
-                exposed=entry.exposed, source="static"))
+                exposed=entry.exposed, source="static")
+            self._make_room(device)
+            reason = self.conflict(device)
+            if reason:
+                problems.append(f"{where}: {reason}")
+                continue
+            self.upsert(device)
         return problems
+
+    def _make_room(self, declared: Device) -> None:
+        """A device declared in the config takes what a discovered device (restored from the store) holds: the
+        config is trusted, discovery is not."""
+        while (clash := self._held.clash(declared, {declared.key})) is not None:
+            what, holder, _ = clash
+            taken = self.by_key(holder)
+            if taken is None or taken.source == "static":
+                return
+            log.warning("device %s was dropped: the config declares %s for %s", taken.id, what, declared.name)
+            self.remove(holder)

@@ -2,7 +2,8 @@
 doc's probe (a GET that must answer the right JSON), and record it as an HTTP device.
 
 Interfaces come from `[discovery] mdns_interfaces`; the default, 127.0.0.1, keeps every packet on this machine.
-A service's goodbye marks its device offline (it usually comes back); a failed probe does too.
+A service's goodbye marks its device offline (it usually comes back); a failed probe does too. An address
+another device already has (declared in the config, or found first) is refused and logged once per instance.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 
 from gateway.devices.docs import DeviceDoc, DocLibrary, MatchRule
 from gateway.devices.model import Device
-from gateway.devices.registry import Registry
+from gateway.devices.registry import ClaimRefused, DeviceLimit, Registry
 from gateway.discovery.text import clean_text
 from gateway.transports.http import HttpTransport
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 RESOLVE_TIMEOUT_MS = 3000
 PROBE_TIMEOUT_S = 5.0
+MAX_REFUSED_LOGGED = 1000  # forged announcements under ever new names cannot flood the log
 
 
 def instance_of(name: str, service_type: str) -> str:
@@ -45,6 +47,7 @@ class MdnsDiscovery:
         self._work: set[asyncio.Task[None]] = set()
         self._keys: dict[tuple[str, int], str] = {}  # host:port -> key: one device however many services it offers
         self._instances: dict[str, str] = {}  # instance name -> key, for goodbyes
+        self._refused: set[str] = set()  # instances whose refusal was logged
         self._started = 0.0
 
     async def start(self) -> None:
@@ -107,9 +110,17 @@ class MdnsDiscovery:
             return
         if probed is None:
             return
+        try:
+            self._record(key, doc, rule, instance, host, port, txt, probed)
+        except ClaimRefused as exc:
+            if instance not in self._refused and len(self._refused) < MAX_REFUSED_LOGGED:
+                self._refused.add(instance)
+                log.warning("mDNS service %s was refused: %s", clean_text(instance), exc)
+            return
+        except DeviceLimit:
+            return  # the registry logs that once
         self._keys[(host, port)] = key
         self._instances[instance] = key
-        self._record(key, doc, rule, instance, host, port, txt, probed)
 
     async def _probe(self, host: str, port: int, rule: MatchRule) -> dict[str, Any] | None:
         """The probe's JSON when it holds what the rule wants, None when it is another kind of device."""

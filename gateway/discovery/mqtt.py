@@ -1,9 +1,18 @@
 """MQTT discovery: Tasmota discovery, Zigbee2MQTT's bridge/devices, and Home Assistant MQTT discovery.
 
 Every payload is untrusted: it is size-limited, validated, its text cleaned, and a malformed one is logged once
-per topic and skipped. Each device's record carries the topics it owns, which become its handle's allowlist.
-Zigbee2MQTT also publishes Home Assistant configs for its devices; those are skipped in favour of the native
-record, as are configs for a Tasmota device that announced itself natively.
+per topic and changes nothing. Each device's record carries the topics it owns, which become its handle's
+allowlist, so discovery decides what a handle can reach: a device owns only topics in its own namespace.
+- Zigbee2MQTT: `<base>/<friendly name>` and everything below it. Only the bridge's devices own topics under
+  `<base>`; `<base>/bridge` is the bridge's own.
+- Tasmota: `<full topic>#` for each of its three prefixes, where the full topic (`ft`, `%prefix%/%topic%/` by
+  default) must hold both the prefix and the device's own topic `t` as whole levels.
+- Home Assistant: the concrete topics its entities name (Home Assistant devices use any topics they like).
+  Availability topics are only read, never owned: bridges share one among their devices.
+The registry refuses what is already another device's or reserved (the gateway's `pyuse/` topics, `$` topics,
+the discovery prefixes, the Zigbee2MQTT base topic for all but the bridge's devices); such a config is logged
+once and changes nothing. Zigbee2MQTT also publishes Home Assistant configs for its devices; those are skipped
+in favour of the native record, as are configs for a Tasmota device that announced itself natively.
 """
 
 from __future__ import annotations
@@ -12,14 +21,14 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.config import DiscoverySection
 from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
-from gateway.devices.registry import Registry
+from gateway.devices.registry import ClaimRefused, DeviceLimit, Registry
 from gateway.discovery.text import clean_text, valid_topic
 from gateway.transports.mqtt import Message, MqttTransport, Subscription
 
@@ -27,6 +36,9 @@ log = logging.getLogger(__name__)
 
 MAX_PAYLOAD = 256 * 1024
 MAX_ENTITIES = 64
+MAX_LOGGED = 1000  # topics whose refusal is logged: forged configs on ever new topics cannot flood the log
+TOPIC_LEVEL = r"^[A-Za-z0-9_.-]+$"
+TASMOTA_GROUP = "tasmotas"  # the GroupTopic Tasmota devices listen on by default
 
 HA_ABBREVIATIONS = {
     "avty": "availability", "avty_mode": "availability_mode", "avty_t": "availability_topic",
@@ -59,6 +71,7 @@ HA_SHOWN = ("command_topic", "state_topic", "payload_on", "payload_off", "payloa
             "min_temp", "max_temp", "modes", "unit_of_measurement", "device_class", "value_template",
             "brightness_command_topic", "temperature_command_topic", "mode_command_topic", "set_position_topic",
             "percentage_command_topic", "position_topic", "current_temperature_topic")
+HA_TOPICS = tuple(field for field in HA_SHOWN if field.endswith("_topic"))  # what an entity's device owns
 
 
 class TasmotaConfig(BaseModel):
@@ -68,9 +81,10 @@ class TasmotaConfig(BaseModel):
     dn: str = ""
     fn: list[str | None] = []
     md: str = ""
-    hn: str = ""
+    hn: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9_.-]*$")
     ft: str = Field("%prefix%/%topic%/", max_length=100)
-    tp: list[str] = Field(["cmnd", "stat", "tele"], min_length=3, max_length=3)
+    tp: list[Annotated[str, Field(min_length=1, max_length=32, pattern=TOPIC_LEVEL)]] = Field(
+        ["cmnd", "stat", "tele"], min_length=3, max_length=3)
     onln: str = "Online"
     ofln: str = "Offline"
     lt_st: int = 0
@@ -78,7 +92,7 @@ class TasmotaConfig(BaseModel):
 
 class Z2mDevice(BaseModel):
     model_config = ConfigDict(extra="allow")
-    ieee_address: str = Field(max_length=40)
+    ieee_address: str = Field(pattern=r"^0x[0-9A-Fa-f]{16}$")
     friendly_name: str = Field(min_length=1, max_length=200)
     type: str = ""
     definition: dict[str, Any] | None = None
@@ -89,6 +103,46 @@ class Z2mDevice(BaseModel):
         if not valid_topic(value):
             raise ValueError("not usable in a topic")
         return value
+
+
+def tasmota_topic(config: TasmotaConfig, prefix: str) -> str:
+    """Its full topic for one prefix, e.g. `cmnd/tasmota_0A0B0C/` (Tasmota adds the final `/` when missing)."""
+    topic = (config.ft.replace("%prefix%", prefix).replace("%topic%", config.t)
+             .replace("%hostname%", config.hn).replace("%id%", config.mac))
+    return topic if topic.endswith("/") else topic + "/"
+
+
+def tasmota_topics(config: TasmotaConfig) -> list[str]:
+    """What a Tasmota device owns: everything under its full topic for each of its prefixes."""
+    if len(set(config.tp)) != len(config.tp):
+        raise ClaimRefused(f"the prefixes {config.tp} of Tasmota topic {config.t!r} are not three different ones")
+    topics = []
+    for prefix in config.tp:
+        full = tasmota_topic(config, prefix)
+        levels = full[:-1].split("/")
+        if not valid_topic(full) or prefix not in levels or config.t not in levels:
+            raise ClaimRefused(f"full topic {config.ft!r} of Tasmota topic {config.t!r} gives {full!r}, which is "
+                               "not one topic holding both its prefix and its own topic")
+        topics.append(full + "#")
+    return topics
+
+
+def ha_topics(config: dict[str, Any]) -> dict[str, str]:
+    """The topics an entity names for its device to own, by field: each must be one concrete topic."""
+    topics = {field: config[field] for field in HA_TOPICS if field in config}
+    for field, value in topics.items():
+        if not valid_topic(value):
+            raise ValueError(f"{field} {clean_text(value, 100)!r} is not one concrete topic")
+    if not topics:
+        raise ValueError("the config names no topic to control or read")
+    return topics
+
+
+def z2m_device(entry: Any) -> Z2mDevice | None:
+    try:
+        return Z2mDevice.model_validate(entry)
+    except ValidationError:
+        return None
 
 
 def expand(value: Any) -> Any:
@@ -150,6 +204,14 @@ class MqttDiscovery:
         self.docs = docs
         self.settings = settings
         self.z2m = settings.zigbee2mqtt_topic.rstrip("/")
+        registry.reserve(f"{settings.ha_prefix.rstrip('/')}/#", "Home Assistant discovery")
+        registry.reserve("tasmota/discovery/#", "Tasmota discovery")
+        registry.reserve(f"cmnd/{TASMOTA_GROUP}/#", "Tasmota's group topic, which every Tasmota device obeys")
+        registry.reserve(f"{self.z2m}/bridge/#", "the Zigbee2MQTT bridge")
+        # Only the bridge's devices (and those the config declares) own topics under its base topic: a Home
+        # Assistant or Tasmota config there is a forgery, which could otherwise come first and squat a device's
+        # topics (the bridge's own Home Assistant configs are skipped before).
+        registry.reserve(f"{self.z2m}/#", "the Zigbee2MQTT bridge's devices", keys=("z2m:", "static:"))
         self._subscriptions: list[Subscription] = []
         self._tasmota_topics: dict[str, tuple[str, TasmotaConfig]] = {}  # device topic -> (key, config)
         self._z2m_names: dict[str, str] = {}  # friendly name -> key
@@ -202,19 +264,27 @@ class MqttDiscovery:
                 return
             try:
                 handler(message)
-            except (ValueError, ValidationError, TypeError, KeyError, AttributeError) as exc:
-                self._reject(message.topic, str(exc).splitlines()[0][:200])
+            except DeviceLimit:
+                pass  # the registry logs that once
+            except (ValueError, ValidationError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+                self._reject(message.topic, str(exc).splitlines()[0][:300])
         return handle
 
     def _reject(self, topic: str, why: str) -> None:
-        if topic not in self._logged:
-            self._logged.add(topic)
-            log.warning("ignoring a malformed discovery payload on %s: %s", clean_text(topic, 200), why)
+        """Log a refused payload once per topic (a retained config comes again at every reconnect)."""
+        if topic in self._logged or len(self._logged) > MAX_LOGGED:
+            return
+        self._logged.add(topic)
+        if len(self._logged) > MAX_LOGGED:
+            log.warning("more than %d discovery topics were refused: further refusals are not logged", MAX_LOGGED)
+            return
+        log.warning("ignoring the discovery payload on %s: %s", clean_text(topic, 200), clean_text(why, 300))
 
     # Tasmota
     def _tasmota_config(self, message: Message) -> None:
         mac = message.topic.split("/")[2].upper()
         if not message.payload:
+            self._tasmota_unmap(f"tasmota:{mac}")
             self._remove(f"tasmota:{mac}")
             return
         config = TasmotaConfig.model_validate_json(message.payload)
@@ -224,19 +294,26 @@ class MqttDiscovery:
             raise ValueError(f"no device doc matches this Tasmota device (lt_st={config.lt_st})")
         doc, _ = found
         key = f"tasmota:{config.mac.upper()}"
-        topics = [config.ft.replace("%prefix%", prefix).replace("%topic%", config.t)
-                  .replace("%hostname%", config.hn).replace("%id%", config.mac) + "#" for prefix in config.tp]
+        topics = tasmota_topics(config)
         name = clean_text(config.dn or next((name for name in config.fn if name), "") or config.t)
+        device = Device(key=key, name=name, kind=doc.kind, transport="mqtt", base_topic=config.t, topics=topics,
+                        source="mqtt", api={"model": clean_text(config.md)})
+        copy = f"ha:{config.mac.upper()}"  # its Home Assistant configs, should it have announced those first
+        reason = self.registry.conflict(device, replacing={copy})
+        if reason:
+            raise ClaimRefused(reason)
         self._drop_ha_copies(config.mac.upper())
-        self.registry.upsert(Device(key=key, name=name, kind=doc.kind, transport="mqtt", base_topic=config.t,
-                                    topics=topics, source="mqtt", api={"model": clean_text(config.md)}))
+        self.registry.upsert(device)
+        self._tasmota_unmap(key)  # its topic may have changed
         self._tasmota_topics[config.t] = (key, config)
         self._ask(self._tasmota_command(config, "STATE"), "")
 
+    def _tasmota_unmap(self, key: str) -> None:
+        self._tasmota_topics = {topic: entry for topic, entry in self._tasmota_topics.items() if entry[0] != key}
+
     @staticmethod
     def _tasmota_command(config: TasmotaConfig, command: str) -> str:
-        return (config.ft.replace("%prefix%", config.tp[0]).replace("%topic%", config.t)
-                .replace("%hostname%", config.hn).replace("%id%", config.mac) + command)
+        return tasmota_topic(config, config.tp[0]) + command
 
     def _tasmota_message(self, message: Message) -> None:
         prefix, topic, leaf = message.topic.split("/", 2)
@@ -276,40 +353,60 @@ class MqttDiscovery:
                     name: value for name, value in data.items() if isinstance(value, (str, int, float, bool))})
 
     def _z2m_devices(self, message: Message) -> None:
+        """The bridge's whole list. A device disappears only when a list of nothing but devices leaves it out: an
+        entry that is not one could stand for any device, so a list holding one removes nothing."""
         entries = json.loads(message.payload)
         if not isinstance(entries, list):
             raise ValueError("bridge/devices is not a list")
-        seen: dict[str, str] = {}
-        for entry in entries:
-            try:
-                device = Z2mDevice.model_validate(entry)
-            except ValidationError as exc:
-                self._reject(f"{message.topic} ({str(entry)[:60]})", str(exc).splitlines()[0])
+        listed = [device for device in map(z2m_device, entries) if device is not None]
+        unreadable = len(entries) - len(listed)
+        if unreadable:
+            self._reject(message.topic, f"{unreadable} of {len(entries)} entries are not devices, so the devices "
+                                        "it leaves out are kept")
+        records = self._z2m_records(message.topic, listed)
+        refused = self.registry.upsert_all([record for record, _ in records])
+        names: dict[str, str] = {}
+        for record, device in records:
+            if record.key in refused:
+                self._reject(f"{message.topic} ({device.friendly_name})", refused[record.key])
+            elif self.registry.by_key(record.key) is not None:  # not past the registry's limit
+                names[device.friendly_name] = record.key
+                self._z2m_read(device, record)
+        for name, key in self._z2m_names.items():
+            if key in names.values():
                 continue
+            if unreadable:
+                names.setdefault(name, key)
+            else:
+                self._remove(key)
+        self._z2m_names = names
+
+    def _z2m_records(self, topic: str, listed: list[Z2mDevice]) -> list[tuple[Device, Z2mDevice]]:
+        """The records of the listed devices a doc knows (not the coordinator, nor one still being interviewed)."""
+        records = []
+        for device in listed:
             if device.type == "Coordinator" or not device.definition:
                 continue
             found = self.docs.match("zigbee2mqtt", {"exposes": z2m_exposes(device.definition),
                                                     "name": device.friendly_name})
             if found is None:
-                self._reject(f"{message.topic} ({device.friendly_name})", "no device doc matches its exposes")
+                self._reject(f"{topic} ({device.friendly_name})", "no device doc matches its exposes")
                 continue
             doc, _ = found
-            key = f"z2m:{device.ieee_address}"
             base = f"{self.z2m}/{device.friendly_name}"
             definition = device.definition
-            self.registry.upsert(Device(
-                key=key, name=clean_text(device.friendly_name), kind=doc.kind, transport="mqtt", base_topic=base,
-                topics=doc.owned_topics(base), source="mqtt",
-                api={"model": clean_text(definition.get("model", "")), "vendor": clean_text(definition.get("vendor", ""))}))
-            seen[device.friendly_name] = key
-            self._drop_ha_copies(f"zigbee2mqtt_{device.ieee_address}")
-            readable = z2m_readable(definition)
-            if readable and device.friendly_name not in self._z2m_names:
-                self._ask(f"{base}/get", {name: "" for name in readable})
-        for name, key in self._z2m_names.items():
-            if key not in seen.values():
-                self._remove(key)
-        self._z2m_names = seen
+            records.append((Device(
+                key=f"z2m:{device.ieee_address}", name=clean_text(device.friendly_name), kind=doc.kind,
+                transport="mqtt", base_topic=base, topics=doc.owned_topics(base), source="mqtt",
+                api={"model": clean_text(definition.get("model", "")),
+                     "vendor": clean_text(definition.get("vendor", ""))}), device))
+        return records
+
+    def _z2m_read(self, device: Z2mDevice, record: Device) -> None:
+        """Ask a device that is new (or newly named) for what it can tell."""
+        readable = z2m_readable(device.definition or {})
+        if readable and device.friendly_name not in self._z2m_names:
+            self._ask(f"{record.base_topic}/get", {name: "" for name in readable})
 
     def _z2m_bridge_state(self, message: Message) -> None:
         state = message.decoded()
@@ -339,6 +436,7 @@ class MqttDiscovery:
             return
         if component not in HA_COMPONENTS:
             raise ValueError(f"component {component!r} is not one pyuse controls")
+        topics = ha_topics(config)
         identity = identifiers[0] if identifiers else str(config.get("unique_id") or message.topic)
         key = f"ha:{clean_text(identity, 120)}"
         entity = {"component": component, "name": clean_text(config.get("name") or component),
@@ -346,14 +444,29 @@ class MqttDiscovery:
         for field, value in config.items():
             if field in HA_SHOWN and isinstance(value, (str, int, float, bool, list)):
                 entity[field] = value if not isinstance(value, str) else clean_text(value, 200)
+        entity |= topics
         entity["availability"] = self._ha_availability(config)
         entities = self._ha_entities.setdefault(key, {})
         if len(entities) >= MAX_ENTITIES and message.topic not in entities:
             raise ValueError("too many entities for one device")
+        previous = entities.get(message.topic)
         entities[message.topic] = entity
         name = clean_text(device.get("name") or config.get("name") or identity)
         area = clean_text(device.get("suggested_area") or "", 60)
-        self._ha_register(key, name, area)
+        try:
+            self._ha_register(key, name, area)
+        except ValueError:  # refused (its topics are another's, or no doc fits): the device stays as it was
+            self._ha_restore(key, message.topic, previous)
+            raise
+
+    def _ha_restore(self, key: str, config_topic: str, previous: dict[str, Any] | None) -> None:
+        entities = self._ha_entities[key]
+        if previous is not None:
+            entities[config_topic] = previous
+            return
+        del entities[config_topic]
+        if not entities:
+            del self._ha_entities[key]
 
     def _ha_availability(self, config: dict[str, Any]) -> list[dict[str, str]]:
         entries = config.get("availability")
@@ -373,9 +486,7 @@ class MqttDiscovery:
         if found is None:
             raise ValueError(f"no device doc for Home Assistant {main['component']} entities")
         doc, _ = found
-        topics = sorted({value for entity in entities for field, value in entity.items()
-                         if field.endswith("_topic") and valid_topic(value)}
-                        | {item["topic"] for entity in entities for item in entity["availability"]})
+        topics = sorted({value for entity in entities for field, value in entity.items() if field in HA_TOPICS})
         self.registry.upsert(Device(key=key, name=name, kind=doc.kind, transport="mqtt", area=area, topics=topics,
                                     source="mqtt", api={"main": main, "entities": entities}))
         for entity in entities:

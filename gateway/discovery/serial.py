@@ -7,7 +7,7 @@ import logging
 
 from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
-from gateway.devices.registry import Registry
+from gateway.devices.registry import ClaimRefused, DeviceLimit, Registry
 from gateway.discovery.text import clean_text
 from gateway.transports.serial import SerialPorts
 
@@ -48,6 +48,12 @@ async def discover_serial(ports: list[str], serial: SerialPorts, docs: DocLibrar
                         port, idn)
             continue
         doc, _ = found
-        registry.upsert(Device(key=key, name=name_from_idn(idn), kind=doc.kind, transport="serial",
-                               serial_port=port, baudrate=doc.baudrate, source="serial", api={"idn": idn}))
+        try:
+            registry.upsert(Device(key=key, name=name_from_idn(idn), kind=doc.kind, transport="serial",
+                                   serial_port=port, baudrate=doc.baudrate, source="serial", api={"idn": idn}))
+        except ClaimRefused as exc:  # declared in the config too: that device keeps the port
+            log.warning("serial port %s was not added as %s: %s", port, doc.kind, exc)
+            continue
+        except DeviceLimit:
+            continue  # the registry logs that once
         registry.set_online(key, True)
