@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("run", "run the gateway as a service: discovery, the HTTP API and web page, the MQTT command topic",
             cmd_run)
 
-    token = command("token", "print the API token (needed when the API listens on anything but loopback)",
+    token = command("token", "print the API token, which every API request needs (scripts send 'Authorization: "
+                             "Bearer <token>'; the web page gets it as a cookie, or asks for it off loopback)",
                     cmd_token)
     token.add_argument("--rotate", action="store_true", help="replace it with a new one (restart the daemon)")
 

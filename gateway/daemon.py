@@ -4,6 +4,9 @@ automations.
 Shuts down in order on SIGINT or SIGTERM: automations stop, running and queued tasks are cancelled (and marked
 so), jobs are killed, the API stops, and the MQTT connection closes after publishing the gateway's offline
 status.
+
+Before anything else it raises the soft open-file limit and starts logging repeated errors once a minute, so that
+a flood of connections is turned away (gateway/api/limits.py) rather than taking the gateway down with it.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import asyncio
 import logging
 import signal
 
-from gateway.api.auth import load_or_create_token
+from gateway.api.auth import Access, load_or_create_token
+from gateway.api.limits import Limits, RepeatedErrors, raise_open_file_limit
 from gateway.api.mqtt_intake import MqttIntake
-from gateway.api.server import ApiServer, token_required
+from gateway.api.server import ApiServer
 from gateway.api.voice import Transcriber
 from gateway.app import Gateway
 from gateway.automations import Automations
@@ -32,18 +36,24 @@ class Daemon:
         self.automations: Automations | None = None
         self.server: ApiServer | None = None
         self.intake: MqttIntake | None = None
-        self.token: str | None = None
+        self.access: Access | None = None
         self.token_created = False
+        self.repeated_errors = RepeatedErrors()
 
     async def start(self) -> None:
         config = self.config
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(self.repeated_errors)
+        log.debug("open-file limit: %d", raise_open_file_limit())
         await self.gateway.start()
         self.runner = TaskRunner(self.gateway, config.api.max_concurrent_tasks, config.api.max_queued_tasks)
-        if token_required(config.api.host):
-            self.token, self.token_created = load_or_create_token(config.gateway.data_dir)
+        token, self.token_created = load_or_create_token(config.gateway.data_dir)
+        self.access = Access.for_bind(config.api.host, token, tuple(config.api.names))
         self.automations = Automations(self.gateway, self.runner)
         await self.automations.start()
-        self.server = ApiServer(self.runner, self.automations, config.api.host, config.api.port, self.token, Transcriber(config.stt))
+        self.server = ApiServer(self.runner, self.automations, config.api.host, config.api.port, self.access,
+                                Transcriber(config.stt), Limits(config.api.max_connections,
+                                                                config.api.max_event_streams))
         await self.server.start()
         if config.api.mqtt_intake:
             self.intake = MqttIntake(self.gateway.mqtt, self.runner, config.gateway.id)
@@ -61,6 +71,16 @@ class Daemon:
         if self.server:
             await self.server.close()
         await self.gateway.close()
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(self.repeated_errors)
+
+    @property
+    def token_to_show(self) -> str | None:
+        """The token, printed once when it was just made and the page cannot be given it (a non-loopback bind):
+        the person pastes it into the page. Local scripts and the CLI read the file instead."""
+        if self.access is None or not self.token_created or self.access.page_gets_token:
+            return None
+        return self.access.token
 
 
 async def run_daemon(config: Config, source: str) -> int:
@@ -73,8 +93,8 @@ async def run_daemon(config: Config, source: str) -> int:
         await daemon.start()
         assert daemon.server is not None
         print(f"pyuse gateway {config.gateway.id!r} is running: {daemon.server.url}/", flush=True)
-        if daemon.token_created:
-            print(f"API token (shown once; `pyuse token` prints it again): {daemon.token}", flush=True)
+        if daemon.token_to_show:
+            print(f"API token (shown once; `pyuse token` prints it again): {daemon.token_to_show}", flush=True)
         await stop.wait()
         log.info("stopping")
     finally:

@@ -14,13 +14,27 @@ import pytest
 from openapi_spec_validator import validate
 
 from conftest import code_reply, make_config, psu_entry, shelly_entry
+from gateway.api.auth import TOKEN_FILE
 from gateway.api.server import ROUTES
+from gateway.daemon import Daemon
 
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+def bearer(daemon: Daemon) -> dict[str, str]:
+    """What a script on the machine sends: the token from the data dir's api_token file."""
+    token = (daemon.config.gateway.data_dir / TOKEN_FILE).read_text().strip()
+    return {"Authorization": f"Bearer {token}"}
+
+
+def sign_in(http: aiohttp.ClientSession, daemon: Daemon) -> str:
+    """Every later request of `http` carries the token; the daemon's base URL."""
+    http.headers.update(bearer(daemon))
+    return daemon.server.url
 
 
 async def read_events(http: aiohttp.ClientSession, url: str) -> list[tuple[str, dict[str, Any]]]:
@@ -44,7 +58,7 @@ async def test_a_task_from_the_api_streams_its_trace_and_changes_the_device(tmp_
         code_reply('devices["desk_plug"].rpc("Switch.Set", id=0, on=True)\nprint("done")'),
         "FINAL ANSWER: The desk plug is on."]}]})
     daemon = await daemon_factory(make_config(tmp_path, llm, [shelly_entry(shelly)]))
-    base = daemon.server.url
+    base = sign_in(http, daemon)
 
     async with http.post(f"{base}/api/tasks", json={"text": "switch the desk plug on before lunch"}) as response:
         assert response.status == 202
@@ -68,7 +82,7 @@ async def test_a_task_from_the_api_streams_its_trace_and_changes_the_device(tmp_
 async def test_a_long_task_can_be_cancelled(tmp_path, scripted_llm, daemon_factory, http):
     llm = await scripted_llm({"conversations": [{"match": "nap", "replies": [code_reply("sleep(20)")]}]})
     daemon = await daemon_factory(make_config(tmp_path, llm, sandbox={"exec_timeout_s": 30}))
-    base = daemon.server.url
+    base = sign_in(http, daemon)
     async with http.post(f"{base}/api/tasks", json={"text": "take a long nap"}) as response:
         task_id = (await response.json())["id"]
     reader = asyncio.create_task(read_events(http, f"{base}/api/tasks/{task_id}/events"))
@@ -88,14 +102,17 @@ async def test_a_long_task_can_be_cancelled(tmp_path, scripted_llm, daemon_facto
 
 async def test_bad_requests_get_json_errors(tmp_path, daemon_factory, http):
     daemon = await daemon_factory(make_config(tmp_path))
-    base = daemon.server.url
+    base = sign_in(http, daemon)
+    as_json = {"Content-Type": "application/json"}
 
     async def error(method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
         async with http.request(method, f"{base}{path}", **kwargs) as response:
             return response.status, (await response.json())["error"]
 
-    status, body = await error("POST", "/api/tasks", data=b"{not json")
+    status, body = await error("POST", "/api/tasks", data=b"{not json", headers=as_json)
     assert status == 400 and body["code"] == "invalid_body"
+    status, body = await error("POST", "/api/tasks", data=b'{"text": "hi"}', headers={"Content-Type": "text/plain"})
+    assert status == 415 and "application/json" in body["message"]
     status, body = await error("POST", "/api/tasks", json={"text": "x", "extra": 1})
     assert status == 400 and "extra" in body["message"]
     status, body = await error("POST", "/api/tasks", json={"text": "x" * 100_000})
@@ -108,17 +125,26 @@ async def test_bad_requests_get_json_errors(tmp_path, daemon_factory, http):
     assert status == 400
     status, body = await error("POST", "/api/confirmations/c999", json={"approve": True})
     assert status == 404
-    status, body = await error("POST", "/api/voice", data=b"RIFF....WAVEfmt ")
+    status, body = await error("POST", "/api/voice", data=b"RIFF....WAVEfmt ", headers={"Content-Type": "audio/wav"})
     assert status == 501 and "[stt] base_url" in body["message"]
+    status, body = await error("POST", "/api/voice", json={"audio": "..."})
+    assert status == 415 and "audio/*" in body["message"]
     status, body = await error("GET", "/api/nothing-here")
     assert status == 404 and set(body) == {"code", "message"}
 
 
 async def test_the_openapi_document_is_valid_and_lists_every_route(tmp_path, daemon_factory, http):
     daemon = await daemon_factory(make_config(tmp_path))
-    async with http.get(f"{daemon.server.url}/api/openapi.json") as response:
+    async with http.get(f"{sign_in(http, daemon)}/api/openapi.json") as response:
         spec = await response.json()
     validate(spec)
+    tasks = spec["paths"]["/api/tasks"]
+    assert {"401", "403", "413", "415"} <= set(tasks["post"]["responses"])
+    assert "415" not in tasks["get"]["responses"] and "401" in tasks["get"]["responses"]
+    assert list(spec["paths"]["/api/voice"]["post"]["requestBody"]["content"]) == ["audio/*"]
+    assert spec["paths"]["/api/session"]["post"]["security"] == []  # how a page gets its cookie off loopback
+    assert spec["components"]["securitySchemes"]["page"] == {"type": "apiKey", "in": "cookie",
+                                                             "name": daemon.access.cookie}
     served = {(route.method, route.resource.canonical) for route in daemon.server.app.router.routes()
               if route.resource.canonical.startswith("/api/")}
     documented = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
@@ -129,7 +155,7 @@ async def test_twenty_concurrent_tasks_finish_together(tmp_path, scripted_llm, d
     llm = await scripted_llm({"delay_s": 1.0, "conversations": [
         {"match": "count", "replies": [code_reply("final_answer(sum(range(10)))")]}]})
     daemon = await daemon_factory(make_config(tmp_path, llm))
-    base = daemon.server.url
+    base = sign_in(http, daemon)
     started = time.monotonic()
 
     async def one(index: int) -> dict[str, Any]:
@@ -181,7 +207,7 @@ async def test_tasks_and_confirmations_over_mqtt(tmp_path, scripted_llm, mqtt_br
 
 async def test_a_device_names_the_state_fields_worth_showing_first(tmp_path, shelly, daemon_factory, http):
     daemon = await daemon_factory(make_config(tmp_path, devices=[shelly_entry(shelly)]))
-    async with http.get(f"{daemon.server.url}/api/devices/desk_plug") as response:
+    async with http.get(f"{sign_in(http, daemon)}/api/devices/desk_plug") as response:
         device = await response.json()
     assert device["state_keys"] == ["output", "apower"]  # from its doc, shelly_switch.md: the web page shows these
 
@@ -190,6 +216,7 @@ async def test_voice_is_transcribed_and_runs_as_a_task(tmp_path, scripted_llm, s
     stt = await scripted_llm({"transcript": "turn on the desk plug"})
     config = make_config(tmp_path, devices=[shelly_entry(shelly)], stt={"base_url": stt.base_url})
     daemon = await daemon_factory(config)
+    sign_in(http, daemon)
     audio = b"RIFF$\x00\x00\x00WAVEfmt " + bytes(32)
 
     async with http.post(f"{daemon.server.url}/api/voice", data=audio,
@@ -213,7 +240,7 @@ async def test_skills_and_automations_through_the_api_and_the_cli(tmp_path, scri
         {"match": "get the bench ready", "replies": [code_reply(
             'devices["desk_plug"].rpc("Switch.Set", id=0, on=True)\nfinal_answer("ready")')]}]})
     daemon = await daemon_factory(make_config(tmp_path, llm, [shelly_entry(shelly)]))
-    base = daemon.server.url
+    base = sign_in(http, daemon)
 
     async def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:
         async with http.request(method, base + path, json=body) as response:

@@ -83,9 +83,12 @@ async def test_a_non_loopback_bind_refuses_requests_without_the_token(tmp_path, 
         await process.wait()
 
 
-def api(base: str, path: str, body: dict | None = None) -> dict:
+def api(data_dir: Path, base: str, path: str, body: dict | None = None) -> dict:
+    """A call as a script on the machine makes it: with the token the daemon keeps in its data dir."""
+    token = (data_dir / "api_token").read_text().strip()
     request = urllib.request.Request(f"{base}{path}", data=json.dumps(body).encode() if body else None,
-                                     headers={"Content-Type": "application/json"}, method="POST" if body else "GET")
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+                                     method="POST" if body else "GET")
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -102,19 +105,19 @@ async def test_kill_9_during_a_task_loses_nothing_that_finished(tmp_path, script
                       '[sandbox]\nexec_timeout_s = 30\n')
     plug = TasmotaPlug("kettle", "tasmota_0A0B0C", name="Kitchen Kettle")
     await plug.start(SimContext(mqtt_port=mqtt_broker.port))
-    base = f"http://127.0.0.1:{port}"
+    base, data_dir = f"http://127.0.0.1:{port}", tmp_path / "data"
     process, _ = await start_daemon([*PYUSE, "run", "-c", str(config)], {})
     try:
         async with asyncio.timeout(10):
-            while not await asyncio.to_thread(api, base, "/api/devices"):
+            while not await asyncio.to_thread(api, data_dir, base, "/api/devices"):
                 await asyncio.sleep(0.1)
-        quick = (await asyncio.to_thread(api, base, "/api/tasks", {"text": "a quick one"}))["id"]
+        quick = (await asyncio.to_thread(api, data_dir, base, "/api/tasks", {"text": "a quick one"}))["id"]
         async with asyncio.timeout(10):
-            while (await asyncio.to_thread(api, base, f"/api/tasks/{quick}"))["status"] != "done":
+            while (await asyncio.to_thread(api, data_dir, base, f"/api/tasks/{quick}"))["status"] != "done":
                 await asyncio.sleep(0.1)
-        slow = (await asyncio.to_thread(api, base, "/api/tasks", {"text": "a slow one"}))["id"]
+        slow = (await asyncio.to_thread(api, data_dir, base, "/api/tasks", {"text": "a slow one"}))["id"]
         async with asyncio.timeout(10):
-            while not (await asyncio.to_thread(api, base, f"/api/tasks/{slow}"))["steps"]:
+            while not (await asyncio.to_thread(api, data_dir, base, f"/api/tasks/{slow}"))["steps"]:
                 await asyncio.sleep(0.1)
     finally:
         process.kill()  # SIGKILL: no shutdown code runs
@@ -123,10 +126,10 @@ async def test_kill_9_during_a_task_loses_nothing_that_finished(tmp_path, script
 
     process, _ = await start_daemon([*PYUSE, "run", "-c", str(config)], {})
     try:
-        assert (await asyncio.to_thread(api, base, f"/api/tasks/{slow}"))["status"] == "interrupted"
-        finished = await asyncio.to_thread(api, base, f"/api/tasks/{quick}")
+        assert (await asyncio.to_thread(api, data_dir, base, f"/api/tasks/{slow}"))["status"] == "interrupted"
+        finished = await asyncio.to_thread(api, data_dir, base, f"/api/tasks/{quick}")
         assert (finished["status"], finished["answer"]) == ("done", "quick answer")
-        devices = await asyncio.to_thread(api, base, "/api/devices")
+        devices = await asyncio.to_thread(api, data_dir, base, "/api/devices")
         assert [(device["id"], device["kind"]) for device in devices] == [("kitchen_kettle", "tasmota_plug")]
     finally:
         process.send_signal(signal.SIGTERM)

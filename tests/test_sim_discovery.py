@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -70,8 +69,10 @@ poll_s = {POLL_S}
     return path, api_port
 
 
-async def devices_of(http: aiohttp.ClientSession, api_port: int) -> dict[str, dict[str, Any]]:
-    async with http.get(f"http://127.0.0.1:{api_port}/api/devices") as response:
+async def devices_of(http: aiohttp.ClientSession, api_port: int, data_dir: Path) -> dict[str, dict[str, Any]]:
+    token = (data_dir / "api_token").read_text().strip()  # as a script on the machine reads it
+    async with http.get(f"http://127.0.0.1:{api_port}/api/devices",
+                        headers={"Authorization": f"Bearer {token}"}) as response:
         assert response.status == 200
         return {device["id"]: device for device in await response.json()}
 
@@ -112,7 +113,7 @@ async def test_the_gateway_finds_the_simulated_home_and_follows_it(tmp_path, mqt
     try:
         async with aiohttp.ClientSession() as http:
             async def read() -> dict[str, dict[str, Any]]:
-                return await devices_of(http, api_port)
+                return await devices_of(http, api_port, tmp_path / "data")
 
             expected = {spec.id: (spec.kind, spec.area) for spec in HOME}
             found = await eventually(read, lambda devices: expected.items() <= {
@@ -143,10 +144,10 @@ async def test_the_gateway_finds_the_simulated_home_and_follows_it(tmp_path, mqt
     gateway, _ = await start_daemon([*PYUSE, "run", "-c", str(config)], env)
     try:
         async with aiohttp.ClientSession() as http:
-            restored = await devices_of(http, api_port)
+            restored = await devices_of(http, api_port, tmp_path / "data")
             assert set(restored) == set(before_restart)
             await asyncio.sleep(3)  # rediscovery: mDNS answers and retained MQTT configs arrive again
-            after = await devices_of(http, api_port)
+            after = await devices_of(http, api_port, tmp_path / "data")
             assert set(after) == set(before_restart)
             assert {device["kind"] for device in after.values()} == {device["kind"] for device in restored.values()}
     finally:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from conftest import code_reply, make_config, psu_entry
-from gateway import daemon as daemon_module
+from gateway.api import auth as auth_module
 from gateway.config import AutomationEntry, AutomationTrigger
 from gateway.daemon import Daemon
 from simulators.base import SimContext
@@ -220,14 +220,14 @@ async def test_a_dangerous_call_waits_for_the_answer_in_the_dialog(button, outpu
     tab.assert_clean()
 
 
-async def test_a_gateway_that_needs_its_token_asks_for_it_and_keeps_it(tmp_path, scripted_llm, psu, monkeypatch,
-                                                                       daemon_factory, open_tab):
-    monkeypatch.setattr(daemon_module, "token_required", lambda host: True)  # as on a LAN address, on 127.0.0.1
+async def test_off_loopback_the_page_asks_for_the_token_once_and_keeps_it_in_a_cookie_no_script_reads(
+        tmp_path, scripted_llm, psu, monkeypatch, daemon_factory, open_tab):
+    monkeypatch.setattr(auth_module, "page_receives_token", lambda host: False)  # as on a LAN address, on 127.0.0.1
     llm = await scripted_llm({"conversations": [{"match": "hello",
                                                   # a greeting reads no device: said twice, it is taken
                                                   "replies": [code_reply('final_answer("Hello, token holder.")')] * 2}]})
     daemon = await daemon_factory(make_config(tmp_path, llm, [psu_entry(psu)]))
-    assert daemon.token
+    assert daemon.token_to_show == daemon.access.token  # `pyuse run` prints it, since the page is not given it
     tab = await open_tab(daemon)
     page = tab.page
     supply = page.locator(".device", has_text="Bench Supply")
@@ -239,10 +239,13 @@ async def test_a_gateway_that_needs_its_token_asks_for_it_and_keeps_it(tmp_path,
     await dialog.get_by_label("API token").fill("not-the-token")
     await dialog.get_by_role("button", name="Save").click()
     await expect(dialog.get_by_role("alert")).to_have_text("That token was not accepted. Check it and try again.")
-    await dialog.get_by_label("API token").fill(daemon.token)
+    await dialog.get_by_label("API token").fill(daemon.access.token)
     await dialog.get_by_role("button", name="Save").click()
-    await expect(supply).to_be_visible()  # through the Bearer header, and the event stream's ?token=
-    assert await page.evaluate("localStorage.getItem('pyuse.token')") == daemon.token
+    await expect(supply).to_be_visible()  # the fetches and the event stream carry the cookie by themselves
+    [cookie] = await page.context.cookies()
+    assert (cookie["name"], cookie["value"], cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (
+        daemon.access.cookie, daemon.access.token, True, "Strict", "/api/")
+    assert await page.evaluate("document.cookie + JSON.stringify(localStorage)") == "{}"  # no script can read it
 
     await page.reload()
     await expect(supply).to_be_visible()

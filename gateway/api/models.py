@@ -173,6 +173,10 @@ class Fired(Strict):
     started: bool
 
 
+class SessionStart(Strict):
+    token: str = Field(min_length=1, max_length=200, description="the API token (`pyuse token` prints it)")
+
+
 class ApiError(Strict):
     code: str
     message: str

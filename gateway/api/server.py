@@ -1,10 +1,12 @@
 """The HTTP API (aiohttp): tasks with their live traces (Server-Sent Events), devices, confirmations, voice,
 health, the OpenAPI document, and the web page.
 
-Bound to 127.0.0.1 by default. On any other address every /api request needs the bearer token (EventSource,
-which cannot send headers, may pass it as ?token=). Bodies are validated and size-limited; every error is JSON
-{"error": {"code", "message"}}. The OpenAPI document is generated from ROUTES, the same table the router is
-built from, so it cannot drift from the handlers.
+Bound to 127.0.0.1 by default. Every /api request needs the install's token (auth.py: a bearer header, or the
+page's cookie), comes from this origin under one of the gateway's own host names, and sends its body as the
+route's media type (JSON everywhere but the voice upload), within the route's size limit, chunked or not.
+Connections and event streams are capped (limits.py). Every error is JSON {"error": {"code", "message"}}. The
+OpenAPI document is generated from ROUTES, the same table the router is built from, so it cannot drift from
+the handlers.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,21 +27,29 @@ from gateway.agent.llm import LLMError
 from gateway.agent.loop import TaskEvent
 from gateway.agent.skill_writer import SkillWriteError
 from gateway.api import models
-from gateway.api.auth import is_loopback
+from gateway.api.auth import Access
+from gateway.api.limits import CappedSite, Limits
 from gateway.api.voice import Transcriber, VoiceUnavailable
 from gateway.app import SkillArgumentError, TaskOptions
 from gateway.automations import AutomationError, Automations
 from gateway.config import AutomationEntry
 from gateway.devices.docs import DocLibrary
 from gateway.devices.registry import DeviceEvent
-from gateway.policy import ConfirmationRequest, ScopeError, answered_elsewhere
+from gateway.policy import ANSWER_CHANNELS, ConfirmationRequest, ScopeError, answered_elsewhere
 from gateway.runner import Busy, RunningTask, TaskRunner
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
+JSON = "application/json"
 JSON_LIMIT = 64 * 1024
 AUDIO_LIMIT = 16 * 1024 * 1024
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+COOKIE_MAX_AGE_S = 400 * 24 * 3600  # the longest browsers keep a cookie; the page renews it on every load
+# On every response: no other site may frame the page (a hidden Approve button), sniff a type, or embed a reply.
+SECURITY_HEADERS = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
+                    "X-Content-Type-Options": "nosniff", "Cross-Origin-Resource-Policy": "same-origin",
+                    "Referrer-Policy": "same-origin"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -56,6 +66,13 @@ class Route:
     many: bool = False  # the response is a list of `response`
     body_limit: int = JSON_LIMIT
     query: tuple[tuple[str, str], ...] = ()  # (name, description)
+    upload: str | None = None  # the media type of a body that is not JSON (a pattern such as audio/*)
+    public: bool = False  # answered without the token
+
+    @property
+    def media_type(self) -> str | None:
+        """What the body must be sent as; None when the route takes no body."""
+        return JSON if self.body is not None else self.upload
 
 
 ROUTES = [
@@ -78,7 +95,8 @@ ROUTES = [
     Route("GET", "/api/events", "events", "Device changes and task progress for the web page, as Server-Sent "
           "Events", stream=True),
     Route("POST", "/api/voice", "voice", "Upload audio (any format the transcription server takes); its "
-          "transcript runs as a task", response=models.TaskCreated, status=202, body_limit=AUDIO_LIMIT),
+          "transcript runs as a task", response=models.TaskCreated, status=202, body_limit=AUDIO_LIMIT,
+          upload="audio/*"),
     Route("GET", "/api/skills", "list_skills", "Saved skills, and files in the skills folder that do not check "
           "out", response=models.SkillList),
     Route("POST", "/api/skills", "save_skill", "Have the model turn a task it solved into a skill (takes a model "
@@ -103,6 +121,9 @@ ROUTES = [
     Route("GET", "/api/health", "health", "Whether the gateway is ready, and what it runs under",
           response=models.Health),
     Route("GET", "/api/openapi.json", "openapi", "This document"),
+    Route("POST", "/api/session", "start_session", "Trade the API token for this browser's cookie (the page on a "
+          "gateway bound to a non-loopback address asks for the token once)", models.SessionStart, status=204,
+          public=True),
 ]
 
 
@@ -131,12 +152,52 @@ def task_json(record: Any, steps: list[Any] | None = None, calls: list[Any] | No
                                                       outcome=row.outcome) for row in calls]).model_dump()
 
 
-def device_json(device: Any, docs: DocLibrary) -> dict[str, Any]:
+def device_json(device: Any, docs: DocLibrary, exposed: bool) -> dict[str, Any]:
     doc = docs.get(device.kind)
     return models.Device(id=device.id, name=device.name, kind=device.kind, transport=device.transport,
-                         area=device.area, aliases=device.aliases, online=device.online, exposed=device.exposed,
+                         area=device.area, aliases=device.aliases, online=device.online, exposed=exposed,
                          source=device.source, state=device.state,
                          state_keys=doc.state_keys if doc else []).model_dump()
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The body, refused past `limit` bytes as it arrives: a chunked body has no Content-Length to check first."""
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
+    return bytes(body)
+
+
+def _media_matches(actual: str, expected: str) -> bool:
+    return actual.startswith(expected[:-1]) if expected.endswith("/*") else actual == expected
+
+
+def check_request(request: web.Request, access: Access, route: Route | None) -> None:
+    """Refuse what another site's page could send: a name that is not ours (DNS rebinding), another origin, no
+    token, a body that is not the route's media type (text/plain needs no CORS preflight), or one over its limit."""
+    headers = request.headers
+    if not access.host_allowed(headers.get("Host")):
+        raise ApiError(403, "unknown_host", f"this gateway does not answer to {headers.get('Host')!r}: open it by "
+                       "its address (http://127.0.0.1:<port>/ on this machine) or as localhost")
+    if not request.path.startswith("/api/"):
+        return
+    if not access.same_origin(headers.get("Origin"), headers.get("Host"), headers.get("Sec-Fetch-Site")):
+        raise ApiError(403, "foreign_origin", "the API answers the gateway's own page and clients that are not "
+                       "browsers, never another site's page")
+    if not (route and route.public) and not access.credential_ok(headers.get("Authorization"),
+                                                                  request.cookies.get(access.cookie)):
+        raise ApiError(401, "unauthorized", "this gateway needs its API token: send 'Authorization: Bearer "
+                       "<token>' with the token from `pyuse token` (the file api_token in the data dir)")
+    expected = route.media_type if route else None
+    if request.method not in SAFE_METHODS and (expected or request.body_exists) \
+            and not _media_matches(request.content_type, expected or JSON):
+        raise ApiError(415, "unsupported_media_type", f"send the body as {expected or JSON} "
+                       f"(Content-Type: {expected or JSON}), not {request.content_type}")
+    limit = route.body_limit if route else JSON_LIMIT
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
 
 
 class Broadcast:
@@ -152,13 +213,15 @@ class Broadcast:
 
 
 class Api:
-    def __init__(self, runner: TaskRunner, automations: Automations, token: str | None,
-                 transcriber: Transcriber) -> None:
+    def __init__(self, runner: TaskRunner, automations: Automations, access: Access, transcriber: Transcriber,
+                 limits: Limits) -> None:
         self.runner = runner
         self.automations = automations
         self.gateway = runner.gateway
-        self.token = token
+        self.access = access
         self.transcriber = transcriber
+        self.limits = limits
+        self.open_streams = 0
         self.broadcast = Broadcast()
         self.gateway.registry.subscribe(self._device_event)
         self.runner.listeners.append(self._task_event)
@@ -166,8 +229,11 @@ class Api:
         self.automations.listeners.append(self._automation_event)
 
     # plumbing
+    def _device_json(self, device: Any) -> dict[str, Any]:
+        return device_json(device, self.gateway.docs, self.gateway.policy.exposed(device))
+
     def _device_event(self, event: DeviceEvent) -> None:
-        self.broadcast.send("device", {"event": event.type, "device": device_json(event.device, self.gateway.docs)})
+        self.broadcast.send("device", {"event": event.type, "device": self._device_json(event.device)})
 
     def _task_event(self, task: RunningTask, event: TaskEvent) -> None:
         if event.kind in ("queued", "started", "answer", "finished"):
@@ -184,7 +250,7 @@ class Api:
         self.broadcast.send("automation", {"event": what, "automation": automation.summary()})
 
     async def _body(self, request: web.Request, model: type[BaseModel]) -> Any:
-        raw = await request.read()
+        raw = await read_limited(request, JSON_LIMIT)
         try:
             return model.model_validate_json(raw)
         except ValidationError as exc:
@@ -238,57 +304,67 @@ class Api:
 
     async def task_events(self, request: web.Request) -> web.StreamResponse:
         record = self._record(request)
-        response = await self._start_stream(request)
-        task = self.runner.tasks.get(record.id)
-        if task is None:  # finished before this daemon started: its outcome is all there is
-            await self._send(response, "finished", {"task_id": record.id, "status": record.status,
-                                                    "answer": record.answer, "error": record.error,
-                                                    "processed_locally": bool(record.processed_locally)})
+        async with self._stream(request) as response:
+            task = self.runner.tasks.get(record.id)
+            if task is None:  # finished before this daemon started: its outcome is all there is
+                await self._send(response, "finished", {"task_id": record.id, "status": record.status,
+                                                        "answer": record.answer, "error": record.error,
+                                                        "processed_locally": bool(record.processed_locally)})
+                return response
+            async for event in task.follow():
+                await self._send(response, event.kind, event.data)
             return response
-        async for event in task.follow():
-            await self._send(response, event.kind, event.data)
-        return response
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        response = await self._start_stream(request)
-        queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
-        self.broadcast.queues.add(queue)
-        try:
-            await self._send(response, "hello", {"gateway": self.gateway.config.gateway.id})
-            while True:
-                try:
-                    async with asyncio.timeout(15):
-                        kind, data = await queue.get()
-                    await self._send(response, kind, data)
-                except TimeoutError:
-                    await response.write(b": keep-alive\n\n")
-        except (ConnectionResetError, asyncio.CancelledError):
-            return response
-        finally:
-            self.broadcast.queues.discard(queue)
+        async with self._stream(request) as response:
+            queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+            self.broadcast.queues.add(queue)
+            try:
+                await self._send(response, "hello", {"gateway": self.gateway.config.gateway.id})
+                while True:
+                    try:
+                        async with asyncio.timeout(15):
+                            kind, data = await queue.get()
+                        await self._send(response, kind, data)
+                    except TimeoutError:
+                        await response.write(b": keep-alive\n\n")
+            except (ConnectionResetError, asyncio.CancelledError):
+                return response
+            finally:
+                self.broadcast.queues.discard(queue)
 
-    @staticmethod
-    async def _start_stream(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                               "X-Accel-Buffering": "no"})
-        await response.prepare(request)
-        return response
+    @asynccontextmanager
+    async def _stream(self, request: web.Request) -> AsyncIterator[web.StreamResponse]:
+        """An event stream, counted against the cap while it is open: each one holds a connection and a file."""
+        if self.open_streams >= self.limits.streams:
+            raise ApiError(503, "busy", f"{self.limits.streams} event streams are open, the most the gateway "
+                           "serves: close other tabs or clients following it, then try again")
+        self.open_streams += 1
+        try:
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                                   "X-Accel-Buffering": "no"})
+            await response.prepare(request)
+            yield response
+        finally:
+            self.open_streams -= 1
 
     @staticmethod
     async def _send(response: web.StreamResponse, kind: str, data: dict[str, Any]) -> None:
         await response.write(f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n".encode())
 
     async def list_devices(self, request: web.Request) -> web.Response:
-        return web.json_response([device_json(device, self.gateway.docs) for device in self.gateway.registry.all()])
+        return web.json_response([self._device_json(device) for device in self.gateway.registry.all()])
 
     async def get_device(self, request: web.Request) -> web.Response:
         device = self.gateway.registry.get(request.match_info["id"])
         if device is None:
             raise ApiError(404, "not_found", f"no device {request.match_info['id']!r}")
-        return web.json_response(device_json(device, self.gateway.docs))
+        return web.json_response(self._device_json(device))
 
     async def list_confirmations(self, request: web.Request) -> web.Response:
-        return web.json_response([asdict(pending) for pending, _ in self.gateway.confirmations.pending.values()])
+        """Only the questions of tasks started through the API: the others are answered on their own channel."""
+        return web.json_response([asdict(pending) for pending, _ in self.gateway.confirmations.pending.values()
+                                  if ANSWER_CHANNELS.get(pending.origin) == "api"])
 
     async def answer_confirmation(self, request: web.Request) -> web.Response:
         body = await self._body(request, models.ConfirmationAnswer)
@@ -299,7 +375,7 @@ class Api:
         return web.json_response({"id": request_id, "approved": body.approve})
 
     async def voice(self, request: web.Request) -> web.Response:
-        audio = await request.read()
+        audio = await read_limited(request, AUDIO_LIMIT)
         if not audio:
             raise ApiError(400, "invalid_body", "send the audio as the request body")
         try:
@@ -419,30 +495,37 @@ class Api:
     async def openapi(self, request: web.Request) -> web.Response:
         from gateway.api.openapi import build_spec
 
-        return web.json_response(build_spec(ROUTES))
+        return web.json_response(build_spec(ROUTES, self.access.cookie))
+
+    async def start_session(self, request: web.Request) -> web.Response:
+        body = await self._body(request, models.SessionStart)
+        if not self.access.credential_ok(f"Bearer {body.token}", None):
+            raise ApiError(401, "unauthorized", "that is not this gateway's API token: `pyuse token` prints it")
+        response = web.Response(status=204)
+        self._give_cookie(response)
+        return response
 
     async def index(self, request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(STATIC / "index.html")
+        response = web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+        if self.access.page_gets_token:
+            self._give_cookie(response)
+        return response
+
+    def _give_cookie(self, response: web.StreamResponse) -> None:
+        """HttpOnly: no script reads it; SameSite=Strict: no other site's request carries it."""
+        response.set_cookie(self.access.cookie, self.access.token, max_age=COOKIE_MAX_AGE_S, path="/api/",
+                            httponly=True, samesite="Strict")
 
 
-def create_app(runner: TaskRunner, automations: Automations, token: str | None,
-               transcriber: Transcriber) -> web.Application:
-    api = Api(runner, automations, token, transcriber)
-    limits = {(route.method, route.path): route.body_limit for route in ROUTES}
+def create_app(api: Api) -> web.Application:
+    access = api.access
+    routes = {(route.method, route.path): route for route in ROUTES}
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            if request.path.startswith("/api/") and token is not None:
-                offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() \
-                    or request.query.get("token", "")
-                if not secrets.compare_digest(offered.encode(), token.encode()):
-                    raise ApiError(401, "unauthorized", "this gateway needs its API token: send "
-                                   "'Authorization: Bearer <token>' (see `pyuse token`)")
-            route = request.match_info.route.resource.canonical if request.match_info.route.resource else ""
-            limit = limits.get((request.method, route), JSON_LIMIT)
-            if request.content_length is not None and request.content_length > limit:
-                raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
+            resource = request.match_info.route.resource
+            check_request(request, access, routes.get((request.method, resource.canonical if resource else "")))
             return await handler(request)
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message)
@@ -456,7 +539,12 @@ def create_app(runner: TaskRunner, automations: Automations, token: str | None,
             log.exception("API handler failed on %s %s", request.method, request.path)
             return error_response(500, "internal", "the gateway failed on this request; its log says why")
 
-    app = web.Application(middlewares=[guard], client_max_size=AUDIO_LIMIT)
+    async def secure_headers(request: web.Request, response: web.StreamResponse) -> None:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+
+    app = web.Application(middlewares=[guard], client_max_size=JSON_LIMIT)
+    app.on_response_prepare.append(secure_headers)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, getattr(api, route.handler))
     app.router.add_get("/", api.index)
@@ -466,19 +554,22 @@ def create_app(runner: TaskRunner, automations: Automations, token: str | None,
 
 
 class ApiServer:
-    def __init__(self, runner: TaskRunner, automations: Automations, host: str, port: int, token: str | None,
-                 transcriber: Transcriber) -> None:
+    def __init__(self, runner: TaskRunner, automations: Automations, host: str, port: int, access: Access,
+                 transcriber: Transcriber, limits: Limits | None = None) -> None:
         self.host, self.port = host, port
-        self.app = create_app(runner, automations, token, transcriber)
+        self.limits = limits or Limits()
+        self.api = Api(runner, automations, access, transcriber, self.limits)
+        self.app = create_app(self.api)
         self._runner: web.AppRunner | None = None
+        self.site: CappedSite | None = None
 
     async def start(self) -> None:
         # handler_cancellation: an SSE stream ends when its client goes, not at the shutdown timeout.
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.site = CappedSite(self._runner, self.host, self.port, self.limits)
+        await self.site.start()
+        self.port = self.site.port
 
     @property
     def url(self) -> str:
@@ -488,7 +579,3 @@ class ApiServer:
     async def close(self) -> None:
         if self._runner:
             await self._runner.cleanup()
-
-
-def token_required(host: str) -> bool:
-    return not is_loopback(host)

@@ -1,11 +1,15 @@
 """Confirmations: a dangerous call waits for a yes from the person the task came from, through that task's own
-channel; no answer in time, or nobody to ask, is a no."""
+channel; no answer in time, or nobody to ask, is a no.
+
+A question's id is the only handle on it from outside, so it is unguessable: a page that cannot read the pending
+questions cannot answer one by counting (c1, c2, ... once approved a door lock from another site's page).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -46,13 +50,12 @@ async def answered_elsewhere(request: ConfirmationRequest) -> bool:
 
 
 class Confirmations:
-    """Pending confirmations: asked through the task's own channel, answerable from anywhere by id."""
+    """Pending confirmations: asked through the task's own channel, answerable by id through that channel only."""
 
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self.pending: dict[str, tuple[ConfirmationRequest, asyncio.Future[bool]]] = {}
         self.listeners: list[ConfirmationListener] = []
-        self._ids = itertools.count(1)
 
     def _tell(self, what: str, request: ConfirmationRequest, approved: bool | None) -> None:
         for listener in list(self.listeners):
@@ -66,9 +69,9 @@ class Confirmations:
         """(approved, why) — why says who decided, for the audit trail and the model."""
         if confirmer is None:
             return False, "nobody can confirm it from where this task came from"
-        request = ConfirmationRequest(id=f"c{next(self._ids)}", task_id=task_id, origin=origin, device_id=device.id,
-                                      device_name=device.name, action=operation.summary(), reason=reason,
-                                      expires_at=time.time() + self.timeout_s)
+        request = ConfirmationRequest(id=secrets.token_urlsafe(16), task_id=task_id, origin=origin,
+                                      device_id=device.id, device_name=device.name, action=operation.summary(),
+                                      reason=reason, expires_at=time.time() + self.timeout_s)
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.pending[request.id] = (request, answer)
         self._tell("asked", request, None)

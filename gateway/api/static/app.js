@@ -6,7 +6,6 @@
 import { highlightPython } from "./highlight.js";
 
 const $ = (id) => document.getElementById(id);
-const TOKEN_KEY = "pyuse.token";
 const LIVE = new Set(["queued", "running"]);
 // Origins whose confirmations this page may answer (the gateway refuses the others: they have their own channel).
 const ANSWERED_HERE = new Set(["api", "voice", "web"]);
@@ -103,7 +102,7 @@ function say(message, tone = "info") {
   hint.dataset.tone = tone;
 }
 
-// ---- the API, with the token when the gateway asks for one -------------------------------------------------------
+// ---- the API: the gateway's token rides in an HttpOnly cookie this page never sees --------------------------------
 
 class ApiError extends Error {
   constructor(status, code, message) {
@@ -113,39 +112,46 @@ class ApiError extends Error {
   }
 }
 
-let tokenQuestion = null; // one question at a time, however many requests were refused together
+let signingIn = null; // one question at a time, however many requests were refused together
 
-function askForToken(refused) {
-  tokenQuestion ??= new Promise((resolve, reject) => {
+/** Off loopback the gateway does not hand its token to whoever loads the page: the person pastes it once, and
+ * the gateway trades it for the cookie (POST /api/session). */
+function signIn() {
+  signingIn ??= new Promise((resolve, reject) => {
     const dialog = $("token-dialog");
-    $("token-error").textContent = refused ? "That token was not accepted. Check it and try again." : "";
+    $("token-error").textContent = "";
     $("token-input").value = "";
-    dialog.addEventListener("close", () => {
-      tokenQuestion = null;
+    dialog.onclose = async () => {
       const token = $("token-input").value.trim();
-      if (dialog.returnValue === "save" && token) {
-        localStorage.setItem(TOKEN_KEY, token);
-        resolve();
-      } else {
+      if (dialog.returnValue !== "save" || !token) {
+        signingIn = null;
         reject(new ApiError(401, "unauthorized", "This gateway needs its API token (see `pyuse token`)."));
+        return;
       }
-    }, { once: true });
+      const response = await fetch("/api/session", { method: "POST", headers: { "Content-Type": "application/json" },
+                                                      body: JSON.stringify({ token }) }).catch(() => ({ ok: false }));
+      if (response.ok) {
+        signingIn = null;
+        resolve();
+        return;
+      }
+      $("token-input").value = "";
+      $("token-error").textContent = "That token was not accepted. Check it and try again.";
+      dialog.showModal();
+    };
     dialog.showModal();
   });
-  return tokenQuestion;
+  return signingIn;
 }
 
 async function api(path, { method = "GET", json, body, type } = {}) {
   for (;;) {
-    const token = localStorage.getItem(TOKEN_KEY);
     const headers = {};
-    if (token) headers.Authorization = `Bearer ${token}`;
     if (json !== undefined) headers["Content-Type"] = "application/json";
     if (type) headers["Content-Type"] = type;
     const response = await fetch(path, { method, headers, body: json !== undefined ? JSON.stringify(json) : body });
     if (response.status === 401) {
-      // Another request may have stored a new token meanwhile; only a token that was just refused needs asking.
-      if (localStorage.getItem(TOKEN_KEY) === token) await askForToken(Boolean(token));
+      await signIn();
       continue;
     }
     const data = await response.json().catch(() => null);
@@ -156,10 +162,9 @@ async function api(path, { method = "GET", json, body, type } = {}) {
   }
 }
 
-/** EventSource cannot send headers, so the token rides in the query string. */
+/** Same origin: the browser sends the cookie with the stream's request by itself. */
 function stream(path) {
-  const token = localStorage.getItem(TOKEN_KEY);
-  const source = new EventSource(token ? `${path}?token=${encodeURIComponent(token)}` : path);
+  const source = new EventSource(path);
   const on = (kind, handle) => source.addEventListener(kind, (event) => handle(JSON.parse(event.data)));
   return { source, on };
 }
@@ -724,9 +729,11 @@ let asking = null; // the request in the dialog
 let expiryTimer = 0;
 
 async function loadConfirmations() {
+  // A question asked while the list is on its way arrives as an event; only those known before can have gone.
+  const known = [...pending.keys()];
   const waiting = await api("/api/confirmations");
   const ids = new Set(waiting.map((request) => request.id));
-  for (const id of pending.keys()) if (!ids.has(id)) confirmationChanged({ id, state: "resolved" });
+  for (const id of known) if (!ids.has(id)) confirmationChanged({ id, state: "resolved" });
   for (const request of waiting) confirmationChanged({ ...request, state: "asked" });
 }
 
