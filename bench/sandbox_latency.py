@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from gateway.app import Gateway
 from gateway.config import Config, DeviceEntry

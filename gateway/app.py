@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from gateway.agent.retrieval import vocabulary
 from gateway.agent.skill_writer import SkillWriteError, write_skill
 from gateway.agent.skills import Skill, SkillLibrary
 from gateway.clock import Clock
-from gateway.config import Config, ConfigError
+from gateway.config import Config, ConfigError, default_data_dir
 from gateway.devices.docs import DocLibrary
 from gateway.devices.poller import StatePoller
 from gateway.devices.registry import Registry
@@ -38,6 +39,8 @@ from gateway.transports.mqtt import MqttTransport
 from gateway.transports.serial import SerialPorts
 
 log = logging.getLogger(__name__)
+
+ERROR_LIMIT = 500  # characters of an unexpected exception's message kept as a task's error
 
 
 @dataclass
@@ -88,6 +91,13 @@ def _ignore(event: TaskEvent) -> None:
     pass
 
 
+def unexpected(exc: BaseException) -> str:
+    """A one-line reason for an exception nobody planned for: its type and message, capped."""
+    message = " ".join(str(exc).split())
+    reason = f"unexpected {type(exc).__name__}" + (f": {message}" if message else "")
+    return reason if len(reason) <= ERROR_LIMIT else reason[:ERROR_LIMIT - 1] + "…"
+
+
 class Gateway:
     def __init__(self, config: Config, config_source: str = "defaults") -> None:
         self.config = config
@@ -122,11 +132,16 @@ class Gateway:
     async def start(self) -> None:
         config = self.config
         data_dir = config.gateway.data_dir
+        if data_dir.is_dir() and data_dir.stat().st_mode & stat.S_IWOTH:  # /tmp: never made private, never used
+            raise ConfigError([(f"{self.config_source}: gateway.data_dir: {data_dir} is writable by every user; "
+                                f"point it at a directory of the gateway's own, such as {default_data_dir()}")])
+        for warning in config.warnings:
+            log.warning("%s", warning)
+        self.store = Store(config.db_path)  # the data dir becomes the gateway user's alone (700), the store 600
         (data_dir / "device_docs").mkdir(parents=True, exist_ok=True)
         self.docs = DocLibrary.load([data_dir / "device_docs"])
         for problem in self.docs.errors:
             log.error("device doc skipped: %s", problem)
-        self.store = Store(config.db_path)
         interrupted = self.store.mark_interrupted()
         if interrupted:
             log.warning("%d task(s) were cut off by a restart and are marked interrupted", interrupted)
@@ -321,6 +336,10 @@ class Gateway:
         except (LLMError, ScopeError, SandboxUnavailable, SandboxError) as exc:
             progress.status = "failed"
             progress.error = str(exc)
+        except Exception as exc:  # a surprise anywhere must still end the task, say why, and leave its trace
+            log.exception("task %s failed unexpectedly", record.id)
+            progress.status = "failed"
+            progress.error = unexpected(exc)
         finally:
             if own_session is not None:
                 await asyncio.shield(own_session.close())
@@ -337,8 +356,9 @@ class Gateway:
         if save_skill and progress.status == "done" and not progress.processed_locally:
             try:
                 skill_name = (await self.save_skill(record.id, options.replaces_skill)).name
-            except (SkillWriteError, LLMError) as exc:
-                log.warning("task %s was not saved as a skill: %s", record.id, exc)
+            except Exception as exc:  # saving is extra: it never changes how the task ended
+                log.warning("task %s was not saved as a skill: %s", record.id, exc,
+                            exc_info=not isinstance(exc, (SkillWriteError, LLMError)))
         return TaskResult(record.id, progress.status, progress.answer, progress.error, progress.turns,
                           progress.tokens, round((finished - started) * 1000, 1), progress.processed_locally,
                           skill_name, progress.calls)
@@ -395,6 +415,10 @@ class Gateway:
             return record.id, execution
         except (ScopeError, SandboxUnavailable) as exc:
             error = str(exc)
+            raise
+        except Exception as exc:
+            log.exception("code %r failed unexpectedly", label)
+            error = unexpected(exc)
             raise
         finally:
             if session is not None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import stat
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError,
+                      field_validator, model_validator)
 
 from gateway.clock import parse_interval, parse_time_of_day
 from gateway.conditions import Condition
@@ -113,8 +114,12 @@ class MqttSection(Section):
 
 
 class ApiSection(Section):
-    host: str = Field("127.0.0.1", description="any address but loopback requires the bearer token")
+    host: str = Field("127.0.0.1", description="off loopback, the web page asks for the token once")
     port: int = Field(8321, ge=0, le=65535)
+    names: list[str] = Field([], description="host names the API answers to besides its address and localhost "
+                                             "(e.g. gateway.lan); any other Host header is refused")
+    max_connections: int = Field(256, ge=8, le=65_536)
+    max_event_streams: int = Field(64, ge=1, le=65_536)
     max_concurrent_tasks: int = Field(16, ge=1, le=256)
     max_queued_tasks: int = Field(64, ge=1, le=10_000)
     mqtt_intake: bool = Field(True, description="take tasks on pyuse/<id>/task and confirmations over MQTT")
@@ -265,6 +270,12 @@ class Config(Section):
     skills: SkillsSection = SkillsSection()
     devices: list[DeviceEntry] = []
     automations: list[AutomationEntry] = []
+    # Problems worth a log line that do not stop the gateway (e.g. a config file others may read), for start-up.
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        return self._warnings
 
     @model_validator(mode="after")
     def _unique_automations(self) -> Config:
@@ -288,6 +299,7 @@ class ConfigError(Exception):
 
 
 SECTIONS = {name for name in Config.model_fields if name not in ("devices", "automations")}
+SECRET_KEYS = (("llm", "api_key"), ("mqtt", "password"), ("stt", "api_key"))
 
 
 def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> Config:
@@ -295,6 +307,7 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
     env = dict(os.environ) if env is None else env
     source = str(path) if path else "defaults"
     data: dict[str, Any] = {}
+    warnings: list[str] = []
     if path is not None:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -302,6 +315,7 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
             raise ConfigError([f"{path}: file not found (pass -c with an existing file, or omit it)"]) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+        warnings = _exposed_secrets(path, data)
     origins: dict[tuple[str, ...], str] = {}
     problems = _apply_env(data, env, origins)
     try:
@@ -311,7 +325,19 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
+    config.warnings.extend(warnings)
     return config
+
+
+def _exposed_secrets(path: Path, data: dict[str, Any]) -> list[str]:
+    """A warning when the file holds a secret (before the environment adds any) and other users may read it."""
+    held = [f"{section}.{key}" for section, key in SECRET_KEYS
+            if isinstance(data.get(section), dict) and data[section].get(key)]
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if not held or not mode & 0o044:
+        return []
+    return [(f"{path} holds {' and '.join(held)} and other users can read it (mode {mode:03o}); "
+             f"run `chmod 600 {path}`")]
 
 
 def _apply_env(data: dict[str, Any], env: dict[str, str], origins: dict[tuple[str, ...], str]) -> list[str]:

@@ -1,4 +1,8 @@
-"""Structured logs: one line per event, the task id on every line (from a context variable set per task)."""
+"""Structured logs: one line per event, the task id on every line (from a context variable set per task).
+
+Messages carry text from tasks, devices and models: control characters are written as escapes, so a line can
+neither be split, rewritten on a terminal (CR, ESC) nor cut (NUL), and a traceback is capped.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,11 @@ import sys
 from contextvars import ContextVar
 
 current_task: ContextVar[str] = ContextVar("current_task", default="-")
+
+# C0 and C1 control characters as escapes; a newline as the two characters \n. JSON escapes C0 itself.
+CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))} | {ord("\n"): "\\n"}
+JSON_CONTROLS = {code: f"\\u{code:04x}" for code in range(0x7F, 0xA0)}
+TRACEBACK_HEAD, TRACEBACK_TAIL = 1000, 3000  # characters kept: where it started, and where it failed
 
 
 class OneLine(logging.Formatter):
@@ -24,8 +33,15 @@ class OneLine(logging.Formatter):
                      "logger": record.name, "task": record.task, "message": record.getMessage()}
             if record.exc_info:
                 entry["error"] = self.formatException(record.exc_info)
-            return json.dumps(entry, ensure_ascii=False)
-        return super().format(record).replace("\n", "\\n")
+            return json.dumps(entry, ensure_ascii=False).translate(JSON_CONTROLS)
+        return super().format(record).translate(CONTROLS)
+
+    def formatException(self, exc_info: object) -> str:
+        text = super().formatException(exc_info)
+        if len(text) <= TRACEBACK_HEAD + TRACEBACK_TAIL:
+            return text
+        cut = len(text) - TRACEBACK_HEAD - TRACEBACK_TAIL
+        return f"{text[:TRACEBACK_HEAD]}\n... [{cut} characters of traceback left out] ...\n{text[-TRACEBACK_TAIL:]}"
 
 
 def setup_logging(level: str, as_json: bool = False) -> None:

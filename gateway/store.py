@@ -1,19 +1,28 @@
 """SQLite store (WAL): tasks, their steps, the audit trail of every handle call, devices, skills, automations.
 
-Each write commits at once, so a crash loses at most the step being written, never a finished task.
+Each write commits at once, so a crash loses at most the step being written, never a finished task. The store
+holds every command, answer and device call: its files (with SQLite's -wal and -shm) are the gateway user's
+alone (mode 600), and so is the data dir it lives in (mode 700: the API token, skills every job loads, device
+docs), created so or tightened when opened.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import secrets
 import sqlite3
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 5
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -152,19 +161,50 @@ class AuditRecord:
     ts: float = field(default_factory=time.time)
 
 
+def make_private_dir(path: Path) -> None:
+    """Create directory `path` for its owner alone, or tighten it to that."""
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    _tighten(path, PRIVATE_DIR)
+
+
+def make_private_file(path: Path) -> None:
+    """Create file `path` readable and writable by its owner alone, or tighten it to that."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDONLY, PRIVATE_FILE))
+    _tighten(path, PRIVATE_FILE)
+
+
+def _tighten(path: Path, private: int) -> None:
+    """Take group and other users' access away (logged; with the fix when the gateway may not)."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if not mode & 0o077:
+        return
+    try:
+        path.chmod(private)
+    except OSError as error:
+        log.warning("%s is mode %03o and cannot be tightened (%s); run `chmod %o %s`", path, mode, error, private,
+                    path)
+        return
+    log.info("%s was mode %03o; now %o (the gateway's user alone)", path, mode, private)
+
+
 def new_task_id() -> str:
     return secrets.token_hex(6)
 
 
 class Store:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         self.path = path
+        make_private_file(path)  # before SQLite opens it: its -wal and -shm files take the database file's mode
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        for suffix in ("-wal", "-shm"):  # left by an older version, with a wider mode
+            companion = path.with_name(path.name + suffix)
+            if companion.exists():
+                make_private_file(companion)
         self._migrate()
 
     def _migrate(self) -> None:

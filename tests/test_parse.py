@@ -52,3 +52,11 @@ def test_a_reply_with_neither_code_nor_marker_is_the_answer():
 
 def test_an_empty_fence_is_not_code():
     assert parse_reply("```python\n\n```\nFINAL ANSWER: nothing to do").answer == "nothing to do"
+
+
+def test_a_reply_that_says_nothing_is_no_answer():
+    for nothing in ("", "  \n\t", "```", "```python\n```", "...", "FINAL ANSWER:", "FINAL ANSWER: ```\n```",
+                    '```json\n{}\n```'):
+        reply = parse_reply(nothing)
+        assert reply.code is None and reply.answer == "", repr(nothing)
+    assert parse_reply("好的").answer == "好的" and parse_reply("FINAL ANSWER: 0").answer == "0"

@@ -18,6 +18,7 @@ import re
 import string
 import textwrap
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -33,6 +34,8 @@ from gateway.devices.model import Device
 log = logging.getLogger(__name__)
 
 AMBIGUOUS = "ambiguous:"
+# ECMA-48 CSI and OSC sequences (colours, titles): a device name holding one is still said without it.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]")
 # What "turn up"/"brighter" (PyuseIncrease) and "turn down"/"dimmer" (PyuseDecrease) run: the doc's template.
 RELATIVE = {"PyuseIncrease": "increase", "PyuseDecrease": "decrease"}
 # The only intents the fast path acts on (Home Assistant's, then sentences.toml's own); matching others (timers,
@@ -154,18 +157,20 @@ class LocalIntents:
             for text in self._spellings(device):
                 by_text.setdefault((text, domain), []).append(device.id)
         # The domain is the context Home Assistant's sentences filter on ("turn on {name}" wants a light, ...).
+        # allow_template=False: device text is literal, never hassil syntax ("Lamp [2" would not even parse).
         names = [TextSlotValue.from_tuple((text, ids[0] if len(ids) == 1 else AMBIGUOUS + ",".join(ids),
-                                           {"domain": domain}))
+                                           {"domain": domain}), allow_template=False)
                  for (text, domain), ids in by_text.items()]
         areas: dict[str, str] = {}
         for device in devices:
-            if device.area:
-                areas[device.area.casefold()] = device.area
+            if plain(device.area):
+                areas[plain(device.area)] = device.area
                 chinese = self._chinese.get(re.sub(r"\s+\d+$", "", device.area.casefold()))
                 if chinese and not re.search(r"\d+$", device.area):
                     areas[chinese] = device.area
         return {"name": TextSlotList(name="name", values=names),
-                "area": TextSlotList(name="area", values=[TextSlotValue.from_tuple(item) for item in areas.items()]),
+                "area": TextSlotList(name="area", values=[TextSlotValue.from_tuple(item, allow_template=False)
+                                                          for item in areas.items()]),
                 "floor": TextSlotList(name="floor", values=[])}
 
     def _spellings(self, device: Device) -> set[str]:
@@ -177,9 +182,11 @@ class LocalIntents:
         doc = self.docs.get(device.kind)
         kind_words = {keyword.casefold() for keyword in (doc.keywords if doc else []) if " " not in keyword}
         spellings = set()
-        for name in (device.name, *device.aliases):
-            spellings.add(name.casefold())
-            own = " ".join(word for word in name.casefold().split() if word not in area_words)
+        for name in map(plain, (device.name, *device.aliases)):
+            if not name:
+                continue
+            spellings.add(name)
+            own = " ".join(word for word in name.split() if word not in area_words)
             if not own:
                 continue
             if not set(own.split()) <= kind_words:  # "light" alone, from "Living Room Light", names no device
@@ -297,6 +304,15 @@ class LocalIntents:
         if intent in RELATIVE and getattr(templates, RELATIVE[intent]):
             return RELATIVE[intent], ()
         return None, ()
+
+
+def plain(text: str) -> str:
+    """Device text as people say it: casefolded, without terminal escape sequences, control or format characters,
+    whitespace collapsed ("\\x1b[31mRed Lamp\\x1b[0m" is "red lamp")."""
+    text = ANSI_ESCAPE.sub("", text)
+    kept = "".join(" " if unicodedata.category(char) == "Cc" else char for char in text
+                   if unicodedata.category(char) != "Cf")
+    return " ".join(kept.casefold().split())
 
 
 def _mentions(text: str, words: list[str]) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import logging
 import random
 import time
@@ -30,6 +31,9 @@ def _openai() -> ModuleType:
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 20.0
+# A streamed reply longer than [llm] max_tokens at this many characters a token comes from a server that ignores
+# max_tokens (or never stops): it is cut there, so one turn cannot run until the task's timeout.
+CHARS_PER_TOKEN_CAP = 8
 
 
 class LLMError(Exception):
@@ -97,6 +101,9 @@ class LLMClient:
                 await asyncio.sleep(delay)
             except openai.APIStatusError as exc:
                 raise LLMError(f"the model server at {self.settings.base_url} answered {_describe(exc)}") from exc
+            except json.JSONDecodeError as exc:  # a proxy's error page, a broken server
+                raise LLMError(f"the model server at {self.settings.base_url} sent a reply that is not valid JSON "
+                               f"({exc}); check [llm] base_url points at an OpenAI-compatible /v1 endpoint") from exc
 
     async def _once(self, messages: list[dict[str, str]], stop: list[str] | None,
                     on_delta: DeltaCallback | None) -> Completion:
@@ -113,14 +120,22 @@ class LLMClient:
             **request, stream=True, stream_options={"include_usage": True})
         parts: list[str] = []
         usage = None
-        async for chunk in stream:
-            if chunk.usage is not None:
-                usage = chunk.usage
-            if chunk.choices and chunk.choices[0].delta.content:
-                delta = chunk.choices[0].delta.content
-                parts.append(delta)
-                if on_delta:
-                    on_delta(delta)
+        size, limit = 0, self.settings.max_tokens * CHARS_PER_TOKEN_CAP
+        async with stream:  # leaving it early closes the connection
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                if chunk.choices and chunk.choices[0].delta.content:
+                    delta = chunk.choices[0].delta.content
+                    parts.append(delta)
+                    size += len(delta)
+                    if on_delta:
+                        on_delta(delta)
+                    if size > limit:
+                        log.warning("the model server at %s streamed more than %d characters, past [llm] max_tokens "
+                                    "= %d; the reply is cut there", self.settings.base_url, limit,
+                                    self.settings.max_tokens)
+                        break
         return _with_usage("".join(parts), messages, usage)
 
     async def list_models(self, timeout_s: float = 5.0) -> list[str]:

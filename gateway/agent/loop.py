@@ -4,6 +4,7 @@ Bounded by max turns and a token budget here; the task timeout and cancellation 
 around `run`, and `progress` stays accurate whenever the run is interrupted. A model that runs the same code
 again is told so; the same code failing a third time ends the task with its error, instead of burning turns.
 Each observation event carries the device calls the code made, so a trace shows what an answer stands on.
+What the code printed carries device replies: the model reads it inside an <observation> block, as data.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from gateway.agent.llm import Completion, LLMClient
 from gateway.agent.parse import parse_reply
-from gateway.agent.prompt import Prompt
+from gateway.agent.prompt import Prompt, fence
 from gateway.agent.retrieval import language_of, vocabulary
 from gateway.agent.tokens import estimate_tokens
 from gateway.config import AgentSection
@@ -23,11 +24,12 @@ from gateway.sandbox.session import Execution, SandboxSession
 from gateway.store import StepRecord, Store
 
 STOP = ["Observation:"]
-EMPTY_REPLY = ("Your reply was empty. Write a thought and one ```python block, or FINAL ANSWER: followed by "
-               "the answer.")
+EMPTY_REPLY = ("Your reply held no code and no answer. Write a thought and one ```python block, or FINAL ANSWER: "
+               "followed by the answer.")
 REPEATED_FAILURE = ("You ran this same code before and it failed the same way. Do not run it again: change it, "
                     "or call final_answer to say why it cannot be done.")
 REPEATED_SUCCESS = "You ran this same code before. If the task is done, call final_answer(...) with the answer."
+NO_OUTPUT = "(no output: print what you want to see)"
 # Small models answer "The light is on." without doing anything: an answer must stand on a device read or call.
 NOTHING_RAN = ("No device was read or called yet, so this answer stands on nothing. Write the ```python block "
                "that does the task with the device methods, and call final_answer in it. If no device can do it, "
@@ -109,6 +111,11 @@ class Judgement:
         return f"{text}\n{note}"
 
 
+def observation_message(output: str, note: str) -> str:
+    """The turn the model reads after its code ran: the output fenced as data, then the gateway's own note."""
+    return "\n".join(["Observation:", *([fence(output)] if output else []), *([note] if note else [])])
+
+
 def truncate(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
@@ -168,36 +175,37 @@ class AgentLoop:
             progress.calls += sum(call["outcome"] == "ok" for call in calls)
             judge.touched = judge.touched or execution.touched
             answered = execution.status == "final" and not judge.unfounded()
-            observation = self._observation(execution, reply.code, answered, judge, progress)
-            self._observed(step, observation, execution.status, calls, emit)
+            output, note = self._observation(execution, reply.code, answered, judge, progress)
+            self._observed(step, "\n".join(part for part in (output, note) if part), execution.status, calls, emit)
             if progress.status == "failed":
                 return
             if answered:
                 self._finish(task_id, progress, judge.answer(execution.answer or ""), emit)
                 return
             estimate = self._grown(estimate, completion, self._append(messages, reply.kept,
-                                                                      f"Observation:\n{observation}"))
+                                                                      observation_message(output, note)))
         progress.status = "failed"
         progress.error = (f"no final answer after {self.settings.max_turns} turns ([agent] max_turns); "
                           "see the trace with `pyuse tasks ID`")
 
     def _observation(self, execution: Execution, code: str, answered: bool, judge: Judgement,
-                     progress: Progress) -> str:
-        """What the model is told of an execution; a third failure of the same code ends the task instead."""
+                     progress: Progress) -> tuple[str, str]:
+        """What the model is told of an execution: what the job printed (device text among it) and the gateway's
+        note on it; a third failure of the same code ends the task instead."""
         if execution.status == "final" and not answered:
-            return NOTHING_RAN
-        output = execution.output.strip() or ("" if answered else "(no output: print what you want to see)")
-        observation = truncate(output, self.settings.observation_limit_chars)
+            return "", NOTHING_RAN
+        output = truncate(execution.output.strip(), self.settings.observation_limit_chars)
+        note = "" if output or answered else NO_OUTPUT
         failed = execution.status not in ("ok", "final")
         runs, failures = judge.note_run(code, failed)
         if failures >= FAILURES_TO_GIVE_UP:
-            last = (observation.splitlines() or ["it failed"])[-1]
+            last = (output.splitlines() or ["it failed"])[-1]
             progress.status = "failed"
             progress.error = (f"could not {judge.task.strip().rstrip('.')!r}: the same code failed {failures} "
                               f"times: {last}")
         elif runs > 1 and not answered:
-            observation += "\n" + (REPEATED_FAILURE if failed else REPEATED_SUCCESS)
-        return observation
+            note = "\n".join(part for part in (note, REPEATED_FAILURE if failed else REPEATED_SUCCESS) if part)
+        return output, note
 
     def _observed(self, step: StepRecord, observation: str, status: str, calls: list[dict[str, Any]],
                   emit: EventSink) -> None:

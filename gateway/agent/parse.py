@@ -3,7 +3,8 @@ are the most reported complaint about code agents, so anything that is not code 
 
 - The first ```python / ```py / bare ``` block is the code; an unclosed last fence runs to the end.
   Everything after the first block is dropped: small models go on to invent its output.
-- With no code, text after `FINAL ANSWER:` is the answer; failing that, the whole reply is.
+- With no code, text after `FINAL ANSWER:` is the answer; failing that, the whole reply is. Text with no letter
+  or digit outside fence markers (whitespace, punctuation, empty fences) is no answer: the loop asks again.
 - `final_answer(...)` inside code is handled by the sandbox, not here.
 """
 
@@ -17,6 +18,7 @@ FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n`]*\n")
 CLOSING = re.compile(r"```[ \t]*$", re.MULTILINE)
 FINAL = re.compile(r"final[ _]answer\s*:", re.IGNORECASE)
 THOUGHT_LABEL = re.compile(r"^\s*thought\s*:\s*", re.IGNORECASE)
+FENCE_MARKER = re.compile(r"```[^\n`]*")
 
 
 @dataclass
@@ -47,5 +49,11 @@ def parse_reply(text: str) -> ParsedReply:
     final = FINAL.search(text)
     if final:
         thought = THOUGHT_LABEL.sub("", text[:final.start()]).strip()
-        return ParsedReply(thought=thought, code=None, answer=text[final.end():].strip(), kept=text.strip())
-    return ParsedReply(thought="", code=None, answer=text.strip(), kept=text.strip())
+        return ParsedReply(thought=thought, code=None, answer=_said(text[final.end():]), kept=text.strip())
+    return ParsedReply(thought="", code=None, answer=_said(text), kept=text.strip())
+
+
+def _said(text: str) -> str:
+    """`text` stripped, or "" when it says nothing: no letter or digit outside its fence markers."""
+    text = text.strip()
+    return text if re.search(r"\w", FENCE_MARKER.sub("", text)) else ""

@@ -9,7 +9,8 @@ kind whose doc declares no capabilities shows its doc's body (the native API) in
 
 When every exposed device fits `budget_tokens`, all are listed; otherwise the retriever picks those the command
 is likely about, and the model is told how many others exist and that `devices.find(...)` searches them from
-code. Device-supplied text only ever appears quoted inside the delimited <devices> block.
+code. Device-supplied text only ever appears quoted inside the delimited <devices> block, and what a job printed
+(device replies among it) only inside an <observation> block (fence()).
 """
 
 from __future__ import annotations
@@ -53,6 +54,15 @@ def clean(text: str, limit: int) -> str:
         kept = kept[: limit - 1] + "…"
     # Escaped angle brackets: device text can never close the block it sits in.
     return json.dumps(kept, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def fence(output: str) -> str:
+    """A job's output (device replies among it) as a data block for the model: control characters other than
+    newline and tab escaped, angle brackets as HTML entities, so nothing inside can close the block or pass for a
+    chat template's tokens (<|im_start|>)."""
+    kept = "".join(char if char in "\n\t" or unicodedata.category(char) != "Cc" else char.encode("unicode_escape")
+                   .decode() for char in output)
+    return f"<observation>\n{kept.replace('<', '&lt;').replace('>', '&gt;')}\n</observation>"
 
 
 def class_name(kind: str, docs: DocLibrary) -> str:

@@ -13,7 +13,7 @@ import logging
 
 from gateway.agent.llm import LLMClient
 from gateway.agent.parse import parse_reply
-from gateway.agent.prompt import class_stub, prompt_file
+from gateway.agent.prompt import class_stub, fence, prompt_file
 from gateway.agent.skills import Skill, SkillError, SkillLibrary, check_skill
 from gateway.devices.docs import DocLibrary
 from gateway.store import Store
@@ -29,7 +29,8 @@ class SkillWriteError(Exception):
 
 
 def _conversation(text: str, steps: list[tuple[str, str]], answer: str) -> str:
-    turns = "\n\n".join(f"Code (turn {number}):\n```python\n{code}\n```\nIt printed:\n{output or '(nothing)'}"
+    turns = "\n\n".join(f"Code (turn {number}):\n```python\n{code}\n```\nIt printed:\n"
+                        + (fence(output) if output else "(nothing)")
                         for number, (code, output) in enumerate(steps, start=1))
     return f"{REQUEST.format(task=text)}\n\n{turns}\n\nAnswer given to the user: {answer}"
 

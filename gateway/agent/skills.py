@@ -12,8 +12,12 @@ A skill is a file `<data_dir>/skills/<name>.py`:
 The gateway never runs a skill itself: it checks the file with ast and symtable (one public function named
 like the file, typed parameters, a docstring, no statement that would run on load, and no global besides the
 job's own: devices, sleep, DeviceError, builtins, its imports, other skills, its private helpers) and hands
-the source to sandbox jobs, where it becomes a function every turn can call. Files are read again for each
-new job, so an edited skill takes effect at once; one that no longer checks out is reported and skipped.
+the source to sandbox jobs, where it becomes a function every turn can call. Every job of every task loads every
+skill, so nothing may run on load: the top level holds only imports, TRIGGERS (a literal list) and plain `def`s,
+with no decorators, default values that are literals only (a number, a string, True, False or None) and
+annotations that only name builtin types (`int`, `str | None`, `list[str]`), never an expression with calls.
+Files are read again for each new job, so an edited skill takes effect at once; one that no longer checks out is
+reported and skipped.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ log = logging.getLogger(__name__)
 NAME = re.compile(r"^[a-z][a-z0-9_]{1,60}$")
 JOB_GLOBALS = {"devices", "sleep", "DeviceError", "final_answer"}
 PARAMETER_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+# Names an annotation may use: evaluating them when the def runs calls nothing.
+ANNOTATION_NAMES = {*PARAMETER_TYPES, "list", "dict", "tuple", "set", "bytes", "object"}
 
 
 class SkillError(ValueError):
@@ -117,6 +123,9 @@ def check_skill(name: str, source: str, other_skills: set[str] = frozenset()) ->
                              "helpers may be at the top level (nothing may run when the skill is loaded)")
     if function is None:
         raise SkillError(f"{name}.py: defines no function named {name}()")
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            _check_definition(node, name)
     doc = ast.get_docstring(function)
     if not doc:
         raise SkillError(f"{name}.py:{function.lineno}: {name}() needs a docstring saying what it does")
@@ -136,6 +145,50 @@ def _string_list(node: ast.expr, name: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
         raise SkillError(f"{name}.py:{node.lineno}: TRIGGERS must be a list of phrases")
     return value
+
+
+def _check_definition(function: ast.FunctionDef, name: str) -> None:
+    """A `def` runs its decorators, default values and annotations when the skill loads, in every job, under
+    whatever task that is: only inert ones pass."""
+    where = f"{name}.py:{function.lineno}: {function.name}()"
+    if function.decorator_list:
+        raise SkillError(f"{where}: decorators are not allowed (they would run whenever a job loads the skill); "
+                         "call the helper from inside the function instead")
+    arguments = function.args
+    for default in (*arguments.defaults, *arguments.kw_defaults):
+        if default is not None and not _literal(default):
+            raise SkillError(f"{where}: a default value must be a literal (a number, a string, True, False or None); "
+                             "compute it inside the function instead")
+    every = (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs, arguments.vararg, arguments.kwarg)
+    annotations = [argument.annotation for argument in every if argument is not None] + [function.returns]
+    for annotation in annotations:
+        if annotation is not None and not _inert_annotation(annotation, top=True):
+            raise SkillError(f"{where}: an annotation may only name builtin types "
+                             f"({', '.join(sorted(ANNOTATION_NAMES))}, None; e.g. `str | None`, `list[str]`)")
+
+
+def _literal(node: ast.expr) -> bool:
+    """A constant, or a signed number: nothing to run."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        node = node.operand
+        return isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(
+            node.value, bool)
+    return isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool, type(None)))
+
+
+def _inert_annotation(node: ast.expr, top: bool = False) -> bool:
+    """`int`, `None`, `str | None`, `list[str]`, `dict[str, float]`, or a string (never evaluated), at the top."""
+    if isinstance(node, ast.Name):
+        return node.id in ANNOTATION_NAMES
+    if isinstance(node, ast.Constant):
+        return node.value is None or (top and isinstance(node.value, str))
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _inert_annotation(node.left) and _inert_annotation(node.right)
+    if isinstance(node, ast.Subscript):
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        return (isinstance(node.value, ast.Name) and node.value.id in ANNOTATION_NAMES
+                and all(_inert_annotation(item) for item in items))
+    return False
 
 
 def _parameters(function: ast.FunctionDef, name: str) -> dict[str, str]:

@@ -1,4 +1,9 @@
-"""The gateway's one aiohttp ClientSession, used for every HTTP device call."""
+"""The gateway's one aiohttp ClientSession, used for every HTTP device call.
+
+Redirects are never followed: a device answering 3xx could otherwise send the gateway's own request, made with
+the gateway's network access, to any address (the gateway's API, another device, a LAN admin page). A 3xx is an
+unsuccessful reply whose body says where the device pointed, so the caller's error names the status and Location.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import aiohttp
 from yarl import URL
 
 MAX_BODY = 1 << 20
+LOCATION_LIMIT = 300  # device-supplied text in an error message
 
 
 @dataclass
@@ -19,7 +25,7 @@ class HttpReply:
 
     @property
     def ok(self) -> bool:
-        return self.status < 400
+        return 200 <= self.status < 300
 
 
 class HttpTransport:
@@ -51,7 +57,9 @@ class HttpTransport:
         if timeout is not None:
             kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
         try:
-            async with self._session.request(method, url, **kwargs) as response:
+            async with self._session.request(method, url, allow_redirects=False, **kwargs) as response:
+                if 300 <= response.status < 400:
+                    return HttpReply(response.status, _redirect_note(response.headers.get("Location")))
                 raw = bytearray()
                 async for chunk in response.content.iter_chunked(1 << 16):
                     raw += chunk
@@ -60,6 +68,12 @@ class HttpTransport:
                 return HttpReply(response.status, decode_body(bytes(raw)))
         except aiohttp.ClientError as exc:
             raise ConnectionError(f"{method} http://{host}:{port}{path}: {exc}") from exc
+
+
+def _redirect_note(location: str | None) -> str:
+    """What a refused redirect reply says instead of its body: where the device pointed, quoted and capped."""
+    shown = repr(location[:LOCATION_LIMIT]) if location else "no Location"
+    return f"a redirect to {shown}, not followed (device calls never follow redirects)"
 
 
 def _query_value(value: Any) -> str:

@@ -19,8 +19,9 @@ from security.attack import LIMITS, SECRET, Attacker, Listener, StartAttacker, w
 async def start_attacker() -> AsyncIterator[StartAttacker]:
     """Starts gateways with small limits and the fake secret in their config; closes and removes them after.
 
-    The data dir sits in a world-enterable directory (mode 0755, not pytest's private 0700 tmp dir), so the
-    files in it are readable by the job's uid as far as file modes go: only the sandbox can keep them out.
+    The data dir sits in a world-enterable directory (mode 0755, not pytest's private 0700 tmp dir), and is
+    opened up again after the gateway made it private (0700, the store 0600), so the files in it are readable by
+    the job's uid as far as file modes go: only the sandbox can keep them out.
     """
     started: list[tuple[Gateway, Path]] = []
 
@@ -33,6 +34,8 @@ async def start_attacker() -> AsyncIterator[StartAttacker]:
         gateway = Gateway(config, "red team")
         started.append((gateway, base))
         await gateway.start()
+        config.gateway.data_dir.chmod(0o755)
+        config.db_path.chmod(0o644)
         await gateway.poller.settle()  # the gateway's own first state reads are not the attack's
         return Attacker(gateway, base)
 
