@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import stat
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from gateway.devices.registry import Registry
 from gateway.discovery.mdns import MdnsDiscovery
 from gateway.discovery.mqtt import MqttDiscovery
 from gateway.discovery.serial import discover_serial
+from gateway.lock import DataDirLock
 from gateway.logs import current_task
 from gateway.policy import Confirmations, Confirmer, Policy, ScopeError
 from gateway.sandbox.broker import Broker, JobContext
@@ -35,7 +37,7 @@ from gateway.sandbox.session import Execution, SandboxError, SandboxSession
 from gateway.store import StepRecord, Store, TaskRecord
 from gateway.transports.embedded_broker import EmbeddedBroker
 from gateway.transports.http import HttpTransport
-from gateway.transports.mqtt import MqttTransport
+from gateway.transports.mqtt import MqttTransport, unique_client_id
 from gateway.transports.serial import SerialPorts
 
 log = logging.getLogger(__name__)
@@ -99,17 +101,20 @@ def unexpected(exc: BaseException) -> str:
 
 
 class Gateway:
-    def __init__(self, config: Config, config_source: str = "defaults") -> None:
+    def __init__(self, config: Config, config_source: str = "defaults", role: str = "cli") -> None:
+        """`role` ("daemon" or "cli") is written into the data dir's lock, for whoever it turns away."""
         self.config = config
         self.config_source = config_source
+        self.role = role
+        self.lock: DataDirLock | None = None
         self.store: Store | None = None
         self.docs = DocLibrary()
         self.registry = Registry(self.docs)
         self.embedded_broker: EmbeddedBroker | None = None
-        self.http = HttpTransport()
+        self.http = HttpTransport(config.sandbox.device_timeout)
         self.serial = SerialPorts()
         self.mqtt = MqttTransport(
-            config.mqtt.host, config.mqtt.port, client_id=f"pyuse-{config.gateway.id}",
+            config.mqtt.host, config.mqtt.port, client_id=unique_client_id(f"pyuse-{config.gateway.id}"),
             username=config.mqtt.username, password=config.mqtt.password.get_secret_value(),
             will=(f"pyuse/{config.gateway.id}/status", b"offline"))
         self.clock = Clock(config.gateway.clock_speed)
@@ -119,6 +124,7 @@ class Gateway:
         self.broker: Broker | None = None
         self.prompts: PromptBuilder | None = None
         self.mqtt_discovery: MqttDiscovery | None = None
+        self._restoring: asyncio.Task[None] | None = None
         self.poller: StatePoller | None = None
         self.mdns_discovery: MdnsDiscovery | None = None
 
@@ -137,6 +143,8 @@ class Gateway:
                                 f"point it at a directory of the gateway's own, such as {default_data_dir()}")])
         for warning in config.warnings:
             log.warning("%s", warning)
+        # Before the store: a second gateway must not touch it, least of all mark the first one's tasks interrupted.
+        self.lock = DataDirLock.acquire(data_dir, self.role)
         self.store = Store(config.db_path)  # the data dir becomes the gateway user's alone (700), the store 600
         (data_dir / "device_docs").mkdir(parents=True, exist_ok=True)
         self.docs = DocLibrary.load([data_dir / "device_docs"])
@@ -160,8 +168,9 @@ class Gateway:
         self.poller.start()
         if (config.mqtt.embedded or config.discovery.mqtt
                 or any(device.transport == "mqtt" for device in self.registry.all())):
+            self.mqtt.on_disconnect.append(self.registry.mqtt_lost)
             await self.mqtt.start(wait_s=3.0)
-            self.mqtt.on_connect.append(self._announce)
+            self.mqtt.on_connect += [self._announce, self._mqtt_back]
             if self.mqtt.connected:
                 self._announce()
         if config.discovery.mqtt:
@@ -172,6 +181,7 @@ class Gateway:
             await self.mdns_discovery.start()
         if config.discovery.serial_ports:
             await discover_serial(config.discovery.serial_ports, self.serial, self.docs, self.registry)
+        await self.sandbox.remove_leftovers()  # this gateway holds the data dir's lock: none of them is in use
         await self.sandbox.start()
         self.policy = Policy(config.policy, self.docs)
         self.confirmations = Confirmations(config.policy.confirm_timeout_s)
@@ -191,6 +201,17 @@ class Gateway:
         asyncio.ensure_future(self.mqtt.publish(f"pyuse/{self.config.gateway.id}/status", "online", qos=1,
                                                 retain=True))
 
+    def _mqtt_back(self) -> None:
+        self._restoring = asyncio.ensure_future(self._restore_online())
+
+    async def _restore_online(self) -> None:
+        """Retained availability messages come again on resubscribe; once they have, the registry settles what
+        the MQTT devices that sent none are (Registry.mqtt_back)."""
+        if self.mqtt_discovery is not None:
+            await self.mqtt_discovery.settle()
+        if self.mqtt.connected:
+            self.registry.mqtt_back()
+
     async def settle_discovery(self) -> None:
         """For one-shot commands: let retained discovery messages arrive, and HTTP devices' states be read, before
         building a prompt."""
@@ -206,6 +227,8 @@ class Gateway:
             await self.poller.close()
         if self.mqtt_discovery is not None:
             self.mqtt_discovery.stop()
+        if self._restoring is not None:
+            self._restoring.cancel()
         if self.mdns_discovery is not None:
             await self.mdns_discovery.close()
         self.registry.flush()
@@ -221,6 +244,8 @@ class Gateway:
             await self.embedded_broker.close()
         if self.store:
             self.store.close()
+        if self.lock:
+            self.lock.release()
 
     def open_session(self, task_id: str, device_ids: list[str] | None = None, confirm: Confirmer | None = None,
                      origin: str = "cli", exec_timeout_s: float | None = None) -> tuple[SandboxSession, JobContext]:
@@ -280,8 +305,10 @@ class Gateway:
                     converted[name] = value.casefold() in ("true", "on", "yes", "1")
                 else:
                     converted[name] = {"int": int, "float": float, "str": str, "bool": bool}[kind](value)
-            except (TypeError, ValueError):
-                raise SkillArgumentError(f"{skill.name}(): {name} must be {kind}, got {value!r}") from None
+                if kind == "float" and not math.isfinite(converted[name]):  # "inf", "nan", "1e400"
+                    raise ValueError(value)
+            except (TypeError, ValueError, OverflowError):  # OverflowError: int(1e400)
+                raise SkillArgumentError(f"{skill.name}(): {name} must be {kind}, got {value!r:.80}") from None
         return converted
 
     async def run_task(self, text: str, origin: str = "cli", device_ids: list[str] | None = None,

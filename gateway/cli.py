@@ -8,17 +8,21 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
+from urllib.parse import quote
 
 from gateway.agent.llm import NOT_CONFIGURED
+from gateway.agent.loop import EventSink
+from gateway.agent.prompt import Prompt
 from gateway.agent.skills import SkillLibrary
 from gateway.app import Gateway, TaskResult
 from gateway.config import Config, ConfigError, find_config_file, load_config
 from gateway.console import Console, TracePrinter, print_prompt, print_result
 from gateway.devices.docs import DocLibrary
-from gateway.devices.model import Device
+from gateway.lock import DataDirBusy, holder
 from gateway.logs import setup_logging
-from gateway.policy import ScopeError
+from gateway.policy import Confirmer, ScopeError
+from gateway.remote import DaemonClient, DaemonUnavailable, RemoteError, running_daemon
 from gateway.sandbox.manager import SandboxUnavailable
 from gateway.store import Store
 
@@ -70,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tasks = command("tasks", "list recent tasks, or show one task's trace", cmd_tasks)
     tasks.add_argument("task_id", nargs="?", metavar="ID", help="a task id (a unique prefix is enough)")
-    tasks.add_argument("--limit", type=int, default=20, help="how many tasks to list (default 20)")
+    tasks.add_argument("--limit", type=positive_int, default=20, help="how many tasks to list (default 20)")
     tasks.add_argument("--json", action="store_true", help="machine-readable output")
 
     execute = command("exec", "run a Python file in a fresh sandbox job under the same policy, and print what "
@@ -157,6 +161,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a count from 1 to a billion (SQLite reads a negative limit as none, and stops at 2**63)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r:.40} is not a whole number") from None
+    if not 1 <= value <= 1_000_000_000:
+        raise argparse.ArgumentTypeError(f"{text:.40} is not from 1 to 1000000000")
+    return value
+
+
 def _load(args: argparse.Namespace, level: str | None = None) -> tuple[Config, str]:
     """The config, and logging set up: warnings only for one-shot commands unless -v."""
     path = find_config_file(args.config)
@@ -192,11 +207,20 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     async def run() -> TaskResult:
         confirm = await _terminal_confirmer(trace_out)
+        client = await running_daemon(config)
+        if client is not None:  # the daemon owns the data dir: the task runs there, and is shown here
+            task = await client.call("POST", "/api/tasks", {"text": args.text, "devices": args.device,
+                                                            "origin": "cli"})
+            return await _follow(client, task["id"], TracePrinter(trace_out), confirm)
         async with Gateway(config, source) as gateway:
             return await gateway.run_task(args.text, origin="cli", device_ids=args.device,
                                           on_event=TracePrinter(trace_out), confirm=confirm)
 
-    result = asyncio.run(run())
+    try:
+        result = asyncio.run(run())
+    except (DaemonUnavailable, RemoteError) as exc:
+        print(f"pyuse ask: {exc}", file=sys.stderr)
+        return 1
     if result.status == "failed" and not config.llm.configured and NOT_CONFIGURED in (result.error or ""):
         print(f"pyuse: {result.error}", file=sys.stderr)
         return 2
@@ -207,6 +231,24 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.summary(), ensure_ascii=False))
     return 0 if result.status == "done" else 1
+
+
+async def _follow(client: DaemonClient, task_id: str, on_event: EventSink, confirm: Confirmer | None) -> TaskResult:
+    """Follow a task in the daemon; Ctrl-C here cancels it there, as it would a local one."""
+    try:
+        return await client.follow_task(task_id, on_event, confirm)
+    except asyncio.CancelledError:
+        await client.call("POST", f"/api/tasks/{task_id}/cancel")
+        raise
+
+
+def _own_gateway(config: Config, command: str) -> None:
+    """For commands with no API route: they need a gateway of their own, so no other process may hold the data
+    dir (checked here to say so; Gateway.start holds it)."""
+    owner = holder(config.gateway.data_dir)
+    if owner is not None:
+        raise DataDirBusy(config.gateway.data_dir, owner, f"`pyuse {command}` runs a gateway of its own, and only "
+                          "one may use a data dir: stop the other first")
 
 
 async def _terminal_confirmer(out: TextIO):  # noqa: ANN202
@@ -220,6 +262,7 @@ async def _terminal_confirmer(out: TextIO):  # noqa: ANN202
 
 def cmd_exec(args: argparse.Namespace) -> int:
     config, source = _load(args)
+    _own_gateway(config, "exec")
     code = sys.stdin.read() if str(args.file) == "-" else args.file.read_text(encoding="utf-8")
 
     async def run() -> int:
@@ -243,21 +286,28 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def cmd_devices(args: argparse.Namespace) -> int:
     config, source = _load(args)
 
-    async def run() -> list[Device]:
+    async def run() -> list[dict[str, Any]]:
+        client = await running_daemon(config)
+        if client is not None:  # the daemon's registry, as the API gives it
+            return await client.call("GET", "/api/devices")
         async with Gateway(config, source) as gateway:
             await gateway.settle_discovery()
-            return gateway.registry.all()
+            return [json.loads(device.model_dump_json()) for device in gateway.registry.all()]
 
-    devices = asyncio.run(run())
+    try:
+        devices = asyncio.run(run())
+    except (DaemonUnavailable, RemoteError) as exc:
+        print(f"pyuse devices: {exc}", file=sys.stderr)
+        return 1
     if args.json:
-        print(json.dumps([json.loads(device.model_dump_json()) for device in devices], ensure_ascii=False))
+        print(json.dumps(devices, ensure_ascii=False))
         return 0
     if not devices:
         print("no devices yet: declare some with [[devices]] in the config, or run a discovery source "
               "(see [discovery] in config.example.toml)")
         return 0
-    rows = [(device.id, device.name, device.area or "-", device.kind, device.transport,
-             "online" if device.online else "OFFLINE", state_summary(device)) for device in devices]
+    rows = [(device["id"], device["name"], device["area"] or "-", device["kind"], device["transport"],
+             "online" if device["online"] else "OFFLINE", state_summary(device["state"])) for device in devices]
     header = ("id", "name", "area", "kind", "transport", "online", "state")
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
@@ -265,8 +315,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
-def state_summary(device: Device) -> str:
-    parts = [f"{key}={value}" for key, value in device.state.items() if isinstance(value, (str, int, float, bool))]
+def state_summary(state: dict[str, Any]) -> str:
+    parts = [f"{key}={value}" for key, value in state.items() if isinstance(value, (str, int, float, bool))]
     text = " ".join(parts)
     return text if len(text) <= 60 else text[:59] + "…"
 
@@ -275,13 +325,22 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     config, source = _load(args)
 
     async def run() -> int:
-        async with Gateway(config, source) as gateway:
-            await gateway.settle_discovery()
+        client = await running_daemon(config)
+        if client is not None:  # what the daemon would send, from its registry
             try:
-                prompt = gateway.build_prompt(args.text, args.device)
-            except ScopeError as exc:
+                prompt = Prompt(**await client.call("POST", "/api/prompt", {"text": args.text,
+                                                                             "devices": args.device}))
+            except (DaemonUnavailable, RemoteError) as exc:
                 print(f"pyuse prompt: {exc}", file=sys.stderr)
                 return 2
+        else:
+            async with Gateway(config, source) as gateway:
+                await gateway.settle_discovery()
+                try:
+                    prompt = gateway.build_prompt(args.text, args.device)
+                except ScopeError as exc:
+                    print(f"pyuse prompt: {exc}", file=sys.stderr)
+                    return 2
         print_prompt(prompt, config.agent.prompt_budget_tokens, sys.stdout)
         return 0
 
@@ -426,6 +485,14 @@ def _run_skill(config: Config, source: str, args: argparse.Namespace) -> int:
 
     async def run() -> TaskResult | None:
         confirm = await _terminal_confirmer(sys.stdout)
+        client = await running_daemon(config)
+        if client is not None:  # the daemon owns the data dir: the skill runs there, and is shown here
+            try:
+                task = await client.call("POST", f"/api/skills/{quote(args.name, safe='')}/run", {"args": given})
+            except RemoteError as exc:
+                print(f"pyuse skills run: {exc}", file=sys.stderr)
+                return None
+            return await _follow(client, task["id"], TracePrinter(sys.stdout), confirm)
         async with Gateway(config, source) as gateway:
             await gateway.settle_discovery()
             try:
@@ -434,7 +501,11 @@ def _run_skill(config: Config, source: str, args: argparse.Namespace) -> int:
                 print(f"pyuse skills run: {exc.args[0]}", file=sys.stderr)
                 return None
 
-    result = asyncio.run(run())
+    try:
+        result = asyncio.run(run())
+    except DaemonUnavailable as exc:
+        print(f"pyuse skills run: {exc}", file=sys.stderr)
+        return 1
     if result is None:
         return 2
     print_result(result, sys.stdout)
@@ -482,7 +553,6 @@ def cmd_automations(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from gateway.config import AutomationEntry
-    from gateway.remote import DaemonClient, DaemonUnavailable, RemoteError
 
     config, _ = _load(args)
     client = DaemonClient(config)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import math
 import re
 import time
 
@@ -18,9 +19,10 @@ TIME_OF_DAY = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
 def parse_interval(text: str) -> float:
     """'30s', '5m', '1.5h', '1d' -> seconds; ValueError saying the expected form."""
     found = INTERVAL.match(text)
-    if not found or float(found.group(1)) <= 0:
-        raise ValueError(f"{text!r} is not an interval; expected a number and a unit: 30s, 5m, 2h or 1d")
-    return float(found.group(1)) * UNIT_SECONDS[found.group(2)]
+    seconds = float(found.group(1)) * UNIT_SECONDS[found.group(2)] if found else 0.0
+    if not 0 < seconds < math.inf:  # a number of 400 digits is inf seconds: never
+        raise ValueError(f"{text[:40]!r} is not an interval; expected a number and a unit: 30s, 5m, 2h or 1d")
+    return seconds
 
 
 def parse_time_of_day(text: str) -> tuple[int, int]:

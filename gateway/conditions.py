@@ -21,6 +21,8 @@ COMPARISONS = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt,
                ast.In: lambda left, right: left in right, ast.NotIn: lambda left, right: left not in right}
 CONSTANTS = {"true": True, "false": False, "null": None}
 MISSING = None
+# Deeper than any condition a person writes; the parser and the walk below recurse, and must not run out of stack.
+MAX_DEPTH = 32
 
 
 class Condition:
@@ -28,10 +30,21 @@ class Condition:
         self.source = source
         try:
             tree = ast.parse(source.strip(), mode="eval")
+            self._check(tree.body, 0)
         except SyntaxError as error:
-            raise ValueError(f"condition {source!r} is not valid: {error.msg}") from None
-        self._check(tree.body)
+            raise ValueError(f"condition {self.shown} is not valid: {error.msg}") from None
+        except RecursionError:  # ast.parse, or ast.unparse of a refused part
+            raise self._too_deep() from None
         self._tree = tree.body
+
+    @property
+    def shown(self) -> str:
+        """The source for a message: a condition can be long, a message is one line."""
+        return repr(self.source if len(self.source) <= 60 else self.source[:59] + "…")
+
+    def _too_deep(self) -> ValueError:
+        return ValueError(f"condition {self.shown} nests more than {MAX_DEPTH} levels deep; write it flatter "
+                          "(fields, values, comparisons, and, or, not)")
 
     def __call__(self, payload: Any) -> bool:
         try:
@@ -39,33 +52,36 @@ class Condition:
         except TypeError:  # e.g. None > 3, "a" < 1
             return False
 
-    def _check(self, node: ast.AST) -> None:
+    def _check(self, node: ast.AST, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise self._too_deep()
+        depth += 1
         if isinstance(node, ast.BoolOp):
             for value in node.values:
-                self._check(value)
+                self._check(value, depth)
         elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub)):
-            self._check(node.operand)
+            self._check(node.operand, depth)
         elif isinstance(node, ast.Compare):
             unknown = [op for op in node.ops if type(op) not in COMPARISONS]
             if unknown:
-                raise ValueError(f"condition {self.source!r}: {type(unknown[0]).__name__} is not a comparison "
+                raise ValueError(f"condition {self.shown}: {type(unknown[0]).__name__} is not a comparison "
                                  "it supports (==, !=, <, <=, >, >=, in, not in)")
             for operand in (node.left, *node.comparators):
-                self._check(operand)
+                self._check(operand, depth)
         elif isinstance(node, (ast.List, ast.Tuple)):
             for element in node.elts:
-                self._check(element)
+                self._check(element, depth)
         elif isinstance(node, ast.Attribute):
-            self._check(node.value)
+            self._check(node.value, depth)
         elif isinstance(node, ast.Subscript):
             if not (isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, (str, int))):
-                raise ValueError(f"condition {self.source!r}: write field[\"name\"] with a quoted name")
-            self._check(node.value)
+                raise ValueError(f"condition {self.shown}: write field[\"name\"] with a quoted name")
+            self._check(node.value, depth)
         elif isinstance(node, ast.Name) or (isinstance(node, ast.Constant)
                                             and isinstance(node.value, (str, int, float, bool, type(None)))):
             return
         else:
-            raise ValueError(f"condition {self.source!r}: {ast.unparse(node)!r} is not allowed; use fields, "
+            raise ValueError(f"condition {self.shown}: {ast.unparse(node)[:60]!r} is not allowed; use fields, "
                              "values, comparisons, and, or, not")
 
     def _value(self, node: ast.AST, payload: Any) -> Any:

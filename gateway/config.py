@@ -21,6 +21,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr,
 from gateway.clock import parse_interval, parse_time_of_day
 from gateway.conditions import Condition
 from gateway.devices.docs import DangerRule
+from gateway.textfile import UnreadableFile, read_text
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -40,7 +41,8 @@ def default_data_dir() -> Path:
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No inf or nan (TOML and JSON can say both): every number is a real timeout, interval or limit.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class GatewaySection(Section):
@@ -54,7 +56,15 @@ class GatewaySection(Section):
     @field_validator("data_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:
-        return value.expanduser()
+        value = value.expanduser()
+        try:
+            existing = next(path for path in (value, *value.absolute().parents) if path.exists())
+        except OSError:  # a parent this user may not search: the store says so when it opens
+            return value
+        if not existing.is_dir():
+            raise ValueError(f"{existing} is a file, not a directory; point data_dir at a directory (it is created "
+                             "when missing)")
+        return value
 
 
 class LLMSection(Section):
@@ -90,8 +100,16 @@ class AgentSection(Section):
                                               "false sends every command to the model")
 
 
+# A device call's limit when [sandbox] device_timeout_s is not set: well inside an execution's, so that a device
+# that does not answer is reported as such, not as code that ran too long.
+DEVICE_TIMEOUT_S = 5.0
+
+
 class SandboxSection(Section):
     exec_timeout_s: float = Field(10.0, gt=0, description="wall-clock limit for one execution")
+    device_timeout_s: float | None = Field(None, gt=0, description="limit on one HTTP device call; shorter than "
+                                                                   "exec_timeout_s; unset: 5 s, or half of "
+                                                                   "exec_timeout_s if less")
     memory_mb: int = Field(512, ge=32, description="address-space limit of a job")
     cpu_s: int = Field(30, ge=1, description="CPU seconds a job may use over the whole task")
     output_limit_bytes: int = Field(1 << 20, ge=4096, description="a job printing more is killed")
@@ -103,6 +121,20 @@ class SandboxSection(Section):
     job_gid: int = Field(64123, ge=1, le=2**31 - 2)
     python: str = Field("", description="interpreter for jobs; empty: this one, or a system Python the job uid "
                                          "can read")
+
+    @model_validator(mode="after")
+    def _device_answers_first(self) -> SandboxSection:
+        if self.device_timeout_s is not None and self.device_timeout_s >= self.exec_timeout_s:
+            raise ValueError(f"device_timeout_s ({self.device_timeout_s:g}) must be shorter than exec_timeout_s "
+                             f"({self.exec_timeout_s:g}), or a device that does not answer is blamed on the code; "
+                             "lower device_timeout_s or raise exec_timeout_s")
+        return self
+
+    @property
+    def device_timeout(self) -> float:
+        if self.device_timeout_s is not None:
+            return self.device_timeout_s
+        return min(DEVICE_TIMEOUT_S, self.exec_timeout_s / 2)
 
 
 class MqttSection(Section):
@@ -224,9 +256,14 @@ class AutomationTrigger(Section):
             parse_interval(self.every)
         if self.at is not None:
             parse_time_of_day(self.at)
-        if self.when is not None:
-            Condition(self.when)
         return self
+
+    @field_validator("when")
+    @classmethod
+    def _condition(cls, value: str | None) -> str | None:
+        if value is not None:
+            Condition(value)
+        return value
 
     def describe(self) -> str:
         kind = next(kind for kind in ("mqtt", "device", "every", "at") if getattr(self, kind) is not None)
@@ -310,9 +347,13 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
     warnings: list[str] = []
     if path is not None:
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(read_text(path))
         except FileNotFoundError:
             raise ConfigError([f"{path}: file not found (pass -c with an existing file, or omit it)"]) from None
+        except UnreadableFile as exc:
+            raise ConfigError([f"{path}: {exc}"]) from None
+        except RecursionError:
+            raise ConfigError([f"{path}: not valid TOML: arrays or tables nest too deeply"]) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
         warnings = _exposed_secrets(path, data)
@@ -372,13 +413,26 @@ def _describe(error: dict[str, Any], data: dict[str, Any], source: str, origins:
     loc = tuple(str(part) for part in error["loc"])
     key = _dotted(loc)
     origin = origins.get(loc, source)
+    name = _automation_name(loc, data)
+    if name:
+        origin = f"{origin}: automation {name!r}"
     if error["type"] == "extra_forbidden":
         model = _model_at(loc[:-1])
         hint = _did_you_mean(loc[-1], set(model.model_fields)) if model else ""
         return f"{origin}: {key}: unknown key{hint}"
     got = error.get("input")
     shown = "" if isinstance(got, dict) or got is None or "api_key" in key or "password" in key else f", got {got!r}"
+    shown = shown if len(shown) <= 90 else shown[:89] + "…"  # one line, however long the value
     return f"{origin}: {key}: {_sentence(error['msg'])}{shown}"
+
+
+def _automation_name(loc: tuple[str, ...], data: dict[str, Any]) -> str | None:
+    """The name of the [[automations]] entry a problem is in, when it has one: an index alone is hard to find."""
+    if len(loc) < 3 or loc[0] != "automations" or not loc[1].isdigit() or loc[2] == "name":
+        return None
+    entries = data.get("automations")
+    entry = entries[int(loc[1])] if isinstance(entries, list) and int(loc[1]) < len(entries) else None
+    return entry.get("name") if isinstance(entry, dict) and isinstance(entry.get("name"), str) else None
 
 
 def _sentence(message: str) -> str:

@@ -12,7 +12,9 @@ a flood of connections is turned away (gateway/api/limits.py) rather than taking
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import signal
 
 from gateway.api.auth import Access, load_or_create_token
@@ -22,7 +24,7 @@ from gateway.api.server import ApiServer
 from gateway.api.voice import Transcriber
 from gateway.app import Gateway
 from gateway.automations import Automations
-from gateway.config import Config
+from gateway.config import Config, ConfigError
 from gateway.runner import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 class Daemon:
     def __init__(self, config: Config, source: str = "defaults") -> None:
         self.config = config
-        self.gateway = Gateway(config, source)
+        self.gateway = Gateway(config, source, role="daemon")
         self.runner: TaskRunner | None = None
         self.automations: Automations | None = None
         self.server: ApiServer | None = None
@@ -47,6 +49,7 @@ class Daemon:
         log.debug("open-file limit: %d", raise_open_file_limit())
         await self.gateway.start()
         self.runner = TaskRunner(self.gateway, config.api.max_concurrent_tasks, config.api.max_queued_tasks)
+        self.runner.start_watchdog()
         token, self.token_created = load_or_create_token(config.gateway.data_dir)
         self.access = Access.for_bind(config.api.host, token, tuple(config.api.names))
         self.automations = Automations(self.gateway, self.runner)
@@ -54,7 +57,11 @@ class Daemon:
         self.server = ApiServer(self.runner, self.automations, config.api.host, config.api.port, self.access,
                                 Transcriber(config.stt), Limits(config.api.max_connections,
                                                                 config.api.max_event_streams))
-        await self.server.start()
+        try:
+            await self.server.start()
+        except OSError as exc:
+            raise ConfigError([listen_problem(self.gateway.config_source, config.api.host, config.api.port,
+                                              exc)]) from None
         if config.api.mqtt_intake:
             self.intake = MqttIntake(self.gateway.mqtt, self.runner, config.gateway.id)
             await self.intake.start()
@@ -81,6 +88,19 @@ class Daemon:
         if self.access is None or not self.token_created or self.access.page_gets_token:
             return None
         return self.access.token
+
+
+def listen_problem(source: str, host: str, port: int, exc: OSError) -> str:
+    """Why the API cannot listen, as a config error line naming the key to change."""
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        origin = "PYUSE_API_PORT (environment)" if os.environ.get("PYUSE_API_PORT") else source
+        return (f"{origin}: api.port: {address} is in use by another program (or another gateway); set [api] "
+                "port to a free port, or 0 for any free one")
+    origin = "PYUSE_API_HOST (environment)" if os.environ.get("PYUSE_API_HOST") else source
+    reason = os.strerror(exc.errno).lower() if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+    return (f"{origin}: api.host: cannot listen on {address} ({reason}); set [api] host to an address of this "
+            "machine, such as 127.0.0.1")
 
 
 async def run_daemon(config: Config, source: str) -> int:

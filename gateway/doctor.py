@@ -9,7 +9,7 @@ from gateway.config import Config
 from gateway.agent.skills import SkillLibrary
 from gateway.devices.docs import DocLibrary
 from gateway.sandbox.manager import Sandbox
-from gateway.transports.mqtt import MqttTransport
+from gateway.transports.mqtt import MqttTransport, unique_client_id
 
 
 async def run_doctor(config: Config, source: str, out: TextIO) -> int:
@@ -40,7 +40,7 @@ async def run_doctor(config: Config, source: str, out: TextIO) -> int:
     if mqtt.embedded:
         out.write(f"\nmqtt: the embedded broker will listen on {mqtt.host}:{mqtt.port}\n")
     else:
-        transport = MqttTransport(mqtt.host, mqtt.port, client_id=f"pyuse-{config.gateway.id}-doctor",
+        transport = MqttTransport(mqtt.host, mqtt.port, unique_client_id(f"pyuse-{config.gateway.id}-doctor"),
                                   username=mqtt.username, password=mqtt.password.get_secret_value())
         await transport.start(wait_s=3.0)
         state = "reachable" if transport.connected else "NOT reachable (MQTT devices will not work)"

@@ -1,4 +1,5 @@
-"""A client for a running `pyuse run`'s HTTP API, for the commands that act on the daemon (automations).
+"""A client for a running `pyuse run`'s HTTP API, for the CLI commands that act through the daemon: automations
+always, and `ask`, `devices` and `skills run` whenever a daemon owns the data dir (see running_daemon).
 
 It reads the API token from the data dir (the daemon made it there, mode 600) and sends it as a bearer header,
 so the CLI works wherever the daemon listens, with no step of its own.
@@ -6,12 +7,18 @@ so the CLI works wherever the daemon listens, with no step of its own.
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 
+from gateway.agent.loop import EventSink, TaskEvent
 from gateway.api.auth import TOKEN_FILE, read_token
+from gateway.app import TaskResult
 from gateway.config import Config
+from gateway.lock import DataDirBusy, holder
+from gateway.policy import ConfirmationRequest, Confirmer
 
 
 class DaemonUnavailable(Exception):
@@ -41,13 +48,89 @@ class DaemonClient:
                 async with session.request(method, self.base_url + path, json=body, headers=self.headers) as reply:
                     data = await reply.json(content_type=None)
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-            raise DaemonUnavailable(f"no gateway answers at {self.base_url} ({exc.__class__.__name__}); automations "
-                                    "run in the daemon: start it with `pyuse run`") from None
-        if reply.status == 401:
+            raise self._unavailable(exc) from None
+        self._check(reply.status, data)
+        return data
+
+    async def events(self, path: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """A Server-Sent Events stream as (event, data) pairs, until the daemon ends it."""
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)  # a task may run for minutes
+        try:
+            async with aiohttp.ClientSession(trust_env=False, timeout=timeout) as session:
+                async with session.get(self.base_url + path, headers=self.headers) as reply:
+                    if reply.status >= 400:
+                        self._check(reply.status, await reply.json(content_type=None))
+                    buffer = b""
+                    async for chunk in reply.content.iter_any():  # not by line: an observation may be long
+                        buffer += chunk
+                        *frames, buffer = buffer.split(b"\n\n")
+                        for frame in frames:
+                            event = _parse_event(frame.decode("utf-8", "replace"))
+                            if event is not None:
+                                yield event
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise self._unavailable(exc) from None
+
+    async def follow_task(self, task_id: str, on_event: EventSink, confirm: Confirmer | None) -> TaskResult:
+        """Follow a task in the daemon to its end, handing its events to `on_event` as a local task would and
+        putting its dangerous calls to `confirm` (None: nobody can answer, so they are refused at once)."""
+        async for kind, data in self.events(f"/api/tasks/{task_id}/events"):
+            if kind == "finished":
+                return TaskResult(task_id, data["status"], data.get("answer"), data.get("error"),
+                                  data.get("turns", 0), data.get("tokens", 0), data.get("duration_ms", 0.0),
+                                  data.get("processed_locally", False), calls=data.get("calls", 0))
+            if kind == "confirmation":
+                if data["state"] == "asked":
+                    request = ConfirmationRequest(**{name: data[name]
+                                                     for name in ConfirmationRequest.__dataclass_fields__})
+                    approved = await confirm(request) if confirm else False
+                    try:
+                        await self.call("POST", f"/api/confirmations/{request.id}", {"approve": approved})
+                    except RemoteError:  # expired meanwhile: the task says what became of the call
+                        pass
+            else:
+                on_event(TaskEvent(task_id, kind, data))
+        raise DaemonUnavailable(f"the gateway at {self.base_url} ended task {task_id}'s event stream before the "
+                                "task finished: did it stop?")
+
+    def _unavailable(self, exc: Exception) -> DaemonUnavailable:
+        return DaemonUnavailable(f"no gateway answers at {self.base_url} ({exc.__class__.__name__}); this command "
+                                 "needs the daemon: start it with `pyuse run`")
+
+    def _check(self, status: int, data: Any) -> None:
+        if status == 401:
             raise RemoteError(f"the gateway at {self.base_url} refused the API token in {self.token_path}"
                               f"{'' if self.headers else ' (none could be read)'}: use the same config (data_dir) as "
                               "`pyuse run`, and restart the daemon after `pyuse token --rotate`")
-        if reply.status >= 400:
+        if status >= 400:
             error = (data or {}).get("error", {}) if isinstance(data, dict) else {}
-            raise RemoteError(error.get("message") or f"HTTP {reply.status}")
-        return data
+            raise RemoteError(error.get("message") or f"HTTP {status}")
+
+
+def _parse_event(frame: str) -> tuple[str, dict[str, Any]] | None:
+    kind, data = "message", []
+    for line in frame.splitlines():
+        if line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+    return (kind, json.loads("\n".join(data))) if data else None  # None: a keep-alive comment
+
+
+async def running_daemon(config: Config) -> DaemonClient | None:
+    """The daemon that owns the config's data dir, to run a one-shot command through; None when no process holds
+    the data dir, and the command may start a gateway of its own. Raises DataDirBusy when the holder cannot be
+    reached: another one-shot command, or a daemon whose API does not answer."""
+    data_dir = config.gateway.data_dir
+    owner = holder(data_dir)
+    if owner is None:
+        return None
+    if owner.role != "daemon":
+        raise DataDirBusy(data_dir, owner, "wait for it to finish")
+    client = DaemonClient(config)
+    try:
+        await client.call("GET", "/api/health")
+    except DaemonUnavailable:
+        raise DataDirBusy(data_dir, owner, f"its API does not answer at {client.base_url}: wait until it is "
+                          "ready, or use the config it runs with (-c), for its [api] address") from None
+    return client

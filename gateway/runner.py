@@ -1,5 +1,6 @@
 """Runs many tasks at once for the daemon: a bounded queue, a concurrency limit, cancellation, and each task's
 events kept so that a subscriber who arrives late (a browser opening the trace, an MQTT listener) sees them all.
+A watchdog ends, as failed, any of its tasks the store still calls queued or running after its worker is gone.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 
 FINAL = "finished"
 KEEP_FINISHED = 500  # finished tasks whose events stay in memory for late subscribers; the store has the rest
+WATCHDOG_S = 30.0  # how often the watchdog looks for tasks without a worker
+ORPHANED = "its runner stopped without an end"
 
 
 class Busy(Exception):
@@ -76,6 +79,29 @@ class TaskRunner:
         self.listeners: list[Listener] = []
         self._waiting = 0
         self._finished: deque[str] = deque()
+        self._watchdog: asyncio.Task[None] | None = None
+
+    def start_watchdog(self) -> None:
+        self._watchdog = asyncio.create_task(self._watch(), name="task-watchdog")
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCHDOG_S)
+            try:
+                self.end_orphans()
+            except Exception:  # a store hiccup: the next round tries again
+                log.exception("the task watchdog failed")
+
+    def end_orphans(self) -> list[str]:
+        """Mark failed each of this runner's tasks whose worker is gone while the store still calls it queued or
+        running: the worker died without recording an end. Tasks run elsewhere are left alone."""
+        assert self.gateway.store is not None
+        gone = {task.id for task in self.tasks.values() if task.worker is not None and task.worker.done()}
+        orphans = [task_id for task_id in self.gateway.store.unfinished_task_ids() if task_id in gone]
+        for task_id in orphans:
+            self.gateway.store.update_task(task_id, status="failed", error=ORPHANED, finished_at=time.time())
+            log.warning("task %s failed: %s", task_id, ORPHANED)
+        return orphans
 
     def submit(self, text: str, origin: str, device_ids: list[str] | None = None,
                confirm: Confirmer | None = None, options: TaskOptions | None = None) -> RunningTask:
@@ -142,6 +168,8 @@ class TaskRunner:
 
     async def close(self) -> None:
         """Cancel everything still running or queued; each is marked cancelled in the store."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         workers = [task.worker for task in self.tasks.values() if task.worker and not task.worker.done()]
         for worker in workers:
             worker.cancel()

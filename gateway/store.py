@@ -241,9 +241,9 @@ class Store:
     def get_task(self, task_id: str) -> TaskRecord | None:
         """Exact id, or a unique prefix of one (as typed at the command line)."""
         row = self._db.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
-        if row is None and task_id:
-            rows = self._db.execute("SELECT * FROM tasks WHERE id LIKE ? || '%' LIMIT 2",
-                                    (task_id.replace("%", "").replace("_", ""),)).fetchall()
+        if row is None and task_id:  # compared as text: no LIKE, whose % and _ would match other tasks
+            rows = self._db.execute("SELECT * FROM tasks WHERE substr(id, 1, ?) = ? LIMIT 2",
+                                    (len(task_id), task_id)).fetchall()
             row = rows[0] if len(rows) == 1 else None
         return TaskRecord(**dict(row)) if row else None
 
@@ -251,6 +251,11 @@ class Store:
         rows = self._db.execute("SELECT * FROM tasks ORDER BY created_at DESC LIMIT ? OFFSET ?",
                                 (limit, offset)).fetchall()
         return [TaskRecord(**dict(row)) for row in rows]
+
+    def unfinished_task_ids(self) -> list[str]:
+        """Tasks whose end is not recorded: queued or running."""
+        rows = self._db.execute("SELECT id FROM tasks WHERE status IN ('queued', 'running')").fetchall()
+        return [row[0] for row in rows]
 
     def mark_interrupted(self) -> int:
         """Tasks left queued or running by a crash; called at start-up."""

@@ -43,12 +43,14 @@ def _wait_for_port(host: str, port: int, timeout: float = 5.0) -> None:
     raise TimeoutError(f"nothing listening on {host}:{port}")
 
 
+MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+
+
 @pytest.fixture
 async def mqtt_broker(tmp_path: Path) -> AsyncIterator[BrokerAddress]:
     """Mosquitto on a free loopback port when it is installed; the embedded broker (amqtt) otherwise."""
     port = free_port()
-    mosquitto = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto")
-                                              else None)
+    mosquitto = MOSQUITTO
     if mosquitto:
         conf = tmp_path / "mosquitto.conf"
         conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n")
@@ -67,6 +69,39 @@ async def mqtt_broker(tmp_path: Path) -> AsyncIterator[BrokerAddress]:
             yield BrokerAddress("127.0.0.1", port, "amqtt")
         finally:
             await broker.close()
+
+
+class Mosquitto:
+    """A Mosquitto of the test's own on a fixed loopback port, without persistence, to stop and start again."""
+
+    def __init__(self, directory: Path) -> None:
+        self.address = BrokerAddress("127.0.0.1", free_port(), "mosquitto")
+        self.conf = directory / "restartable-mosquitto.conf"
+        self.conf.write_text(f"listener {self.address.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        assert MOSQUITTO is not None
+        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        await asyncio.to_thread(_wait_for_port, self.address.host, self.address.port)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(5)
+            self.process = None
+
+
+@pytest.fixture
+async def restartable_broker(tmp_path: Path) -> AsyncIterator[Mosquitto]:
+    """For broker outages: `.stop()` and `await .start()` again on the same port."""
+    if MOSQUITTO is None:
+        pytest.skip("needs mosquitto, to stop and start a broker")
+    broker = Mosquitto(tmp_path)
+    await broker.start()
+    yield broker
+    broker.stop()
 
 
 @pytest.fixture

@@ -41,6 +41,9 @@ def test_conditions_compare_fields_of_the_payload(condition, payload, expected):
     ("temperature + 1 > 3", "is not allowed"),
     ("payload[key] == 1", 'quoted name'),
     ("(lambda: 1)()", "is not allowed"),
+    ("not " * 3000 + "x", "nests more than 32 levels deep"),  # past the parser's stack
+    ("x == " + "[" * 40 + "]" * 40, "nests more than 32 levels deep"),  # past ours
+    ("f(" + "-" * 500 + "x)", "nests more than 32 levels deep"),
 ])
 def test_anything_but_a_comparison_is_refused_when_the_config_loads(condition, problem):
     with pytest.raises(ValueError, match=problem):

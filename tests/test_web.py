@@ -463,3 +463,28 @@ async def test_skills_and_automations_run_without_the_model_and_a_solved_task_be
     await expect(page.get_by_role("button", name="Save as skill")).to_be_visible()
     await expect(page.locator("#save-skill-result")).to_be_empty()
     tab.assert_clean(expected_error="status of 400")  # the refused interval
+
+
+async def test_the_page_says_when_the_mqtt_broker_is_unreachable_and_shows_its_devices_offline(
+        tmp_path, restartable_broker, daemon_factory, open_tab):
+    plug = TasmotaPlug("kettle", "tasmota_0A0B0C", name="Kitchen Kettle")
+    await plug.start(SimContext(mqtt_port=restartable_broker.address.port))
+    try:
+        daemon = await daemon_factory(make_config(tmp_path, broker=restartable_broker.address))
+        tab = await open_tab(daemon)
+        page = tab.page
+        badge = page.locator(".device", has_text="Kitchen Kettle").locator(".badge")
+        await expect(badge).to_have_text("online")
+        await expect(page.locator("#notice")).not_to_contain_text("MQTT broker")
+
+        restartable_broker.stop()
+        await expect(page.locator("#notice")).to_contain_text(
+            f"The MQTT broker 127.0.0.1:{restartable_broker.address.port} is unreachable", timeout=10_000)
+        await expect(badge).to_have_text("offline")
+
+        await restartable_broker.start()
+        await expect(badge).to_have_text("online", timeout=40_000)
+        await expect(page.locator("#notice")).not_to_contain_text("MQTT broker")
+        tab.assert_clean()
+    finally:
+        await plug.stop()

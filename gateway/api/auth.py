@@ -132,4 +132,5 @@ class Access:
 
     def credential_ok(self, authorization: str | None, cookie: str | None) -> bool:
         offered = (authorization or "").removeprefix("Bearer ").strip() or (cookie or "")
-        return secrets.compare_digest(offered.encode(), self.token.encode())
+        # surrogateescape: a header that is not UTF-8 arrives with its bytes escaped; it is a wrong token, not a crash
+        return secrets.compare_digest(offered.encode(errors="surrogateescape"), self.token.encode())

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No inf or nan: 1e400 parses as inf (and NaN, Infinity are read too), and no number here means forever.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class TaskRequest(Strict):
+class PromptRequest(Strict):
     text: str = Field(min_length=1, max_length=2000, description="the command, as a person would say it")
     devices: list[str] | None = Field(None, max_length=200, description="limit the task to these device ids")
+
+
+class PromptPreview(Strict):
+    messages: list[dict[str, str]] = Field(description="what the model would be sent: role and content")
+    estimate: int = Field(description="their size, in tokens (estimated)")
+    listed: list[str] = Field(description="ids of the devices the prompt lists")
+    omitted: int = Field(description="devices left out of the prompt, which the model can still search for")
+
+
+class TaskRequest(PromptRequest):
+    origin: Literal["api", "cli"] = Field("api", description="'cli' for `pyuse ask` sent through the daemon; "
+                                                            "either way its confirmations are answered here")
 
 
 class TaskCreated(Strict):
@@ -60,6 +73,13 @@ class Task(Strict):
                                                        "stands on")
 
 
+class TaskQuery(BaseModel):
+    """The query of GET /api/tasks. Out of range is refused, not clamped: the client learns its mistake."""
+
+    limit: int = Field(20, ge=1, le=200, description="how many tasks, newest first")
+    offset: int = Field(0, ge=0, le=1_000_000_000, description="how many of the newest to skip")
+
+
 class TaskPage(Strict):
     tasks: list[Task]
     offset: int
@@ -73,7 +93,8 @@ class Device(Strict):
     transport: str
     area: str
     aliases: list[str]
-    online: bool
+    online: bool = Field(description="false when the device says so or stops answering, and for every MQTT device "
+                                     "while the broker is unreachable")
     exposed: bool
     source: str
     state: dict[str, Any]
@@ -83,6 +104,7 @@ class Device(Strict):
 class Confirmation(Strict):
     id: str
     task_id: str
+    origin: str = Field(description="where the task came from: api, web, voice, cli")
     device_id: str
     device_name: str
     action: str
@@ -109,7 +131,10 @@ class Health(Strict):
     gateway: str
     sandbox_layers: list[str]
     sandbox_refusal: str | None
+    mqtt_broker: str | None = Field(description="host:port of the MQTT broker; null when the gateway uses none")
     mqtt_connected: bool
+    mqtt_down_since: float | None = Field(description="when the broker became unreachable (Unix time); while "
+                                                      "it is, every MQTT device is offline")
     model_configured: bool
     devices: int
     tasks_running: int

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from gateway.api import models
 
 # Answers any route may give, besides its own.
-COMMON_ERRORS = (("400", "invalid request"),
+COMMON_ERRORS = (("400", "invalid request: the message names the field or parameter and what it takes"),
                  ("401", "the API token is missing or wrong: send 'Authorization: Bearer <token>' (`pyuse token`)"),
                  ("403", "refused: a host name the gateway does not answer to, or another site's page"),
                  ("404", "not found"),
@@ -53,8 +53,12 @@ def _operation(route: Any, components: dict[str, Any], error: dict[str, Any]) ->
                                  "responses": {str(route.status): _success(route, components)}}
     parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                   for name in re.findall(r"\{(\w+)\}", route.path)]
-    parameters += [{"name": name, "in": "query", "required": False, "description": description,
-                    "schema": {"type": "integer"}} for name, description in route.query]
+    if route.query is not None:
+        fields = route.query.model_json_schema()["properties"]
+        parameters += [{"name": name, "in": "query", "required": route.query.model_fields[name].is_required(),
+                        "description": schema.pop("description", ""),
+                        "schema": {key: value for key, value in schema.items() if key != "title"}}
+                       for name, schema in fields.items()]
     if parameters:
         operation["parameters"] = parameters
     body = _request_body(route, components)
@@ -62,10 +66,11 @@ def _operation(route: Any, components: dict[str, Any], error: dict[str, Any]) ->
         operation["requestBody"] = body
     if route.public:
         operation["security"] = []
-    for status, meaning in COMMON_ERRORS + (BODY_ERRORS if body is not None else ()):
-        if not (route.public and status == "401"):
-            operation["responses"][status] = {"description": meaning,
-                                              "content": {"application/json": {"schema": error}}}
+    common = COMMON_ERRORS + (BODY_ERRORS if body is not None else ())
+    if route.public:  # it needs no token: a 401 means only what the route says
+        common = tuple((status, meaning) for status, meaning in common if status != "401")
+    for status, meaning in common + route.errors:
+        operation["responses"][status] = {"description": meaning, "content": {"application/json": {"schema": error}}}
     return operation
 
 

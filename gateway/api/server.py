@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -51,6 +51,7 @@ SECURITY_HEADERS = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame
                     "X-Content-Type-Options": "nosniff", "Cross-Origin-Resource-Policy": "same-origin",
                     "Referrer-Policy": "same-origin"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Query = TypeVar("Query", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,10 @@ class Route:
     stream: bool = False
     many: bool = False  # the response is a list of `response`
     body_limit: int = JSON_LIMIT
-    query: tuple[tuple[str, str], ...] = ()  # (name, description)
+    query: type[BaseModel] | None = None  # the query parameters, each a field
     upload: str | None = None  # the media type of a body that is not JSON (a pattern such as audio/*)
     public: bool = False  # answered without the token
+    errors: tuple[tuple[str, str], ...] = ()  # (status, meaning): answers of this route besides the common ones
 
     @property
     def media_type(self) -> str | None:
@@ -79,12 +81,15 @@ ROUTES = [
     Route("POST", "/api/tasks", "create_task", "Start a task from a command", models.TaskRequest,
           models.TaskCreated, 202),
     Route("GET", "/api/tasks", "list_tasks", "Recent tasks, newest first", response=models.TaskPage,
-          query=(("limit", "how many (1-200, default 20)"), ("offset", "how many to skip"))),
-    Route("GET", "/api/tasks/{id}", "get_task", "One task with its steps", response=models.Task),
+          query=models.TaskQuery),
+    Route("GET", "/api/tasks/{id}", "get_task", "One task with its steps (by its id, or a unique prefix of it)",
+          response=models.Task),
     Route("POST", "/api/tasks/{id}/cancel", "cancel_task", "Cancel a queued or running task",
           response=models.Cancelled),
     Route("GET", "/api/tasks/{id}/events", "task_events", "The task's trace as Server-Sent Events: queued, "
           "started, delta, retry, code, observation, confirmation, answer, finished", stream=True),
+    Route("POST", "/api/prompt", "preview_prompt", "The exact messages a command would send to the model, without "
+          "running it (`pyuse prompt`)", models.PromptRequest, models.PromptPreview),
     Route("GET", "/api/devices", "list_devices", "Every device the gateway knows", response=models.Device,
           many=True),
     Route("GET", "/api/devices/{id}", "get_device", "One device", response=models.Device),
@@ -96,11 +101,14 @@ ROUTES = [
           "Events", stream=True),
     Route("POST", "/api/voice", "voice", "Upload audio (any format the transcription server takes); its "
           "transcript runs as a task", response=models.TaskCreated, status=202, body_limit=AUDIO_LIMIT,
-          upload="audio/*"),
+          upload="audio/*", errors=(("422", "nothing was heard in the audio"),
+                                    ("501", "no transcription server is configured ([stt] base_url)"))),
     Route("GET", "/api/skills", "list_skills", "Saved skills, and files in the skills folder that do not check "
           "out", response=models.SkillList),
     Route("POST", "/api/skills", "save_skill", "Have the model turn a task it solved into a skill (takes a model "
-          "call)", models.SkillSave, models.Skill, 201),
+          "call)", models.SkillSave, models.Skill, 201,
+          errors=(("422", "the task cannot become a skill: the message says why"),
+                  ("503", "no model is configured, or it cannot be reached"))),
     Route("GET", "/api/skills/{name}", "get_skill", "One skill with its source", response=models.Skill),
     Route("POST", "/api/skills/{name}/run", "run_skill", "Run a skill as a task", models.SkillRun,
           models.TaskCreated, 202),
@@ -108,14 +116,16 @@ ROUTES = [
     Route("GET", "/api/automations", "list_automations", "Automations, with their state and last run",
           response=models.AutomationList),
     Route("POST", "/api/automations", "add_automation", "Add an automation (kept in the store; the same fields "
-          "as [[automations]] in the config)", AutomationEntry, models.Automation, 201),
+          "as [[automations]] in the config)", AutomationEntry, models.Automation, 201,
+          errors=(("409", "an automation with this name exists"),)),
     Route("GET", "/api/automations/{name}", "get_automation", "One automation", response=models.Automation),
     Route("DELETE", "/api/automations/{name}", "delete_automation", "Delete an automation made through the API",
-          response=models.Deleted),
+          response=models.Deleted, errors=(("409", "it is defined in the config file: remove it there"),)),
     Route("POST", "/api/automations/{name}/resume", "resume_automation", "Let a stopped automation run again",
           response=models.Automation),
     Route("POST", "/api/automations/{name}/recompile", "recompile_automation", "Have the model compile the "
-          "action's words again on the next run", response=models.Automation),
+          "action's words again on the next run", response=models.Automation,
+          errors=(("409", "it runs a skill, not words: there is nothing to compile"),)),
     Route("POST", "/api/automations/{name}/trigger", "trigger_automation", "Run it now, as if triggered",
           response=models.Fired, status=202),
     Route("GET", "/api/health", "health", "Whether the gateway is ready, and what it runs under",
@@ -123,7 +133,7 @@ ROUTES = [
     Route("GET", "/api/openapi.json", "openapi", "This document"),
     Route("POST", "/api/session", "start_session", "Trade the API token for this browser's cookie (the page on a "
           "gateway bound to a non-loopback address asks for the token once)", models.SessionStart, status=204,
-          public=True),
+          public=True, errors=(("401", "that is not this gateway's API token"),)),
 ]
 
 
@@ -131,6 +141,12 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+def problems(exc: ValidationError, where: str) -> str:
+    """One clause per problem, each naming its field: "limit: Input should be less than or equal to 200"."""
+    return "; ".join(f"{'.'.join(str(part) for part in error['loc']) or where}: "
+                     f"{error['msg'].removeprefix('Value error, ')}" for error in exc.errors())
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -227,6 +243,8 @@ class Api:
         self.runner.listeners.append(self._task_event)
         self.gateway.confirmations.listeners.append(self._confirmation_event)
         self.automations.listeners.append(self._automation_event)
+        self.gateway.mqtt.on_connect.append(self._mqtt_event)
+        self.gateway.mqtt.on_disconnect.append(self._mqtt_event)
 
     # plumbing
     def _device_json(self, device: Any) -> dict[str, Any]:
@@ -249,14 +267,24 @@ class Api:
     def _automation_event(self, what: str, automation: Any) -> None:
         self.broadcast.send("automation", {"event": what, "automation": automation.summary()})
 
+    def _mqtt_event(self) -> None:
+        """The broker came or went: the page asks for health again, which says so."""
+        self.broadcast.send("health", {"mqtt_connected": self.gateway.mqtt.connected})
+
     async def _body(self, request: web.Request, model: type[BaseModel]) -> Any:
         raw = await read_limited(request, JSON_LIMIT)
         try:
             return model.model_validate_json(raw)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
-                                 for error in exc.errors())
-            raise ApiError(400, "invalid_body", problems) from None
+            raise ApiError(400, "invalid_body", problems(exc, "body")) from None
+
+    @staticmethod
+    def _query(request: web.Request, model: type[Query]) -> Query:
+        try:
+            return model.model_validate({name: request.query[name] for name in model.model_fields
+                                         if name in request.query})
+        except ValidationError as exc:
+            raise ApiError(400, "invalid_query", problems(exc, "query")) from None
 
     def _submit(self, text: str, origin: str, devices: list[str] | None,
                 options: TaskOptions | None = None) -> web.Response:
@@ -275,17 +303,13 @@ class Api:
                 self.gateway.policy.devices_for_task(self.gateway.registry, body.devices)
             except ScopeError as exc:
                 raise ApiError(400, "unknown_devices", str(exc)) from None
-        return self._submit(body.text, "api", body.devices)
+        return self._submit(body.text, body.origin, body.devices)
 
     async def list_tasks(self, request: web.Request) -> web.Response:
-        try:
-            limit = min(200, max(1, int(request.query.get("limit", 20))))
-            offset = max(0, int(request.query.get("offset", 0)))
-        except ValueError:
-            raise ApiError(400, "invalid_query", "limit and offset must be whole numbers") from None
-        records = self.gateway.store.list_tasks(limit=limit, offset=offset)
-        return web.json_response({"tasks": [task_json(record) for record in records], "offset": offset,
-                                  "limit": limit})
+        query = self._query(request, models.TaskQuery)
+        records = self.gateway.store.list_tasks(limit=query.limit, offset=query.offset)
+        return web.json_response({"tasks": [task_json(record) for record in records], "offset": query.offset,
+                                  "limit": query.limit})
 
     def _record(self, request: web.Request) -> Any:
         record = self.gateway.store.get_task(request.match_info["id"])
@@ -351,6 +375,14 @@ class Api:
     @staticmethod
     async def _send(response: web.StreamResponse, kind: str, data: dict[str, Any]) -> None:
         await response.write(f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n".encode())
+
+    async def preview_prompt(self, request: web.Request) -> web.Response:
+        body = await self._body(request, models.PromptRequest)
+        try:
+            prompt = self.gateway.build_prompt(body.text, body.devices)
+        except ScopeError as exc:
+            raise ApiError(400, "unknown_devices", str(exc)) from None
+        return web.json_response(models.PromptPreview.model_validate(asdict(prompt)).model_dump())
 
     async def list_devices(self, request: web.Request) -> web.Response:
         return web.json_response([self._device_json(device) for device in self.gateway.registry.all()])
@@ -483,12 +515,13 @@ class Api:
         return web.json_response({"name": automation.name, "started": started}, status=202)
 
     async def health(self, request: web.Request) -> web.Response:
-        sandbox = self.gateway.sandbox
+        sandbox, mqtt = self.gateway.sandbox, self.gateway.mqtt
         stats = self.runner.stats()
         return web.json_response(models.Health(
             status="ok" if sandbox.refusal is None else "degraded", gateway=self.gateway.config.gateway.id,
             sandbox_layers=sandbox.layers, sandbox_refusal=sandbox.refusal,
-            mqtt_connected=self.gateway.mqtt.connected, model_configured=self.gateway.llm is not None,
+            mqtt_broker=f"{mqtt.host}:{mqtt.port}" if mqtt.in_use else None, mqtt_connected=mqtt.connected,
+            mqtt_down_since=mqtt.down_since, model_configured=self.gateway.llm is not None,
             devices=len(self.gateway.registry.all()), tasks_running=stats["running"],
             tasks_queued=stats["queued"]).model_dump())
 
@@ -534,7 +567,10 @@ def create_app(api: Api) -> web.Application:
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+            response = error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+            if "Allow" in exc.headers:  # a 405 says which methods the path takes (RFC 9110)
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
         except Exception:
             log.exception("API handler failed on %s %s", request.method, request.path)
             return error_response(500, "internal", "the gateway failed on this request; its log says why")

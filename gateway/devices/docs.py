@@ -21,6 +21,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
                       model_validator)
 
 from gateway.devices.model import Transport
+from gateway.textfile import UnreadableFile, read_text
 
 FRONT_MATTER = re.compile(r"\A\+\+\+[ \t]*\n(.*?)\n\+\+\+[ \t]*\n?(.*)\Z", re.DOTALL)
 
@@ -537,7 +538,12 @@ class DocLibrary:
         for directory in extra_dirs:
             if directory.is_dir():
                 for path in sorted(directory.glob("*.md")):
-                    library._add(path.read_text(encoding="utf-8"), str(path))
+                    try:
+                        text = read_text(path)
+                    except (FileNotFoundError, UnreadableFile) as exc:  # gone while listing, binary, Latin-1, a dir
+                        library.errors.append(f"{path}: {exc.strerror if isinstance(exc, OSError) else exc}")
+                        continue
+                    library._add(text, str(path))
         return library
 
     def _add(self, text: str, source: str) -> None:
@@ -545,6 +551,9 @@ class DocLibrary:
             doc = parse_doc(text, source)
         except DocError as exc:
             self.errors.append(str(exc))
+            return
+        except RecursionError:  # TOML or code nested past Python's stack
+            self.errors.append(f"{source}: nests too deeply to read (arrays, tables or code)")
             return
         self.docs[doc.kind] = doc
 

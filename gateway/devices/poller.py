@@ -50,6 +50,7 @@ class StatePoller:
         self.poll_s = poll_s
         self._pending: dict[str, asyncio.Task[None]] = {}
         self._offline_at: dict[str, float] = {}  # when discovery last said a device went away (mDNS goodbye, ...)
+        self._unreadable: set[str] = set()  # devices whose last state reply could not be read (logged once)
         self._loop_task: asyncio.Task[None] | None = None
         self._unsubscribe = None
 
@@ -104,17 +105,21 @@ class StatePoller:
         try:
             reply = await self.http.request("GET", device.host, device.port, doc.state_path, timeout=READ_TIMEOUT_S)
         except (ConnectionError, TimeoutError, ValueError) as error:
-            if device.online:
-                log.info("%s does not answer (%s): offline", device.id, error)
-            self.registry.set_online(device.key, False)
+            self.registry.set_online(device.key, False, f"it does not answer: {error}")
             return
         if self._offline_at.get(device.key, float("-inf")) > asked:
             return  # it said goodbye while this read was on its way: the answer is older news
         self.registry.set_online(device.key, True)
         fields = state_fields(reply.body, doc.state_pointer) if reply.ok else None
         if fields is None:
-            log.debug("%s: GET %s gave no state object (HTTP %s)", device.id, doc.state_path, reply.status)
+            if device.key not in self._unreadable:
+                self._unreadable.add(device.key)
+                log.warning("%s answers, but its state cannot be read: GET %s gave no state object (HTTP %s)",
+                            device.id, doc.state_path, reply.status)
             return
+        if device.key in self._unreadable:
+            self._unreadable.discard(device.key)
+            log.info("%s: its state can be read again", device.id)
         self.registry.update_state(device.key, fields)
 
     async def _poll(self) -> None:

@@ -199,6 +199,8 @@ class Registry:
         self.reserve(GATEWAY_TOPICS, "the gateway's own tasks and confirmations")
         self.max_discovered = MAX_DISCOVERED_DEVICES
         self._limit_logged = False
+        self._before_outage: dict[str, bool] = {}  # MQTT device key -> online, while the broker is unreachable
+        self._reporting: set[str] = set()  # keys of devices whose availability their protocol reports
 
     # reading
     def get(self, device_id: str) -> Device | None:
@@ -240,7 +242,13 @@ class Registry:
 
     def _persist(self, devices: list[Device], removed: bool = False) -> None:
         if self.store is not None:
-            self.store.save_devices([(device.id, device.key, removed, device.model_dump_json()) for device in devices])
+            self.store.save_devices([(device.id, device.key, removed, self._record(device)) for device in devices])
+
+    def _record(self, device: Device) -> str:
+        """A device as stored: during a broker outage, with what it was before it (see mqtt_lost)."""
+        if device.key in self._before_outage:
+            device = device.model_copy(update={"online": self._before_outage[device.key]})
+        return device.model_dump_json()
 
     def flush(self) -> None:
         """Write states changed since the last write (states are saved lazily: they change often)."""
@@ -385,16 +393,45 @@ class Registry:
             return
         del self._devices[device.id]
         self._held.release(device)
+        self._reporting.discard(key)
         self._persist([device], removed=True)
         self._emit("removed", device)
 
-    def set_online(self, key: str, online: bool) -> None:
+    def set_online(self, key: str, online: bool, why: str = "") -> None:
+        """What the device (or its protocol) says: it outranks a guess kept from before a broker outage. A change
+        is logged, so that a device's comings and goings can be read back."""
+        self._before_outage.pop(key, None)
+        self._reporting.add(key)
+        device = self.by_key(key)
+        if device is not None and device.online != online:
+            log.info("%s is %s%s", device.id, "online" if online else "offline", f" ({why})" if why else "")
+        self._set_online(key, online, persist=True)
+
+    def _set_online(self, key: str, online: bool, persist: bool) -> None:
         device = self.by_key(key)
         if device is None or device.online == online:
             return
         device.online = online
-        self._persist([device])
+        if persist:
+            self._persist([device])
         self._emit("online" if online else "offline", device)
+
+    def mqtt_lost(self) -> None:
+        """The MQTT broker is unreachable: no MQTT device can be reached or heard, so each is offline. Not stored:
+        after a restart they are what they said they were, until the broker says otherwise."""
+        for device in self.all():
+            if device.transport == "mqtt":
+                self._before_outage.setdefault(device.key, device.online)
+                self._set_online(device.key, False, persist=False)
+
+    def mqtt_back(self) -> None:
+        """The broker is back and retained availability messages have come again. A device that reports its
+        availability and has not again stays offline (a broker without persistence lost its retained "online",
+        and a live device says it anew when it reconnects); one that never reports it is again what it was."""
+        before, self._before_outage = self._before_outage, {}
+        for key, online in before.items():
+            if key not in self._reporting:
+                self._set_online(key, online, persist=False)
 
     def update_state(self, key: str, changes: dict[str, Any]) -> None:
         device = self.by_key(key)

@@ -18,8 +18,9 @@ from gateway.devices.model import Device
 from gateway.policy.rules import Operation
 
 # Which channel may answer a confirmation for a task of each origin; others are answered by their own confirmer
-# only (the terminal), and an automation has nobody to ask.
-ANSWER_CHANNELS = {"api": "api", "voice": "api", "web": "api", "mqtt": "mqtt"}
+# only (the terminal), and an automation has nobody to ask. A "cli" task in the daemon came from `pyuse ask`
+# through the API, which asks at its terminal and answers through the API; one in the CLI's own gateway asks directly.
+ANSWER_CHANNELS = {"api": "api", "cli": "api", "voice": "api", "web": "api", "mqtt": "mqtt"}
 
 
 @dataclass

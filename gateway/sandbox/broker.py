@@ -161,7 +161,8 @@ class Broker:
                 raise ValueError(_validation_message(request.method, exc)) from None
             self._precheck(device, args)
             if device.transport == "mqtt" and not device.online:
-                raise DeviceOffline(f"{device.id} is offline (its availability topic says so); nothing was sent")
+                why = "its availability topic says so" if self.mqtt.connected else "the MQTT broker is unreachable"
+                raise DeviceOffline(f"{device.id} is offline ({why}); nothing was sent")
             if isinstance(args, (MqttPublish, MqttRequest)):
                 for check in self.publish_checks:
                     check(context, args.topic, args.payload)
@@ -174,7 +175,7 @@ class Broker:
             within, limit = self.policy.within_rate(device, reading.cost)
             if not within:
                 raise CallDenied(_rate_message(device, limit, reading.cost))
-            result = await handler(device, args)
+            result = await self._call_device(handler, device, args)
             self.policy.performed(device, reading)
             if device.transport == "http" and request.method != "get":
                 for listener in self.change_listeners:
@@ -185,8 +186,7 @@ class Broker:
             return self._refuse(context, request, target, "invalid", "ValueError", str(exc), started, reading)
         except TimeoutError as exc:
             return self._refuse(context, request, target, "error", "TimeoutError",
-                                f"{request.device} did not answer in time, it may be offline or busy: "
-                                f"{str(exc) or 'timed out'}", started, reading)
+                                f"{exc}; it may be offline or busy", started, reading)
         except DeviceOffline as exc:
             return self._refuse(context, request, target, "error", "ConnectionError", str(exc), started, reading)
         except (ConnectionError, OSError) as exc:
@@ -204,6 +204,16 @@ class Broker:
                                 started, reading)
         self._audit(context, request, target, "ok", note, started, reading)
         return {"id": request.id, "ok": True, "result": result}
+
+    async def _call_device(self, handler: Handler, device: Device, args: _Args) -> Any:
+        """Perform the call; a timeout names the device and the limit, the call's own or the transport's."""
+        try:
+            return await handler(device, args)
+        except TimeoutError:
+            limit = getattr(args, "timeout", self.http.timeout_s)
+            if isinstance(args, MqttWait):  # nothing was asked: the topic was only quiet
+                raise TimeoutError(f"no message on {args.topic} within {limit:g} s") from None
+            raise TimeoutError(f"{device.id} did not answer within {limit:g} s") from None
 
     def _precheck(self, device: Device, args: _Args) -> None:
         """What the call names must be well-formed before anyone is asked about it (or shown it)."""

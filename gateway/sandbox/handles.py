@@ -26,9 +26,13 @@ class DeviceError(Exception):
     """The device or its transport answered with an error (HTTP status, RPC error, serial timeout...)."""
 
 
+class DeviceTimeout(DeviceError, TimeoutError):
+    """The device did not answer in time: caught by `except DeviceError` and by `except TimeoutError`."""
+
+
 ERRORS: dict[str, type[Exception]] = {
     "PermissionError": PermissionError,
-    "TimeoutError": TimeoutError,
+    "TimeoutError": DeviceTimeout,
     "ValueError": ValueError,
     "ConnectionError": ConnectionError,
     "DeviceError": DeviceError,

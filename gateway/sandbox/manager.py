@@ -121,6 +121,15 @@ class Sandbox:
             inventory.close()
             await remove_tree(scratch)
 
+    async def remove_leftovers(self) -> None:
+        """Delete the scratch dirs that jobs of an earlier run left (a gateway killed with its jobs never removed
+        theirs). Only for the gateway that holds the data dir's lock: no job of another may be using them."""
+        leftovers = list(self.scratch_root.iterdir()) if self.scratch_root.is_dir() else []
+        for path in leftovers:
+            await remove_tree(path)
+        if leftovers:
+            log.info("removed %d scratch dir(s) left by jobs of an earlier run", len(leftovers))
+
     def _scratch_dir(self) -> Path:
         self.scratch_root.mkdir(parents=True, exist_ok=True)
         return self.scratch_root

@@ -497,8 +497,7 @@ class SandboxSession:
         if self._job is not None and not self._job.alive:
             # It died between turns (e.g. a thread of the model's crashed it): say so before running more.
             note = f"[sandbox] {self._job.dead_reason} between turns; its variables are lost.\n"
-            await self._job.stop()
-            self._job = None
+            await self._end_job()
         if self._job is None:
             self._scratch.mkdir(parents=True, exist_ok=True)
             self._job = await JobProcess.start(self._zygote, self._config, self._limits, self._on_call,
@@ -509,9 +508,16 @@ class SandboxSession:
         if result.status == "killed":
             result.output += (f"\n[sandbox] {result.killed_reason}. The job was stopped and its variables are "
                               "lost; your next code runs in a fresh job.")
-            await self._job.stop()
-            self._job = None
+            await self._end_job()
         return result
+
+    async def _end_job(self) -> None:
+        """Stop a dead or killed job and delete its scratch dir: its files must neither outlive it nor reach the
+        job that replaces it (which makes the dir anew)."""
+        assert self._job is not None
+        await self._job.stop()
+        self._job = None
+        await remove_tree(self._scratch)
 
     async def close(self) -> None:
         if self._job is not None:

@@ -30,13 +30,13 @@ class HttpReply:
 
 class HttpTransport:
     def __init__(self, timeout_s: float = 10.0) -> None:
-        self._timeout = timeout_s
+        self.timeout_s = timeout_s  # a call's limit unless it gives its own
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         # trust_env=False: device traffic stays on the LAN even when a proxy is set for the model's endpoint.
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self._timeout),
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
             connector=aiohttp.TCPConnector(limit_per_host=4),
             trust_env=False)
 

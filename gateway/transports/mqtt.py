@@ -1,7 +1,8 @@
 """The gateway's one MQTT connection (paho-mqtt), bridged into asyncio.
 
 paho runs its network loop in its own thread and reconnects by itself; every callback is handed to the
-event loop with call_soon_threadsafe, so the rest of the gateway only ever sees asyncio.
+event loop with call_soon_threadsafe, so the rest of the gateway only ever sees asyncio. An outage is logged once
+when it starts and once when it ends, however many retries it takes, and told to `on_disconnect` listeners.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +20,10 @@ from typing import Any
 import paho.mqtt.client as paho
 
 log = logging.getLogger(__name__)
+
+# paho waits this long before its first retry and doubles the wait after each failed one, up to the maximum.
+RECONNECT_MIN_S = 1
+RECONNECT_MAX_S = 30
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,12 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
     return paho.topic_matches_sub(topic_filter, topic)
 
 
+def unique_client_id(prefix: str) -> str:
+    """A client id no other process uses: a broker drops the older of two connections with the same id, so a
+    CLI command or a second gateway sharing one with the daemon would cut the daemon off."""
+    return f"{prefix}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
 class Subscription:
     def __init__(self, transport: MqttTransport, topic_filter: str, listener: Listener) -> None:
         self.transport = transport
@@ -73,11 +87,18 @@ class MqttTransport:
         self._suback: dict[int, asyncio.Future[None]] = {}
         self._connected = asyncio.Event()
         self._first_attempt = asyncio.Event()
+        self.down_since: float | None = None  # wall-clock start of the current outage
         self.on_connect: list[Callable[[], None]] = []
+        self.on_disconnect: list[Callable[[], None]] = []  # once per outage, as it starts
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def in_use(self) -> bool:
+        """Started and not closed: the gateway has something to do on the broker."""
+        return self._client is not None
 
     async def start(self, wait_s: float = 5.0) -> None:
         """Connect in the background; returns once the first attempt succeeded or failed, or after wait_s.
@@ -88,7 +109,7 @@ class MqttTransport:
             client.username_pw_set(*self._credentials)
         if self._will:
             client.will_set(self._will[0], self._will[1], qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -103,7 +124,7 @@ class MqttTransport:
         except TimeoutError:
             pass
         if not self.connected:
-            log.warning("MQTT broker %s:%s not reachable yet; retrying in the background", self.host, self.port)
+            self._lost(f"no connection within {wait_s:g} s")
 
     async def close(self) -> None:
         if self._client is None:
@@ -123,14 +144,13 @@ class MqttTransport:
         if not reason.is_failure:
             self._call(self._connected_now)
         else:
-            log.warning("MQTT broker refused the connection: %s", reason)
-            self._call(self._first_attempt.set)
+            self._call(self._lost, f"it refused the connection: {reason}")
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        self._call(self._first_attempt.set)
+        self._call(self._lost, "cannot connect")
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        self._call(self._connected.clear)
+        self._call(self._lost, f"connection lost: {reason}")
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         self._call(self._dispatch, Message(message.topic, bytes(message.payload), bool(message.retain)))
@@ -143,7 +163,22 @@ class MqttTransport:
             self._loop.call_soon_threadsafe(callback, *args)
 
     # event loop side
+    def _lost(self, reason: str) -> None:
+        self._connected.clear()
+        self._first_attempt.set()
+        if self.down_since is not None or self._client is None:  # logged already, or closed on purpose
+            return
+        self.down_since = time.time()
+        log.warning("MQTT broker %s:%s is unreachable (%s); MQTT devices count as offline; retrying in %d s, "
+                    "then at most every %d s", self.host, self.port, reason, RECONNECT_MIN_S, RECONNECT_MAX_S)
+        for callback in self.on_disconnect:
+            callback()
+
     def _connected_now(self) -> None:
+        if self.down_since is not None:
+            log.info("MQTT broker %s:%s is reachable again after %.0f s", self.host, self.port,
+                     time.time() - self.down_since)
+            self.down_since = None
         self._connected.set()
         self._first_attempt.set()
         for topic_filter in self._listeners:

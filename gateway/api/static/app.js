@@ -179,6 +179,9 @@ async function checkHealth() {
     problems.push("No model is configured, so commands cannot run yet: set [llm] base_url.");
   }
   if (health.sandbox_refusal) problems.push(`Model code is refused here: ${health.sandbox_refusal}`);
+  if (health.mqtt_broker && !health.mqtt_connected) {
+    problems.push(`The MQTT broker ${health.mqtt_broker} is unreachable: MQTT devices show offline until it is back.`);
+  }
   $("notice").textContent = problems.join(" ");
   $("notice").hidden = problems.length === 0;
 }
@@ -204,6 +207,7 @@ function watchGateway() {
   on("task", taskChanged);
   on("confirmation", confirmationChanged);
   on("automation", automationChanged);
+  on("health", () => checkHealth().catch(() => {})); // the MQTT broker came or went
   source.onerror = () => {
     setConnected(false);
     if (source.readyState !== EventSource.CLOSED) return; // the browser retries by itself
