@@ -146,8 +146,12 @@ class Gateway:
         # Before the store: a second gateway must not touch it, least of all mark the first one's tasks interrupted.
         self.lock = DataDirLock.acquire(data_dir, self.role)
         self.store = Store(config.db_path)  # the data dir becomes the gateway user's alone (700), the store 600
-        (data_dir / "device_docs").mkdir(parents=True, exist_ok=True)
-        self.docs = DocLibrary.load([data_dir / "device_docs"])
+        own_docs = data_dir / "device_docs"
+        if own_docs.exists() and not own_docs.is_dir():  # a doc problem is never fatal: the shipped docs still load
+            log.error("device docs of your own skipped: %s is not a directory; move it away", own_docs)
+        else:
+            own_docs.mkdir(exist_ok=True)
+        self.docs = DocLibrary.load([own_docs])
         for problem in self.docs.errors:
             log.error("device doc skipped: %s", problem)
         interrupted = self.store.mark_interrupted()

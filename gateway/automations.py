@@ -360,6 +360,6 @@ def _decoded(payload: Any) -> Any:
     if isinstance(payload, str):
         try:
             return json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past what Python parses: text, like any other non-JSON
             return payload
     return payload

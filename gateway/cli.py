@@ -25,6 +25,7 @@ from gateway.policy import Confirmer, ScopeError
 from gateway.remote import DaemonClient, DaemonUnavailable, RemoteError, running_daemon
 from gateway.sandbox.manager import SandboxUnavailable
 from gateway.store import Store
+from gateway.textfile import UnreadableFile, read_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,7 +264,12 @@ async def _terminal_confirmer(out: TextIO):  # noqa: ANN202
 def cmd_exec(args: argparse.Namespace) -> int:
     config, source = _load(args)
     _own_gateway(config, "exec")
-    code = sys.stdin.read() if str(args.file) == "-" else args.file.read_text(encoding="utf-8")
+    try:
+        code = sys.stdin.read() if str(args.file) == "-" else read_text(args.file)
+    except (FileNotFoundError, UnreadableFile) as exc:
+        print(f"pyuse exec: {args.file}: {'no such file' if isinstance(exc, FileNotFoundError) else exc}",
+              file=sys.stderr)
+        return 2
 
     async def run() -> int:
         confirm = await _terminal_confirmer(sys.stderr)

@@ -156,3 +156,25 @@ async def test_bad_device_docs_are_skipped_with_one_line_each(tmp_path):
                                f"{docs / 'folder.md'}: is a directory, not a file",
                                f"{docs / 'latin.md'}: is not UTF-8 text (byte 0xe9 at offset 15); save it as UTF-8"]
     assert "Traceback" not in err.decode()
+
+
+async def test_a_code_file_exec_cannot_read_is_one_line(tmp_path):
+    config = write_config(tmp_path)
+    latin = tmp_path / "job.py"
+    latin.write_bytes('print("café")\n'.encode("latin-1"))
+
+    for target, said in ((latin, "is not UTF-8 text (byte 0xe9 at offset 10); save it as UTF-8"),
+                         (tmp_path, "is a directory, not a file"), (tmp_path / "gone.py", "no such file")):
+        code, _, err = await pyuse("exec", "-c", str(config), str(target))
+        assert one_line(code, err) == f"pyuse exec: {target}: {said}"
+
+
+async def test_a_device_docs_entry_that_is_a_file_is_skipped_and_the_shipped_docs_load(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "device_docs").write_text("not a folder")
+    config = write_config(tmp_path)
+
+    code, out, err = await pyuse("devices", "-c", str(config))
+
+    assert code == 0 and "Traceback" not in err, err
+    assert f"device docs of your own skipped: {tmp_path / 'data' / 'device_docs'} is not a directory" in err

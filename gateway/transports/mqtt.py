@@ -33,11 +33,11 @@ class Message:
     retain: bool = False
 
     def decoded(self) -> Any:
-        """JSON when the payload is JSON, else text."""
+        """JSON when the payload is JSON, else text (so is JSON nested past what Python parses: anyone may publish)."""
         text = self.payload.decode("utf-8", "replace")
         try:
             return json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return text
 
 

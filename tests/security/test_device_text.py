@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 from conftest import code_reply, make_config, shelly_entry
 
+from gateway.transports.mqtt import Message
 from simulators.shelly import ShellySwitch
 
 # name -> what a person types to reach it (None: nothing sensible; such a device is left to the model)
@@ -78,3 +79,8 @@ async def test_the_model_path_with_odd_names_runs_and_quotes_them(tmp_path, scri
     assert result.status == "done", result.error
     system = llm.requests[0]["messages"][0]["content"]
     assert system.count("</devices>") == 1 and "\x1b" not in system
+
+
+def test_a_payload_nested_past_what_python_parses_is_text_not_a_traceback():
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert Message("zigbee2mqtt/Porch Sensor", deep).decoded() == deep.decode()
