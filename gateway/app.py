@@ -267,6 +267,7 @@ class Gateway:
 
         session = self.sandbox.session(task_id, inventory, lambda request: broker.handle(context, request),
                                        exec_timeout_s)
+        context.hold = session.hold
         return session, context
 
     def session(self, task_id: str, device_ids: list[str] | None = None, confirm: Confirmer | None = None,

@@ -67,6 +67,21 @@ async def test_set_the_supply_and_report_the_measured_voltage(tmp_path, scripted
     assert result.answer == f"The supply measures {reported} V."
 
 
+async def test_the_execution_clock_stops_while_a_person_is_asked(tmp_path, scripted_llm, psu, gateway_factory):
+    llm = await scripted_llm({"conversations": [{"match": "output on", "replies": [
+        code_reply('psu = devices["bench_psu"]\npsu.write("OUTP ON")\nsleep(0.5)\nfinal_answer("on")')]}]})
+    gateway = await gateway_factory(make_config(tmp_path, llm, [psu_entry(psu)], sandbox={"exec_timeout_s": 1.0}))
+
+    async def thinks_it_over_then_says_yes(request) -> bool:
+        await asyncio.sleep(3.0)  # three times the execution's limit: a person reads before they answer
+        return True
+
+    result = await gateway.run_task("switch the output on", confirm=thinks_it_over_then_says_yes)
+
+    assert (result.status, result.answer) == ("done", "on"), gateway.store.steps(result.task_id)[0].observation
+    assert psu.output is True and result.turns == 1
+
+
 async def test_a_traceback_is_the_observation_and_the_next_turn_fixes_it(tmp_path, scripted_llm, shelly,
                                                                          gateway_factory):
     llm = await scripted_llm({"conversations": [{"match": "plug power", "replies": [

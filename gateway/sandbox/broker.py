@@ -10,10 +10,12 @@ with its actions, whatever the outcome.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -101,6 +103,8 @@ class JobContext:
     devices: dict[str, Device]
     confirm: Confirmer | None = None  # how to ask the person the task came from; None: nobody can be asked
     origin: str = "cli"
+    # Stops the execution's time limit while a person is asked (the job's session sets it).
+    hold: Callable[[], AbstractAsyncContextManager[None]] = contextlib.nullcontext
 
 
 # Models offered a refusal tend to try a near miss (2 A when 3 A was refused): the refusal says not to.
@@ -239,8 +243,9 @@ class Broker:
         if decision.action == "deny":
             raise CallDenied(f"denied: {operation.summary()} on {device.id!r} is not allowed ({decision.reason}). "
                              f"{REFUSED_HINT}")
-        approved, why = await self.confirmations.ask(context.task_id, context.origin, device, operation,
-                                                     decision.reason, context.confirm)
+        async with context.hold():
+            approved, why = await self.confirmations.ask(context.task_id, context.origin, device, operation,
+                                                         decision.reason, context.confirm)
         if not approved:
             raise CallDenied(f"denied: {operation.summary()} on {device.id!r} needs a person's confirmation "
                              f"({decision.reason}), and {why}. {REFUSED_HINT}")

@@ -13,8 +13,10 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
+import signal
 import socket
 import textwrap
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +47,7 @@ class Channel:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._last_id = 0
+        self.held_s = 0.0  # how long this execution waited for a person: not counted against its time limit
 
     def send(self, message: dict[str, Any]) -> None:
         data = json.dumps(message, default=_unencodable).encode()
@@ -63,10 +66,18 @@ class Channel:
         self._last_id += 1
         call_id = self._last_id
         self.send({"op": "call", "id": call_id, "device": device, "method": method, "args": args})
+        held: tuple[float, float] | None = None  # (time limit left, since): the gateway is asking a person
         while True:
             reply = self.receive()
-            if reply.get("id") == call_id:
+            if reply.get("op") == "hold" and held is None:
+                held = (signal.setitimer(signal.ITIMER_REAL, 0)[0], time.monotonic())
+            elif reply.get("id") == call_id:
                 break
+        if held is not None:
+            left, since = held
+            self.held_s += time.monotonic() - since
+            if left > 0:
+                signal.setitimer(signal.ITIMER_REAL, left)
         if reply.get("ok"):
             return reply.get("result")
         error = reply.get("error") or {}

@@ -95,7 +95,7 @@ class Job:
     def sleep(self, seconds: float) -> None:
         """Pause, in the gateway's clock (which runs faster for simulations); refuses to sleep past the end of
         this execution."""
-        left = (self.deadline - time.monotonic()) * self.clock_speed
+        left = (self.deadline + self.channel.held_s - time.monotonic()) * self.clock_speed
         if seconds > left:
             raise ValueError(f"sleep({seconds}) would outlast this execution ({left:.1f} s left); "
                              "sleep less, or finish and check again in a later turn")
@@ -158,6 +158,7 @@ class Job:
         filename = f"<turn {turn}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         self.deadline = time.monotonic() + timeout
+        self.channel.held_s = 0.0
         ACTIVITY.reset()
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:

@@ -8,6 +8,7 @@ execution transparently starts a fresh job.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -274,6 +275,28 @@ class JobProcess:
     probe_report: asyncio.Future[ProbeReport] | None = None
     _reader: asyncio.Task[None] | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _time_limit: asyncio.Timeout | None = None  # the execution in flight's, on the gateway's side
+    _holds: int = 0
+    _limit_left: float = 0.0
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        """While a person is asked about one of its calls, the execution's time limit stands still, here and in
+        the job (which the call's reply sets going again): a person takes longer to read than code to run."""
+        loop = asyncio.get_running_loop()
+        limit = self._time_limit
+        if limit is not None and self._holds == 0 and limit.when() is not None:  # the first of concurrent asks
+            self._limit_left = max(0.0, limit.when() - loop.time())  # type: ignore[operator]
+            limit.reschedule(None)
+            with contextlib.suppress(OSError):
+                await loop.sock_sendall(self.channel, b'{"op": "hold"}')
+        self._holds += 1
+        try:
+            yield
+        finally:
+            self._holds -= 1
+            if limit is not None and self._holds == 0 and limit is self._time_limit:
+                limit.reschedule(loop.time() + self._limit_left)
 
     @classmethod
     async def start(cls, zygote: ZygoteProcess, config: dict[str, Any], limits: JobLimits,
@@ -317,7 +340,7 @@ class JobProcess:
         self._executed = True
         try:
             await loop.sock_sendall(self.channel, message)
-            async with asyncio.timeout(self.limits.exec_timeout_s + KILL_GRACE_S):
+            async with asyncio.timeout(self.limits.exec_timeout_s + KILL_GRACE_S) as self._time_limit:
                 done = await asyncio.shield(self._done)
         except TimeoutError:
             await self.kill(f"still running {self.limits.exec_timeout_s + KILL_GRACE_S:.1f} s after it started "
@@ -325,6 +348,8 @@ class JobProcess:
             done = None
         except (JobDied, OSError):
             done = None
+        finally:
+            self._time_limit = None  # a call still asking after this no longer holds an execution
         self._drain_output()
         duration = (time.perf_counter() - started) * 1000
         if done is None or not self.alive:
@@ -510,6 +535,10 @@ class SandboxSession:
                               "lost; your next code runs in a fresh job.")
             await self._end_job()
         return result
+
+    def hold(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """For the broker: the execution in flight's time limit stands still while a person is asked."""
+        return self._job.hold() if self._job is not None else contextlib.nullcontext()
 
     async def _end_job(self) -> None:
         """Stop a dead or killed job and delete its scratch dir: its files must neither outlive it nor reach the
