@@ -510,10 +510,9 @@ async def test_a_page_from_another_origin_can_neither_drive_nor_read_the_gateway
         attacker_host, tmp_path, scripted_llm, psu, daemon_factory, chromium, seen_by_gateway):
     llm = await scripted_llm({"conversations": [{"match": "output on", "replies": [
         code_reply(OUTPUT_ON), "FINAL ANSWER: done"]}]})
-    # The question must outlive the attack on a busy machine: unanswered, it would be a no, hiding the dialog; and
-    # the execution waiting on it must too, since its wall-clock limit runs while a person is asked.
-    daemon = await daemon_factory(make_config(tmp_path, llm, [psu_entry(psu)], policy={"confirm_timeout_s": 300},
-                                              sandbox={"exec_timeout_s": 300}))
+    # The question must outlive the attack on a busy machine: unanswered, it would be a no, hiding the dialog (the
+    # execution's own time limit stands still while a person is asked).
+    daemon = await daemon_factory(make_config(tmp_path, llm, [psu_entry(psu)], policy={"confirm_timeout_s": 300}))
     gateway = daemon.server.url
     context = await (await chromium()).new_context()
     own = await context.new_page()  # the person has the gateway's page open: the browser holds its cookie
