@@ -16,6 +16,7 @@ from typing import Any
 from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
 from gateway.devices.registry import DeviceEvent, Registry
+from gateway.jsonpointer import resolve
 from gateway.transports.http import HttpTransport
 
 log = logging.getLogger(__name__)
@@ -27,15 +28,7 @@ MAX_FIELDS = 40
 
 def state_fields(reply: Any, pointer: str) -> dict[str, Any] | None:
     """The scalar fields of the object `pointer` (RFC 6901) names in `reply`; None when there is none."""
-    value = reply
-    for token in pointer.split("/")[1:]:
-        token = token.replace("~1", "/").replace("~0", "~")
-        if isinstance(value, dict):
-            value = value.get(token)
-        elif isinstance(value, list) and token.isdigit() and int(token) < len(value):
-            value = value[int(token)]
-        else:
-            return None
+    value = resolve(reply, pointer)
     if not isinstance(value, dict):
         return None
     scalars = {key: item for key, item in value.items() if isinstance(item, (str, int, float, bool)) or item is None}

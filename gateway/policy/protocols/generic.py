@@ -10,26 +10,10 @@ from typing import Any
 
 from gateway.devices.docs import CallReading, DeviceDoc
 from gateway.devices.model import Device
+from gateway.jsonpointer import MISSING, resolve
 from gateway.policy.actions import Action, Value, number, unknown
 from gateway.policy.calls import Operation
 from gateway.policy.protocols.reading import Reading
-
-MISSING = object()
-
-
-def pointer(document: Any, path: str) -> Any:
-    """RFC 6901: `/lights/0/on` in a JSON document, MISSING if it is not there ("" is the whole document)."""
-    if path == "":
-        return document
-    for token in path[1:].split("/"):
-        token = token.replace("~1", "/").replace("~0", "~")
-        if isinstance(document, dict) and token in document:
-            document = document[token]
-        elif isinstance(document, list) and token.isdigit() and int(token) < len(document):
-            document = document[int(token)]
-        else:
-            return MISSING
-    return document
 
 
 def _same(actual: Any, expected: Any) -> bool:
@@ -76,10 +60,10 @@ def entry_actions(entry: CallReading, call: Operation, device: Device) -> list[A
     if entry.payload is not None and entry.payload.casefold() != (call.payload or "").strip().casefold():
         return []
     document = _document(call)
-    if any(not _same(pointer(document, path), expected) for path, expected in entry.json_values.items()):
+    if any(not _same(resolve(document, path), expected) for path, expected in entry.json_values.items()):
         return []
     if entry.value is not None:
-        raw = pointer(document, entry.value)
+        raw = resolve(document, entry.value)
         if raw is MISSING:
             return []
     return [Action(entry.does, None if raw is MISSING or raw is None else _value(raw, entry), entry.channel)]
