@@ -56,19 +56,30 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError,
-                      field_validator, model_validator)
+from common import machine, percentile
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from gateway.app import Gateway, TaskResult
+from gateway.app import Gateway
 from gateway.config import Config, DeviceEntry, LLMSection
 from gateway.demo import demo_config
 from gateway.policy import ConfirmationRequest
+from gateway.tasks import TaskResult
 from gateway.transports.embedded_broker import EmbeddedBroker
 from simulators.httpdevice import HttpDevice
 from simulators.llm import ScriptedLLM
 from simulators.runner import SimHome, running_home
 from simulators.scenario import DeviceSpec, load_scenario
-from common import machine, percentile
 
 COMMANDS_FILE = Path(__file__).with_suffix(".toml")
 SCENARIOS = ("home", "lab")

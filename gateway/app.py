@@ -1,103 +1,74 @@
-"""Builds the gateway from its config, runs tasks, and shuts everything down in order."""
+"""Builds the gateway from its config, runs tasks, and shuts everything down in order.
+
+Gateway is the front door of every intake (the API, the CLI, MQTT, automations): besides starting and stopping
+its parts and running a task to its end, it offers what they need, so that none reaches inside: saved skills
+(saved_skills.py), the task history (task_history.py), devices as shown, confirmations, health, the prompt
+preview. Use cases longer than a few lines live in modules of their own (those two, and exec_code.py); what is
+left is one job, the parts started, wired to each other and closed together, in one order.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
-import math
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from gateway.agent.intents import LocalIntents, LocalPlan, Unclear
 from gateway.agent.llm import NOT_CONFIGURED, LLMClient, LLMError
 from gateway.agent.local import run_without_model
-from gateway.agent.loop import AgentLoop, EventSink, Progress, TaskEvent
+from gateway.agent.loop import AgentLoop
 from gateway.agent.prompt import Prompt, PromptBuilder
 from gateway.agent.retrieval import vocabulary
-from gateway.agent.skill_writer import SkillWriteError, write_skill
+from gateway.agent.skill_writer import SkillWriteError
 from gateway.agent.skills import Skill, SkillLibrary
 from gateway.clock import Clock
 from gateway.config import Config, ConfigError, default_data_dir
 from gateway.devices.docs import DocLibrary
+from gateway.devices.model import Device
 from gateway.devices.poller import StatePoller
-from gateway.devices.registry import Registry
+from gateway.devices.registry import DeviceEvent, Registry
 from gateway.discovery.mdns import MdnsDiscovery
 from gateway.discovery.mqtt import MqttDiscovery
 from gateway.discovery.serial import discover_serial
+from gateway.exec_code import run_code
 from gateway.lock import DataDirLock
 from gateway.logs import current_task
-from gateway.policy import Confirmations, Confirmer, Policy, ScopeError
+from gateway.policy import (
+    ANSWER_CHANNELS,
+    ConfirmationListener,
+    ConfirmationRequest,
+    Confirmations,
+    Confirmer,
+    Policy,
+    ScopeError,
+)
 from gateway.sandbox.broker import Broker, JobContext
 from gateway.sandbox.manager import Sandbox, SandboxUnavailable
+from gateway.sandbox.pool import SandboxPool, WarmJob
 from gateway.sandbox.session import Execution, SandboxError, SandboxSession
-from gateway.store import StepRecord, Store, TaskRecord
+from gateway.saved_skills import SavedSkills, skill_call
+from gateway.store import Store, TaskRecord
+from gateway.task_history import TaskHistory
+from gateway.tasks import (
+    EventSink,
+    ModelFree,
+    Progress,
+    TaskOptions,
+    TaskResult,
+    ignore_events,
+    unexpected,
+)
 from gateway.transports.embedded_broker import EmbeddedBroker
 from gateway.transports.http import HttpTransport
 from gateway.transports.mqtt import MqttTransport, unique_client_id
 from gateway.transports.serial import SerialPorts
+from gateway.views import DeviceView, Health
 
 log = logging.getLogger(__name__)
-
-ERROR_LIMIT = 500  # characters of an unexpected exception's message kept as a task's error
-
-
-@dataclass
-class TaskResult:
-    task_id: str
-    status: str  # done | failed | timeout | cancelled
-    answer: str | None
-    error: str | None
-    turns: int
-    tokens: int
-    duration_ms: float
-    processed_locally: bool = False
-    skill: str | None = None  # the saved skill that ran, or the one saved from this task
-    calls: int = 0  # device calls that succeeded: what the answer stands on
-
-    def summary(self) -> dict[str, Any]:
-        return {"task_id": self.task_id, "status": self.status, "answer": self.answer, "turns": self.turns,
-                "tokens": self.tokens, "calls": self.calls, "duration_ms": self.duration_ms}
-
-
-@dataclass
-class ModelFree:
-    """Work that needs no model: a fast-path match or a saved skill, as code and a way to phrase its result."""
-
-    thought: str
-    code: str
-    answer: Callable[[Any], str]
-    skill: str | None = None
-
-
-@dataclass
-class TaskOptions:
-    """How a task runs beyond its command: for skills run by name and for automations."""
-
-    work: ModelFree | None = None  # run this instead of planning
-    plan: bool = True  # try saved skills and the fast path before the model
-    session: tuple[SandboxSession, JobContext] | None = None  # a job to reuse, left open
-    timeout_s: float | None = None  # replaces [agent] task_timeout_s and [sandbox] exec_timeout_s
-    save_skill: bool | None = None  # replaces [skills] auto_save for a task the model solves
-    replaces_skill: str | None = None  # the skill a newly saved one supersedes
-
-
-class SkillArgumentError(ValueError):
-    """Arguments that do not fit a skill's parameters; the message names the parameter."""
-
-
-def _ignore(event: TaskEvent) -> None:
-    pass
-
-
-def unexpected(exc: BaseException) -> str:
-    """A one-line reason for an exception nobody planned for: its type and message, capped."""
-    message = " ".join(str(exc).split())
-    reason = f"unexpected {type(exc).__name__}" + (f": {message}" if message else "")
-    return reason if len(reason) <= ERROR_LIMIT else reason[:ERROR_LIMIT - 1] + "…"
 
 
 class Gateway:
@@ -119,7 +90,9 @@ class Gateway:
             will=(f"pyuse/{config.gateway.id}/status", b"offline"))
         self.clock = Clock(config.gateway.clock_speed)
         self.sandbox = Sandbox(config.sandbox, config.gateway.data_dir, config.gateway.clock_speed)
+        self.pool = SandboxPool()
         self.skills = SkillLibrary(config.gateway.data_dir / "skills")
+        self.saved_skills = SavedSkills(self.skills, None, lambda: self.docs)
         self.llm: LLMClient | None = None
         self.broker: Broker | None = None
         self.prompts: PromptBuilder | None = None
@@ -128,7 +101,7 @@ class Gateway:
         self.poller: StatePoller | None = None
         self.mdns_discovery: MdnsDiscovery | None = None
 
-    async def __aenter__(self) -> Gateway:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -146,6 +119,7 @@ class Gateway:
         # Before the store: a second gateway must not touch it, least of all mark the first one's tasks interrupted.
         self.lock = DataDirLock.acquire(data_dir, self.role)
         self.store = Store(config.db_path)  # the data dir becomes the gateway user's alone (700), the store 600
+        self.saved_skills.store = self.store
         own_docs = data_dir / "device_docs"
         if own_docs.exists() and not own_docs.is_dir():  # a doc problem is never fatal: the shipped docs still load
             log.error("device docs of your own skipped: %s is not a directory; move it away", own_docs)
@@ -174,14 +148,16 @@ class Gateway:
                 or any(device.transport == "mqtt" for device in self.registry.all())):
             self.mqtt.on_disconnect.append(self.registry.mqtt_lost)
             await self.mqtt.start(wait_s=3.0)
-            self.mqtt.on_connect += [self._announce, self._mqtt_back]
+            self.mqtt.on_connect.append(self._announce)
+            self.mqtt.on_connect.append(self._mqtt_back)
             if self.mqtt.connected:
                 self._announce()
         if config.discovery.mqtt:
             self.mqtt_discovery = MqttDiscovery(self.mqtt, self.registry, self.docs, config.discovery)
             await self.mqtt_discovery.start()
         if config.discovery.mdns:
-            self.mdns_discovery = MdnsDiscovery(self.registry, self.docs, self.http, config.discovery.mdns_interfaces)
+            self.mdns_discovery = MdnsDiscovery(self.registry, self.docs, self.http, config.discovery.mdns_interfaces,
+                                                config.discovery.mdns_names)
             await self.mdns_discovery.start()
         if config.discovery.serial_ports:
             await discover_serial(config.discovery.serial_ports, self.serial, self.docs, self.registry)
@@ -238,6 +214,7 @@ class Gateway:
         self.registry.flush()
         if self.llm:
             await self.llm.close()
+        await self.pool.close()
         await self.sandbox.close()
         if self.mqtt.connected:
             await self.mqtt.publish(f"pyuse/{self.config.gateway.id}/status", "offline", qos=1, retain=True)
@@ -251,13 +228,14 @@ class Gateway:
         if self.lock:
             self.lock.release()
 
-    def open_session(self, task_id: str, device_ids: list[str] | None = None, confirm: Confirmer | None = None,
-                     origin: str = "cli", exec_timeout_s: float | None = None) -> tuple[SandboxSession, JobContext]:
-        """A sandbox for one task, holding handles for exactly the devices it may use, and the context its calls
-        are checked and audited under (an automation reuses both, moving the context to each run's task)."""
+    def scope(self, device_ids: list[str] | None = None) -> list[Device]:
+        """The devices a task may use: those named (all exposed ones if None); raises ScopeError for any other."""
+        return self.policy.devices_for_task(self.registry, device_ids)
+
+    def _session(self, task_id: str, devices: list[Device], context: Callable[[], JobContext],
+                 exec_timeout_s: float | None = None) -> SandboxSession:
+        """A sandbox holding handles for exactly `devices`; its calls are checked and audited under `context()`."""
         assert self.broker is not None
-        devices = self.policy.devices_for_task(self.registry, device_ids)
-        context = JobContext(task_id, {device.id: device for device in devices}, confirm, origin)
         broker = self.broker
 
         def inventory() -> dict[str, Any]:
@@ -265,62 +243,52 @@ class Gateway:
                     "kinds": self.docs.job_specs({device.kind for device in devices}),
                     "skills": [{"name": skill.name, "source": skill.source} for skill in self.skills.load()]}
 
-        session = self.sandbox.session(task_id, inventory, lambda request: broker.handle(context, request),
-                                       exec_timeout_s)
+        return self.sandbox.session(task_id, inventory, lambda request: broker.handle(context(), request),
+                                    exec_timeout_s)
+
+    def session(self, task_id: str, devices: list[Device] | None = None, confirm: Confirmer | None = None,
+                origin: str = "cli", exec_timeout_s: float | None = None) -> SandboxSession:
+        """A sandbox for one task (every exposed device if `devices` is None); `confirm` asks its person."""
+        devices = self.scope() if devices is None else devices
+        context = JobContext(task_id, {device.id: device for device in devices}, confirm, origin)
+        session = self._session(task_id, devices, lambda: context, exec_timeout_s)
         context.hold = session.hold
-        return session, context
+        return session
 
-    def session(self, task_id: str, device_ids: list[str] | None = None, confirm: Confirmer | None = None,
-                origin: str = "cli") -> SandboxSession:
-        return self.open_session(task_id, device_ids, confirm, origin)[0]
+    def _start_warm_job(self, origin: str, devices: list[Device], exec_timeout_s: float | None) -> WarmJob:
+        job: WarmJob | None = None
 
-    def plan_without_model(self, text: str, device_ids: list[str] | None = None) -> ModelFree | Unclear | None:
-        """A saved skill whose triggers the command says, else a fast-path match, else None (the model's turn)."""
+        def context() -> JobContext:
+            assert job is not None and job.context is not None
+            return job.context
+
+        job = WarmJob(self._session(f"warm-{time.monotonic_ns()}", devices, context, exec_timeout_s))
+        return job
+
+    async def close_warm_jobs(self, origin: str) -> None:
+        """Close the idle warm jobs kept for `origin`'s tasks (an automation being removed)."""
+        await self.pool.close(origin)
+
+    def plan_without_model(self, text: str, devices: list[Device]) -> ModelFree | Unclear | None:
+        """A saved skill whose triggers the command says, else a fast-path match on `devices`, else None (the
+        model's turn)."""
         found = self.skills.match(text)
         if found is not None:
-            return self.skill_call(*found)
-        local = self.local.match(text, self.policy.devices_for_task(self.registry, device_ids))
+            return skill_call(*found)
+        local = self.local.match(text, devices)
         if isinstance(local, LocalPlan):
             return ModelFree(f"Handled locally, without a model: {local.action} on "
                              f"{', '.join(device.id for device in local.devices)}.", local.code, local.answer)
         return local
 
-    @staticmethod
-    def skill_call(skill: Skill, arguments: dict[str, Any]) -> ModelFree:
-        call = ", ".join(f"{name}={value!r}" for name, value in arguments.items())
-        return ModelFree(f"The saved skill {skill.name} matches; run without a model.",
-                         f"final_answer({skill.name}({call}))", str, skill.name)
-
-    def skill_arguments(self, skill: Skill, given: dict[str, Any]) -> dict[str, Any]:
-        """`given` (strings from a command line, or JSON values) converted to the skill's parameter types."""
-        unknown = sorted(set(given) - set(skill.params))
-        if unknown:
-            raise SkillArgumentError(f"{skill.name}() has no parameter {unknown[0]!r}; its parameters: "
-                                     f"{', '.join(skill.params) or 'none'}")
-        missing = [name for name in skill.params if name not in given]
-        if missing:
-            raise SkillArgumentError(f"{skill.name}() needs {', '.join(missing)} (pass --arg {missing[0]}=...)")
-        converted = {}
-        for name, kind in skill.params.items():
-            value = given[name]
-            try:
-                if kind == "bool" and isinstance(value, str):
-                    if value.casefold() not in ("true", "false", "on", "off", "yes", "no", "1", "0"):
-                        raise ValueError(value)
-                    converted[name] = value.casefold() in ("true", "on", "yes", "1")
-                else:
-                    converted[name] = {"int": int, "float": float, "str": str, "bool": bool}[kind](value)
-                if kind == "float" and not math.isfinite(converted[name]):  # "inf", "nan", "1e400"
-                    raise ValueError(value)
-            except (TypeError, ValueError, OverflowError):  # OverflowError: int(1e400)
-                raise SkillArgumentError(f"{skill.name}(): {name} must be {kind}, got {value!r:.80}") from None
-        return converted
-
     async def run_task(self, text: str, origin: str = "cli", device_ids: list[str] | None = None,
-                       on_event: EventSink = _ignore, confirm: Confirmer | None = None,
-                       task_id: str | None = None, options: TaskOptions | None = None) -> TaskResult:
+                       on_event: EventSink = ignore_events, confirm: Confirmer | None = None,
+                       task_id: str | None = None, options: TaskOptions | None = None,
+                       devices: list[Device] | None = None) -> TaskResult:
         """Run one command to its end. `confirm` asks the person behind `origin`; None means nobody can.
-        `task_id` names a task already queued in the store; otherwise one is created."""
+        `task_id` names a task already queued in the store; otherwise one is created. `devices` is the scope
+        already resolved from `device_ids` (by scope(), when the task was submitted); otherwise it is resolved
+        here."""
         options = options or TaskOptions()
         assert self.store is not None and self.prompts is not None
         record = (self.store.get_task(task_id) if task_id else None) or self.store.create_task(text, origin)
@@ -331,17 +299,20 @@ class Gateway:
                                sandbox_layers=",".join(self.sandbox.layers))
         progress = Progress()
         own_session: SandboxSession | None = None
+        warm: WarmJob | None = None
         skill_name: str | None = None
         task_timeout = options.timeout_s or self.config.agent.task_timeout_s
         try:
-            if options.session is None:
-                own_session, _ = self.open_session(record.id, device_ids, confirm, origin, options.timeout_s)
-                job = own_session
+            devices = self.scope(device_ids) if devices is None else devices
+            if options.warm:
+                warm = await self.pool.take(origin, lambda: self._start_warm_job(origin, devices, options.timeout_s))
+                warm.context = JobContext(record.id, {device.id: device for device in devices}, confirm, origin,
+                                          warm.session.hold)
+                job = warm.session
             else:
-                job, context = options.session
-                context.task_id = record.id
+                job = own_session = self.session(record.id, devices, confirm, origin, options.timeout_s)
             async with asyncio.timeout(task_timeout):
-                plan = options.work or (self.plan_without_model(text, device_ids)
+                plan = options.work or (self.plan_without_model(text, devices)
                                         if options.plan and self.config.agent.fast_path else None)
                 if isinstance(plan, ModelFree):
                     skill_name = plan.skill
@@ -354,7 +325,7 @@ class Gateway:
                 elif self.llm is None:
                     raise LLMError(f"this is not a command the gateway understands without a model, and {NOT_CONFIGURED}")
                 else:
-                    prompt = self.build_prompt(text, device_ids)
+                    prompt = self.prompts.build(text, devices, self.skills.load())
                     loop = AgentLoop(self.llm, self.store, self.config.agent)
                     await loop.run(record.id, text, prompt, job, progress, on_event)
         except TimeoutError:
@@ -375,6 +346,8 @@ class Gateway:
         finally:
             if own_session is not None:
                 await asyncio.shield(own_session.close())
+            if warm is not None:  # a job cancelled mid-run may be left in any state: never reused
+                (self.pool.discard if progress.status == "cancelled" else self.pool.give_back)(origin, warm)
             finished = time.time()
             self.store.update_task(record.id, status=progress.status, answer=progress.answer, error=progress.error,
                                    finished_at=finished, turns=progress.turns, prompt_tokens=progress.prompt_tokens,
@@ -397,26 +370,19 @@ class Gateway:
 
     async def save_skill(self, task_id: str, replaces: str | None = None) -> Skill:
         """Have the model turn finished task `task_id` into a saved skill; raises SkillWriteError or LLMError."""
-        assert self.store is not None
         if self.llm is None:
             raise LLMError(f"writing a skill needs a model, and {NOT_CONFIGURED}")
-        skill, tokens = await write_skill(self.llm, self.store, self.skills, self.docs, task_id, replaces)
+        skill, tokens = await self.saved_skills.save(self.llm, task_id, replaces)
         log.info("task %s saved as skill %s (%d tokens)", task_id, skill.name, tokens)
         return skill
 
     def skill_work(self, name: str, arguments: dict[str, Any]) -> tuple[str, ModelFree]:
-        """The task text and work for running skill `name`; raises KeyError for an unknown skill (or one that does
-        not check out, with why) and SkillArgumentError for arguments that do not fit."""
-        skill = self.skills.get(name)
-        if skill is None:
-            problems = [error for error in self.skills.errors if error.startswith(f"{name}.py")]
-            raise KeyError(problems[0] if problems else f"no skill named {name!r} (see `pyuse skills list`)")
-        arguments = self.skill_arguments(skill, arguments)
-        call = ", ".join(f"{key}={value!r}" for key, value in arguments.items())
-        return f"skill {name}({call})", self.skill_call(skill, arguments)
+        """The task text and work for running skill `name`; raises SkillNotFound (a KeyError) for an unknown skill
+        (or one that does not check out, with why) and SkillArgumentError for arguments that do not fit."""
+        return self.saved_skills.work(name, arguments)
 
     async def run_skill(self, name: str, arguments: dict[str, Any], origin: str = "cli",
-                        confirm: Confirmer | None = None, on_event: EventSink = _ignore) -> TaskResult:
+                        confirm: Confirmer | None = None, on_event: EventSink = ignore_events) -> TaskResult:
         """Run a saved skill by name, as a task; raises like skill_work."""
         text, work = self.skill_work(name, arguments)
         return await self.run_task(text, origin, confirm=confirm, on_event=on_event, options=TaskOptions(work=work))
@@ -424,40 +390,52 @@ class Gateway:
     def build_prompt(self, text: str, device_ids: list[str] | None = None) -> Prompt:
         """The messages a command would send to the model; raises ScopeError for devices it cannot have."""
         assert self.prompts is not None
-        return self.prompts.build(text, self.policy.devices_for_task(self.registry, device_ids), self.skills.load())
+        return self.prompts.build(text, self.scope(device_ids), self.skills.load())
 
     async def run_code(self, code: str, label: str, device_ids: list[str] | None = None,
                        confirm: Confirmer | None = None) -> tuple[str, Execution]:
-        """Run code written by a person in a fresh job, under the same sandbox, policy and audit as model code.
-
-        Recorded as a one-turn task with origin "exec". Raises ScopeError or SandboxUnavailable when it cannot run.
-        """
-        assert self.store is not None
-        record = self.store.create_task(label, "exec")
-        self.store.update_task(record.id, status="running", started_at=time.time(),
-                               sandbox_layers=",".join(self.sandbox.layers))
-        status, error, execution = "failed", None, None
-        session: SandboxSession | None = None
-        try:
-            session = self.session(record.id, device_ids, confirm, "exec")
-            execution = await session.execute(code)
-            self.store.add_step(StepRecord(record.id, 1, code=code, observation=execution.output,
-                                           exec_ms=round(execution.duration_ms, 1)))
-            status = "done" if execution.status in ("ok", "final") else "failed"
-            return record.id, execution
-        except (ScopeError, SandboxUnavailable) as exc:
-            error = str(exc)
-            raise
-        except Exception as exc:
-            log.exception("code %r failed unexpectedly", label)
-            error = unexpected(exc)
-            raise
-        finally:
-            if session is not None:
-                await asyncio.shield(session.close())
-            self.store.update_task(record.id, status=status, error=error, turns=1, finished_at=time.time(),
-                                   answer=execution.answer if execution else None)
+        """Run code written by a person (exec_code.py); raises ScopeError or SandboxUnavailable when it cannot."""
+        return await run_code(self, code, label, device_ids, confirm)
 
     def task(self, task_id: str) -> TaskRecord | None:
+        return self.history.get(task_id)
+
+    @property
+    def history(self) -> TaskHistory:
         assert self.store is not None
-        return self.store.get_task(task_id)
+        return TaskHistory(self.store)
+
+    def health(self) -> Health:
+        mqtt = self.mqtt
+        return Health(self.config.gateway.id, self.sandbox.layers, self.sandbox.refusal,
+                      f"{mqtt.host}:{mqtt.port}" if mqtt.in_use else None, mqtt.connected, mqtt.down_since,
+                      self.llm is not None, len(self.registry.all()))
+
+    # devices, as intakes show them
+    def devices(self) -> list[Device]:
+        return self.registry.all()
+
+    def device(self, device_id: str) -> Device | None:
+        return self.registry.get(device_id)
+
+    def device_view(self, device: Device) -> DeviceView:
+        doc = self.docs.get(device.kind)
+        return DeviceView(device, self.policy.exposed(device), doc.state_keys if doc else [])
+
+    def watch_devices(self, listener: Callable[[DeviceEvent], None]) -> Callable[[], None]:
+        """Tell `listener` of every device change; returns the call that stops it."""
+        return self.registry.subscribe(listener)
+
+    # dangerous calls waiting for a person
+    def pending_confirmations(self, channel: str) -> list[ConfirmationRequest]:
+        """The questions answered on `channel` ("api", "mqtt"): those of tasks whose origin answers there."""
+        return [request for request, _ in self.confirmations.pending.values()
+                if ANSWER_CHANNELS.get(request.origin) == channel]
+
+    def answer_confirmation(self, request_id: str, approved: bool, channel: str) -> bool:
+        """False when no question of that id waits for an answer from `channel`."""
+        return self.confirmations.answer(request_id, approved, channel=channel)
+
+    def watch_confirmations(self, listener: ConfirmationListener) -> None:
+        self.confirmations.listeners.append(listener)
+

@@ -16,33 +16,39 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.agent.llm import LLMError
-from gateway.app import SkillArgumentError, TaskOptions, TaskResult
 from gateway.clock import parse_interval, parse_time_of_day
 from gateway.conditions import Condition
 from gateway.config import AutomationEntry
 from gateway.devices.registry import DeviceEvent
-from gateway.sandbox.broker import CallDenied, JobContext
+from gateway.errors import GatewayError
+from gateway.listeners import Listeners
 from gateway.runner import Busy, TaskRunner
-from gateway.transports.mqtt import Message, topic_matches
-from gateway.warm_jobs import WarmJob, WarmJobs
+from gateway.tasks import (
+    AUTOMATION_PREFIX,
+    AutomationOrigin,
+    SkillArgumentError,
+    TaskOptions,
+    TaskResult,
+    automation_origin,
+)
+from gateway.transports.mqtt_message import Message
+from gateway.untrusted import topic_matches
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
 log = logging.getLogger(__name__)
 
-ORIGIN = "automation:"
 RATE_WINDOW_S = 60.0  # gateway-clock seconds over which max_runs_per_minute counts
 
 
-class AutomationError(ValueError):
+class AutomationError(GatewayError, ValueError):
     """A request about automations that cannot be met; the message says why."""
 
 
@@ -63,16 +69,15 @@ class Automation:
     starts: deque[float] = field(default_factory=deque)  # clock times of recent starts, for the rate guard
     last_start: float = float("-inf")
     condition_held: bool = False  # device triggers run as their condition becomes true
-    jobs: WarmJobs = field(default_factory=WarmJobs)
-    cancel_trigger: Callable[[], None] | None = None
+    cancel_trigger: Callable[[], object] | None = None  # what it returns (Task.cancel: a bool) is not used
 
     @property
     def name(self) -> str:
         return self.entry.name
 
     @property
-    def origin(self) -> str:
-        return ORIGIN + self.entry.name
+    def origin(self) -> AutomationOrigin:
+        return automation_origin(self.entry.name)
 
     def summary(self) -> dict[str, Any]:
         entry = self.entry
@@ -83,7 +88,6 @@ class Automation:
                 "last_status": self.last_status, "last_error": self.last_error}
 
 
-Listener = Callable[[str, Automation], None]  # (what happened: ran | stopped | resumed | removed, automation)
 
 
 class Automations:
@@ -92,14 +96,15 @@ class Automations:
         self.runner = runner
         self.clock = gateway.clock
         self.automations: dict[str, Automation] = {}
-        self.listeners: list[Listener] = []
+        # told (what happened: ran | stopped | resumed | removed, the automation)
+        self.listeners: Listeners[str, Automation] = Listeners("automation")
         self._schedules: set[asyncio.Task[None]] = set()
 
     # lifecycle
     async def start(self) -> None:
         store = self.gateway.store
-        assert store is not None and self.gateway.broker is not None
-        self.gateway.broker.publish_checks.append(self._check_publish)
+        assert store is not None
+        self.gateway.policy.publish_checks.append(self._refuse_publish)
         records = store.automation_records()
         for entry in self.gateway.config.automations:
             self._install(entry, "config", records.get(entry.name))
@@ -119,7 +124,6 @@ class Automations:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-        await asyncio.gather(*(automation.jobs.close() for automation in self.automations.values()))
 
     # management (API and CLI)
     def get(self, name: str) -> Automation:
@@ -145,18 +149,18 @@ class Automations:
         for task in list(automation.active):
             task.cancel()
         await asyncio.gather(*automation.active, return_exceptions=True)
-        await automation.jobs.close()
+        await self.gateway.close_warm_jobs(automation.origin)
         del self.automations[name]
         assert self.gateway.store is not None
         self.gateway.store.forget_automation(name)
-        self._tell("removed", automation)
+        self.listeners("removed", automation)
 
     def resume(self, name: str) -> Automation:
         automation = self.get(name)
         automation.stopped = None
         automation.starts.clear()
         self._save(automation, stopped=None)
-        self._tell("resumed", automation)
+        self.listeners("resumed", automation)
         return automation
 
     def recompile(self, name: str) -> Automation:
@@ -251,7 +255,7 @@ class Automations:
         automation.stopped = reason
         log.error("automation %s stopped: %s", automation.name, reason)
         self._save(automation, stopped=reason)
-        self._tell("stopped", automation)
+        self.listeners("stopped", automation)
 
     async def _run(self, automation: Automation, event: dict[str, Any]) -> None:
         entry = automation.entry
@@ -272,7 +276,7 @@ class Automations:
             message = error.args[0] if error.args else str(error)
             automation.last_status, automation.last_error = "failed", message
             log.error("automation %s could not run: %s", entry.name, message)
-            self._tell("ran", automation)
+            self.listeners("ran", automation)
             return
         automation.runs += 1
         automation.last_task, automation.last_status, automation.last_error = (result.task_id, result.status,
@@ -280,7 +284,7 @@ class Automations:
         self._save(automation, runs=automation.runs)
         if result.status != "done":
             log.error("automation %s: run %s %s: %s", entry.name, result.task_id, result.status, result.error)
-        self._tell("ran", automation)
+        self.listeners("ran", automation)
 
     async def _compile(self, automation: Automation, timeout: float) -> TaskResult:
         """Run the action's words as a task; when the model solved it, save its code as the automation's skill.
@@ -308,52 +312,32 @@ class Automations:
 
     async def _run_skill(self, automation: Automation, skill: str, arguments: dict[str, Any],
                          timeout: float) -> TaskResult:
-        """A skill in one of the automation's warm jobs."""
+        """A skill in one of the warm jobs the gateway keeps for the automation's runs."""
         text, work = self.gateway.skill_work(skill, arguments)
-
-        def start() -> WarmJob:
-            return WarmJob(*self.gateway.open_session(f"automation-{automation.name}-{time.monotonic_ns()}",
-                                                      origin=automation.origin, exec_timeout_s=timeout))
-
-        job = await automation.jobs.take(start)
-        try:
-            result = await self._submit(text, automation, TaskOptions(work=work, session=(job.session, job.context),
-                                                                     timeout_s=timeout))
-        except BaseException:
-            automation.jobs.discard(job)
-            raise
-        automation.jobs.give_back(job)
-        return result
+        return await self._submit(text, automation, TaskOptions(work=work, warm=True, timeout_s=timeout))
 
     async def _submit(self, text: str, automation: Automation, options: TaskOptions) -> TaskResult:
         task = self.runner.submit(text, automation.origin, confirm=None, options=options)
         return await self.runner.wait(task.id)
 
-    # the loop guard, called by the broker before an automation's job publishes
-    def _check_publish(self, context: JobContext, topic: str, payload: Any) -> None:
-        if not context.origin.startswith(ORIGIN):
-            return
-        automation = self.automations.get(context.origin[len(ORIGIN):])
+    # the loop guard, a policy check before any task publishes
+    def _refuse_publish(self, origin: str, topic: str, payload: Any) -> str | None:
+        if not origin.startswith(AUTOMATION_PREFIX):
+            return None
+        automation = self.automations.get(origin[len(AUTOMATION_PREFIX):])
         trigger = automation.entry.trigger.mqtt if automation else None
         if automation is None or trigger is None or not topic_matches(trigger, topic):
-            return
+            return None
         if automation.condition is not None and not automation.condition(_decoded(payload)):
-            return
+            return None
         self.stop(automation, f"its action publishes to {topic!r}, which its own trigger ({trigger}) listens on: "
                               "a loop")
-        raise CallDenied(f"publishing to {topic!r} would trigger automation {automation.name!r} again (a loop); "
-                         "the automation is stopped")
+        return (f"publishing to {topic!r} would trigger automation {automation.name!r} again (a loop); "
+                "the automation is stopped")
 
     def _save(self, automation: Automation, **fields: Any) -> None:
         assert self.gateway.store is not None
         self.gateway.store.save_automation(automation.name, **fields)
-
-    def _tell(self, what: str, automation: Automation) -> None:
-        for listener in list(self.listeners):
-            try:
-                listener(what, automation)
-            except Exception:
-                log.exception("automation listener failed")
 
 
 def _decoded(payload: Any) -> Any:

@@ -7,10 +7,9 @@ import asyncio
 import sys
 from typing import TextIO
 
-from gateway.agent.loop import TaskEvent
 from gateway.agent.prompt import Prompt
-from gateway.app import TaskResult
 from gateway.policy import ConfirmationRequest
+from gateway.tasks import TaskEvent, TaskResult
 
 
 class TracePrinter:

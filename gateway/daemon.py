@@ -66,7 +66,7 @@ class Daemon:
             self.intake = MqttIntake(self.gateway.mqtt, self.runner, config.gateway.id)
             await self.intake.start()
         log.info("ready: web page and API at %s; sandbox layers: %s", self.server.url,
-                 ", ".join(self.gateway.sandbox.layers) or "none")
+                 ", ".join(self.gateway.health().sandbox_layers) or "none")
 
     async def close(self) -> None:
         if self.automations:

@@ -76,6 +76,7 @@ def demo_config(config: Config, specs: list[DeviceSpec], home: SimHome, broker: 
     demo.mqtt.host, demo.mqtt.port, demo.mqtt.embedded = broker.host, broker.port, False
     demo.discovery.mqtt = demo.discovery.mdns = True
     demo.discovery.mdns_interfaces = ["127.0.0.1"]
+    demo.discovery.mdns_names = [f"*-{home.context.mdns_suffix}"]  # its own simulators, not another demo's
     # Lab instruments are declared on their ports, as a bench is configured: `*IDN?` names a model, not which
     # supply of the bench it is or where it stands.
     by_id = {spec.id: spec for spec in specs}
@@ -105,7 +106,7 @@ async def _prompt(daemon: Daemon, home: SimHome) -> None:
         if line in ("quit", "exit"):
             return
         if line == "devices":
-            for device in gateway.registry.all():
+            for device in gateway.devices():
                 print(f"  {device.id:<26} {device.name!r:<28} [{device.area}] {device.kind} "
                       f"({device.transport})")
         elif line == "state":

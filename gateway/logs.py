@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from contextvars import ContextVar
+from types import TracebackType
 
 current_task: ContextVar[str] = ContextVar("current_task", default="-")
 
@@ -17,6 +18,8 @@ current_task: ContextVar[str] = ContextVar("current_task", default="-")
 CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))} | {ord("\n"): "\\n"}
 JSON_CONTROLS = {code: f"\\u{code:04x}" for code in range(0x7F, 0xA0)}
 TRACEBACK_HEAD, TRACEBACK_TAIL = 1000, 3000  # characters kept: where it started, and where it failed
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
 
 class OneLine(logging.Formatter):
@@ -27,16 +30,17 @@ class OneLine(logging.Formatter):
         self.as_json = as_json
 
     def format(self, record: logging.LogRecord) -> str:
-        record.task = current_task.get()
+        task = current_task.get()
+        record.__dict__["task"] = task  # for %(task)s; the way logging itself adds `extra` fields
         if self.as_json:
             entry = {"time": self.formatTime(record, self.datefmt), "level": record.levelname,
-                     "logger": record.name, "task": record.task, "message": record.getMessage()}
+                     "logger": record.name, "task": task, "message": record.getMessage()}
             if record.exc_info:
                 entry["error"] = self.formatException(record.exc_info)
             return json.dumps(entry, ensure_ascii=False).translate(JSON_CONTROLS)
         return super().format(record).translate(CONTROLS)
 
-    def formatException(self, exc_info: object) -> str:
+    def formatException(self, exc_info: ExcInfo) -> str:
         text = super().formatException(exc_info)
         if len(text) <= TRACEBACK_HEAD + TRACEBACK_TAIL:
             return text

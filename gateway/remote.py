@@ -9,23 +9,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, get_args
 
 import aiohttp
 
-from gateway.agent.loop import EventSink, TaskEvent
 from gateway.api.auth import TOKEN_FILE, read_token
-from gateway.app import TaskResult
 from gateway.config import Config
+from gateway.errors import GatewayError
 from gateway.lock import DataDirBusy, holder
 from gateway.policy import ConfirmationRequest, Confirmer
+from gateway.tasks import EventKind, EventSink, TaskEvent, TaskResult
+
+EVENT_KINDS: dict[str, EventKind] = {kind: kind for kind in get_args(EventKind)}
 
 
-class DaemonUnavailable(Exception):
+class DaemonUnavailable(GatewayError):
     """Nothing answers at the configured API address; the message says how to start it."""
 
 
-class RemoteError(Exception):
+class RemoteError(GatewayError):
     """The daemon answered with an error; the message is its own."""
 
 
@@ -88,8 +90,8 @@ class DaemonClient:
                         await self.call("POST", f"/api/confirmations/{request.id}", {"approve": approved})
                     except RemoteError:  # expired meanwhile: the task says what became of the call
                         pass
-            else:
-                on_event(TaskEvent(task_id, kind, data))
+            elif kind in EVENT_KINDS:
+                on_event(TaskEvent(task_id, EVENT_KINDS[kind], data))
         raise DaemonUnavailable(f"the gateway at {self.base_url} ended task {task_id}'s event stream before the "
                                 "task finished: did it stop?")
 

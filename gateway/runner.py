@@ -7,25 +7,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.agent.loop import TaskEvent
-from gateway.app import Gateway, TaskOptions, TaskResult
+from gateway.app import Gateway
+from gateway.devices.model import Device
+from gateway.errors import GatewayError
+from gateway.listeners import Listeners
 from gateway.policy import Confirmer
+from gateway.tasks import EventKind, TaskEvent, TaskOptions, TaskResult
 
 log = logging.getLogger(__name__)
 
-FINAL = "finished"
+FINAL: EventKind = "finished"
 KEEP_FINISHED = 500  # finished tasks whose events stay in memory for late subscribers; the store has the rest
 WATCHDOG_S = 30.0  # how often the watchdog looks for tasks without a worker
 ORPHANED = "its runner stopped without an end"
 
 
-class Busy(Exception):
+class Busy(GatewayError):
     """The queue is full; try again later."""
 
 
@@ -34,7 +36,7 @@ class RunningTask:
     id: str
     text: str
     origin: str
-    device_ids: list[str] | None
+    devices: list[Device] | None  # its scope, resolved when it was submitted; None: every exposed device
     confirm: Confirmer | None
     options: TaskOptions | None = None
     events: list[TaskEvent] = field(default_factory=list)
@@ -67,7 +69,6 @@ class RunningTask:
             self._followers.discard(queue)
 
 
-Listener = Callable[[RunningTask, TaskEvent], None]
 
 
 class TaskRunner:
@@ -76,7 +77,7 @@ class TaskRunner:
         self.max_queued = max_queued
         self._slots = asyncio.Semaphore(max_concurrent)
         self.tasks: dict[str, RunningTask] = {}
-        self.listeners: list[Listener] = []
+        self.listeners: Listeners[RunningTask, TaskEvent] = Listeners("task event")
         self._waiting = 0
         self._finished: deque[str] = deque()
         self._watchdog: asyncio.Task[None] | None = None
@@ -95,22 +96,21 @@ class TaskRunner:
     def end_orphans(self) -> list[str]:
         """Mark failed each of this runner's tasks whose worker is gone while the store still calls it queued or
         running: the worker died without recording an end. Tasks run elsewhere are left alone."""
-        assert self.gateway.store is not None
         gone = {task.id for task in self.tasks.values() if task.worker is not None and task.worker.done()}
-        orphans = [task_id for task_id in self.gateway.store.unfinished_task_ids() if task_id in gone]
+        orphans = [task_id for task_id in self.gateway.history.unfinished() if task_id in gone]
         for task_id in orphans:
-            self.gateway.store.update_task(task_id, status="failed", error=ORPHANED, finished_at=time.time())
+            self.gateway.history.end(task_id, "failed", ORPHANED)
             log.warning("task %s failed: %s", task_id, ORPHANED)
         return orphans
 
-    def submit(self, text: str, origin: str, device_ids: list[str] | None = None,
+    def submit(self, text: str, origin: str, devices: list[Device] | None = None,
                confirm: Confirmer | None = None, options: TaskOptions | None = None) -> RunningTask:
-        """Queue a command; raises Busy when too many are waiting already."""
+        """Queue a command limited to `devices` (resolved by Gateway.scope; None: every exposed device when it
+        starts); raises Busy when too many are waiting already."""
         if self._waiting >= self.max_queued:
             raise Busy(f"{self._waiting} tasks are already waiting; try again shortly")
-        assert self.gateway.store is not None
-        record = self.gateway.store.create_task(text, origin)
-        task = RunningTask(record.id, text, origin, device_ids, confirm, options)
+        record = self.gateway.history.queue(text, origin)
+        task = RunningTask(record.id, text, origin, devices, confirm, options)
         self.tasks[task.id] = task
         self._waiting += 1
         self.emit(task, TaskEvent(task.id, "queued", {"text": text, "origin": origin}))
@@ -123,15 +123,14 @@ class TaskRunner:
                 self._waiting -= 1
                 self.emit(task, TaskEvent(task.id, "started", {}))
                 task.result = await self.gateway.run_task(
-                    task.text, task.origin, task.device_ids, on_event=lambda event: self.emit(task, event),
-                    confirm=task.confirm, task_id=task.id, options=task.options)
+                    task.text, task.origin, on_event=lambda event: self.emit(task, event), confirm=task.confirm,
+                    task_id=task.id, options=task.options, devices=task.devices)
         except asyncio.CancelledError:
             record = self.gateway.task(task.id)
             task.result = TaskResult(task.id, "cancelled", None, "cancelled", record.turns if record else 0,
                                      record.tokens if record else 0, 0.0)
             if record is not None and record.status == "queued":
-                self.gateway.store.update_task(task.id, status="cancelled", error="cancelled",
-                                               finished_at=time.time())
+                self.gateway.history.end(task.id, "cancelled", "cancelled")
                 self._waiting -= 1
         finally:
             self.emit(task, TaskEvent(task.id, FINAL, task.result.summary() | {
@@ -148,11 +147,7 @@ class TaskRunner:
 
     def emit(self, task: RunningTask, event: TaskEvent) -> None:
         task.emit(event)
-        for listener in list(self.listeners):
-            try:
-                listener(task, event)
-            except Exception:  # a broken listener must not break the task
-                log.exception("task event listener failed")
+        self.listeners(task, event)  # a broken listener is logged: it must not break the task
 
     def cancel(self, task_id: str) -> bool:
         task = self.tasks.get(task_id)

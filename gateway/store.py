@@ -303,6 +303,7 @@ class Store:
              record.detail, record.duration_ms))
 
     def audit_rows(self, task_id: str | None = None) -> list[AuditRecord]:
+        params: tuple[str, ...]
         query, params = "SELECT * FROM audit ORDER BY id", ()
         if task_id is not None:
             query, params = "SELECT * FROM audit WHERE task_id = ? ORDER BY id", (task_id,)

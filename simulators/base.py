@@ -1,8 +1,9 @@
 """What every simulated device shares: a clock, the resources it may use, faults, and the admin contract.
 
 A simulator is started with a SimContext (the simulated clock, the MQTT broker, a zeroconf instance bound to
-127.0.0.1, a pool of loopback addresses for devices that need a fixed port, and the rooms whose air devices
-share). Tests and the scenario runner grade by `state()` and steer with `apply()`.
+127.0.0.1 with the suffix its mDNS names carry, a pool of loopback addresses for devices that need a fixed port,
+and the rooms whose air devices share). Tests and the scenario runner grade by `state()` and steer with
+`apply()`.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import asyncio
 import errno
 import logging
 import math
+import secrets
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from zeroconf.asyncio import AsyncZeroconf
 
@@ -178,6 +180,9 @@ class SimContext:
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int | None = None
     zeroconf: AsyncZeroconf | None = None
+    # Appended to every mDNS name the context's devices announce: two simulated homes on one machine (two
+    # `pyuse sim`, a demo beside the tests) then never claim the same name nor answer for each other's hosts.
+    mdns_suffix: str = field(default_factory=lambda: secrets.token_hex(2))
     addresses: LoopbackPool = field(default_factory=lambda: PROCESS_ADDRESSES)
     rooms: dict[str, Room] = field(default_factory=dict)
     # MQTT devices connecting at once: a broker accepts only so many pending connections (its listen backlog;
@@ -262,7 +267,7 @@ class Simulator(ABC):
                 value = float(value)
             if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
                 raise PatchError(key, f"expected {expected.__name__}, got {value!r}")
-            if expected is float and not math.isfinite(value):
+            if isinstance(value, float) and not math.isfinite(value):
                 raise PatchError(key, f"expected a finite number, got {value!r}")
         for key, value in patch.items():
             if key == "fault":
@@ -293,7 +298,7 @@ class Simulator(ABC):
         """End every background job (for stop())."""
         await cancel_and_wait(*self._tasks)
 
-    async def __aenter__(self) -> Simulator:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how many devices the large scenario has (default 1000)")
     parser.add_argument("--speed", type=positive, default=1.0, metavar="X",
                         help="simulated time runs X times faster than real time (default 1)")
+    parser.add_argument("--mdns-suffix", type=mdns_suffix, metavar="TEXT",
+                        help="what every mDNS name ends in after a '-', so that several simulated homes on "
+                             "one machine stay apart (default: 4 random hex digits, printed)")
     return parser
 
 
@@ -76,6 +80,12 @@ def count(text: str) -> int:
     return int(text)
 
 
+def mdns_suffix(text: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]{1,8}", text):
+        raise argparse.ArgumentTypeError(f"expected 1 to 8 lowercase letters or digits, got {text!r}")
+    return text
+
+
 def positive(text: str) -> float:
     try:
         value = float(text)
@@ -87,16 +97,16 @@ def positive(text: str) -> float:
 
 
 async def run(specs: list[DeviceSpec], args: argparse.Namespace) -> None:
-    async with broker(args.broker) as (host, port, embedded):
-        async with running_home(specs, host, port, SimClock(args.speed)) as home:
-            admin = AdminServer(home, port=args.admin_port)
-            await admin.start()
-            try:
-                broker_address = f"{host}:{port}" + (" (embedded)" if embedded else "")
-                print_home(home, broker_address, admin.url, args.speed)
-                await until_stopped()
-            finally:
-                await admin.close()
+    async with (broker(args.broker) as (host, port, embedded),
+                running_home(specs, host, port, SimClock(args.speed), mdns_suffix=args.mdns_suffix) as home):
+        admin = AdminServer(home, port=args.admin_port)
+        await admin.start()
+        try:
+            broker_address = f"{host}:{port}" + (" (embedded)" if embedded else "")
+            print_home(home, broker_address, admin.url, args.speed)
+            await until_stopped()
+        finally:
+            await admin.close()
 
 
 @contextlib.asynccontextmanager
@@ -116,7 +126,8 @@ def print_home(home: SimHome, broker_address: str, admin_url: str, speed: float)
     rows = [(device_id, device.kind, device.name, device.area or "-", device.address())
             for device_id, device in home.devices.items()]
     widths = [max(len(row[column]) for row in rows) for column in range(4)]
-    print(f"pyuse sim: {len(rows)} devices, MQTT broker {broker_address}, clock x{speed:g}")
+    print(f"pyuse sim: {len(rows)} devices, MQTT broker {broker_address}, clock x{speed:g}, mDNS names end in "
+          f"-{home.context.mdns_suffix}")
     for row in rows:
         print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
               + "  " + row[4])

@@ -8,10 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from simulators.httpdevice import HttpDevice, mac_for, parse_json
+from simulators.httpdevice import HttpDevice, mac_for, parse_json, serial_for
 from simulators.mdns import MdnsService
 
 ELGATO_OUI = "3C6A9D"
+SERIAL_PREFIX = "CW29L1A"  # a Key Light's serial: production code, then a five-digit number
 BRIGHTNESS = (0, 100)  # percent
 TEMPERATURE = (143, 344)  # mired: 7000 K down to 2900 K
 SETTINGS_TYPES = {"powerOnBehavior": int, "powerOnBrightness": int, "powerOnTemperature": int,
@@ -23,10 +24,10 @@ class ElgatoKeyLight(HttpDevice):
     kind = "elgato_light"
 
     def __init__(self, device_id: str = "key_light", name: str = "", area: str = "", mac: str | None = None,
-                 host: str | None = None, port: int = 9123, serial: str = "CW29L1A00001") -> None:
+                 host: str | None = None, port: int = 9123, serial: str | None = None) -> None:
         super().__init__(device_id, name, area, host, port)
         self.mac = (mac or mac_for(device_id, ELGATO_OUI)).upper()
-        self.serial = serial
+        self.serial = serial or serial_for(device_id, SERIAL_PREFIX)
         self.on, self.brightness, self.temperature = False, 20, 213
         self.settings: dict[str, int] = {"powerOnBehavior": RESTORE_LAST, "powerOnBrightness": 20,
                                          "powerOnTemperature": 213, "switchOnDurationMs": 100,

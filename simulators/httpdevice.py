@@ -44,6 +44,11 @@ def mac_for(device_id: str, oui: str) -> str:
     return (oui + hashlib.sha256(device_id.encode()).hexdigest()[:6]).upper()
 
 
+def serial_for(device_id: str, prefix: str, digits: int = 5) -> str:
+    """A stable serial number: the vendor's prefix, then `digits` decimal digits from a hash of the device id."""
+    return prefix + f"{int(hashlib.sha256(device_id.encode()).hexdigest(), 16) % 10 ** digits:0{digits}d}"
+
+
 class HttpDevice(Simulator):
     """A device that serves HTTP (and WebSockets) on host:port and announces itself over mDNS.
 
@@ -58,7 +63,7 @@ class HttpDevice(Simulator):
         self.port = port
         self._runner: web.AppRunner | None = None
         self._mdns: MdnsAnnouncer | None = None
-        self._sockets: dict[web.WebSocketResponse, asyncio.BaseTransport] = {}
+        self._sockets: dict[web.WebSocketResponse, asyncio.Transport] = {}
 
     @abstractmethod
     def routes(self) -> Iterable[web.RouteDef]:
@@ -71,6 +76,10 @@ class HttpDevice(Simulator):
     def mdns_services(self) -> list[MdnsService]:
         """The DNS-SD services the device announces on its HTTP port."""
         return []
+
+    def mdns_names(self) -> list[str]:
+        """The full names its services are announced under, each with its context's suffix."""
+        return [service.name(self.context.mdns_suffix) for service in self.mdns_services()]
 
     async def serve(self) -> None:
         app = web.Application(middlewares=[self._faults])
@@ -92,7 +101,8 @@ class HttpDevice(Simulator):
             raise
         self.port = self._runner.addresses[0][1]
         if self.context.zeroconf is not None:
-            self._mdns = MdnsAnnouncer(self.context.zeroconf, self.mdns_hostname(), self.host, self.port)
+            self._mdns = MdnsAnnouncer(self.context.zeroconf, self.mdns_hostname(), self.host, self.port,
+                                       self.context.mdns_suffix)
             await self._mdns.announce(self.mdns_services())
 
     async def stop(self) -> None:

@@ -1,10 +1,11 @@
 """Runs a scenario: builds its simulators, wires them together, starts them side by side and stops them.
 
-Every device gets the same SimContext: one clock, one MQTT broker, one zeroconf instance bound to 127.0.0.1,
-one pool of loopback addresses and the rooms whose air devices share. Zigbee devices are started through a
-Zigbee2MQTT bridge, as in a real home; a large home gets one bridge per `devices_per_bridge` devices (base
-topics `zigbee2mqtt`, `zigbee2mqtt_2`, ...), since one coordinator serves about that many and a bigger
-`bridge/devices` inventory grows past what MQTT clients accept in one message.
+Every device gets the same SimContext: one clock, one MQTT broker, one zeroconf instance bound to 127.0.0.1
+with one random suffix for the home's mDNS names, one pool of loopback addresses and the rooms whose air devices
+share. Zigbee devices are started through a Zigbee2MQTT bridge, as in a real home; a large home gets one bridge
+per `devices_per_bridge` devices (base topics `zigbee2mqtt`, `zigbee2mqtt_2`, ...), since one coordinator
+serves about that many and a bigger `bridge/devices` inventory grows past what MQTT clients accept in one
+message.
 
 A running home is graded with `state()` and steered with `apply()`, by device id, in process (tests) or
 through the admin endpoint (simulators/admin.py).
@@ -158,7 +159,8 @@ class SimHome:
         if failure is not None:
             await self.stop()
             root, error = failure
-            raise RuntimeError(f"{root.id} ({root.kind}) did not start: {error}") from error
+            reason = str(error) or type(error).__name__  # some errors (zeroconf's) carry no message
+            raise RuntimeError(f"{root.id} ({root.kind}) did not start: {reason}") from error
 
     async def stop(self) -> None:
         """Stop every device at once; one that hangs is left behind after STOP_S (and logged), so Ctrl-C and
@@ -174,11 +176,15 @@ class SimHome:
 @contextlib.asynccontextmanager
 async def running_home(specs: Iterable[DeviceSpec], mqtt_host: str, mqtt_port: int,
                        clock: SimClock | None = None, mdns: bool = True,
-                       devices_per_bridge: int = DEVICES_PER_BRIDGE) -> AsyncIterator[SimHome]:
-    """A started home on its own context, with mDNS on 127.0.0.1 only; stopped on leaving."""
+                       devices_per_bridge: int = DEVICES_PER_BRIDGE,
+                       mdns_suffix: str | None = None) -> AsyncIterator[SimHome]:
+    """A started home on its own context, with mDNS on 127.0.0.1 only; stopped on leaving. Its mDNS names end
+    in `-<mdns_suffix>` (default: a random one, `home.context.mdns_suffix`)."""
     zeroconf = AsyncZeroconf(interfaces=["127.0.0.1"]) if mdns else None
     context = SimContext(clock=clock or SimClock(), mqtt_host=mqtt_host, mqtt_port=mqtt_port,
                          zeroconf=zeroconf)
+    if mdns_suffix is not None:
+        context.mdns_suffix = mdns_suffix
     try:
         home = SimHome(specs, context, devices_per_bridge)
         await home.start()

@@ -2,7 +2,8 @@
 
 Follows the Shelly Gen2 API docs (RPC protocol and channels, notifications, Switch, common errors) and the way
 aioshelly drives a device: `GET /shelly`, `/rpc/<Method>` (result only), `POST /rpc` (full frames), WebSocket
-`/rpc` with `NotifyStatus` pushes, and a power meter that integrates over simulated time.
+`/rpc` with `NotifyStatus` pushes, and a power meter that integrates over simulated time. One module, as the
+firmware is one: its HTTP, WebSocket and MQTT channels serve the same RPC methods on one state.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ class ShellySwitch(HttpDevice):
         self.spawn(self._every_minute())
         if self.mqtt_enabled and self.context.mqtt_port is not None:
             connected = asyncio.Event()
-            channel = self.spawn(self._mqtt_channel(connected))
+            channel = self.spawn(self._mqtt_channel(self.context.mqtt_port, connected))
             try:
                 async with asyncio.timeout(10):
                     await connected.wait()
@@ -515,7 +516,7 @@ class ShellySwitch(HttpDevice):
 
     # --- MQTT channel -------------------------------------------------------------------------------------
 
-    async def _mqtt_channel(self, connected: asyncio.Event) -> None:
+    async def _mqtt_channel(self, port: int, connected: asyncio.Event) -> None:
         """RPC over MQTT: `<prefix>/rpc` in, `<src>/rpc` out; notifications, status and `online` published.
 
         Reconnects like the firmware when the broker goes away.
@@ -524,7 +525,7 @@ class ShellySwitch(HttpDevice):
         while True:
             try:
                 will = aiomqtt.Will(f"{prefix}/online", "false", qos=1, retain=True)
-                async with aiomqtt.Client(self.context.mqtt_host, self.context.mqtt_port, identifier=prefix,
+                async with aiomqtt.Client(self.context.mqtt_host, port, identifier=prefix,
                                           will=will) as client:
                     await client.subscribe(f"{prefix}/rpc", qos=1)
                     await client.subscribe(f"{prefix}/command/#", qos=1)

@@ -4,7 +4,8 @@ Topics follow the default FullTopic `%prefix%/%topic%/`: commands on `cmnd/<topi
 GroupTopic `tasmotas` and the FallbackTopic `DVES_XXXXXX_fb`), replies on `stat/<topic>/RESULT` (+ `POWER<n>`
 and `STATUS<n>`), telemetry on `tele/<topic>/STATE|SENSOR` every TelePeriod of simulated time, LWT on
 `tele/<topic>/LWT`, and the retained discovery that Home Assistant's hatasmota reads from
-`tasmota/discovery/<MAC>/config|sensors`.
+`tasmota/discovery/<MAC>/config|sensors`. One module: the plug and the dimmer are one firmware, sharing its
+commands, topics and telemetry.
 """
 
 from __future__ import annotations
@@ -392,7 +393,7 @@ class TasmotaDimmer(TasmotaPlug):
     def state(self) -> dict[str, Any]:
         state = super().state() | {"dimmer": self.dimmer}
         if self.color_capable:
-            state.update(ct=self.ct, color="#%02X%02X%02X" % self.rgb)
+            state.update(ct=self.ct, color="#{:02X}{:02X}{:02X}".format(*self.rgb))
         return state
 
     def settable(self) -> dict[str, type]:

@@ -4,7 +4,8 @@ Merge rules follow the firmware's `deserializeState`/`deserializeSegment` (json.
 `"on":"t"` toggles, `bri` 0 turns off and keeps the last brightness, segments addressed by `id`, effects and
 palettes by index, `"~"` steps. Replies are the ones `wled_server.cpp` and `ws.cpp` give: `{"success":true}`,
 the state with `"v":true`, HTTP 400 `{"error":9}` for JSON it cannot parse, and `{"state","info"}` pushed to
-every WebSocket client on a change.
+every WebSocket client on a change. One module, as the firmware is one: the HTTP and WebSocket channels both
+apply the merge rules to one state.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import math
 import random
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from aiohttp import web
 
@@ -194,11 +195,12 @@ class WledStrip(HttpDevice):
 
     def serve_json(self, path: str) -> tuple[int, Any]:
         """GET /json/... as `serveJson` picks what to send: by the first keyword found in the path."""
-        targets = (("state", self.state_json), ("info", self.info_json), ("si", self._state_and_info),
-                   ("nodes", lambda: {"nodes": []}), ("eff", lambda: [name for name, _ in EFFECTS]),
-                   ("palx", None), ("fxda", lambda: [data for _, data in EFFECTS]),
-                   ("net", lambda: {"networks": []}), ("cfg", self.config_json), ("live", self._live),
-                   ("pal", lambda: list(PALETTES)))
+        targets: tuple[tuple[str, Callable[[], Any] | None], ...] = (
+            ("state", self.state_json), ("info", self.info_json), ("si", self._state_and_info),
+            ("nodes", lambda: {"nodes": []}), ("eff", lambda: [name for name, _ in EFFECTS]),
+            ("palx", None), ("fxda", lambda: [data for _, data in EFFECTS]),
+            ("net", lambda: {"networks": []}), ("cfg", self.config_json), ("live", self._live),
+            ("pal", lambda: list(PALETTES)))
         for keyword, build in targets:
             if keyword in path[1:]:
                 return (200, build()) if build else (501, {"error": ERR_NOT_IMPLEMENTED})
@@ -248,7 +250,7 @@ class WledStrip(HttpDevice):
             self.transition = min(root["transition"], 655)
         self._merge_nightlight(root.get("nl"))
         if isinstance(udpn := root.get("udpn"), dict):
-            self.udp_sync["send"] = _bool(udpn.get("send"), self.udp_sync["send"])
+            self.udp_sync["send"] = _bool(udpn.get("send"), bool(self.udp_sync["send"]))
             for key in ("sgrp", "rgrp"):
                 self.udp_sync[key] = _byte(udpn.get(key), self.udp_sync[key])
             self.udp_sync["recv"] = self.udp_sync["rgrp"] != 0
@@ -281,7 +283,7 @@ class WledStrip(HttpDevice):
     def _merge_segment(self, item: dict[str, Any], segment_id: int) -> None:
         if segment_id >= MAX_SEGMENTS:
             return
-        stop = item.get("stop") if _is_int(item.get("stop")) else -1
+        stop = item["stop"] if _is_int(item.get("stop")) else -1
         segment = next((segment for segment in self.segments if segment.id == segment_id), None)
         if segment is None:
             if stop <= 0:
@@ -456,7 +458,7 @@ class WledStrip(HttpDevice):
             await self.send_text(socket, text)
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

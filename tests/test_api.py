@@ -15,7 +15,7 @@ from openapi_spec_validator import validate
 
 from conftest import code_reply, make_config, psu_entry, shelly_entry
 from gateway.api.auth import TOKEN_FILE
-from gateway.api.server import ROUTES
+from gateway.api.routes import ROUTES
 from gateway.daemon import Daemon
 
 

@@ -180,7 +180,7 @@ async def test_malformed_discovery_payloads_never_crash_discovery(tmp_path, mqtt
     handlers = {"tasmota": gateway.mqtt_discovery._tasmota_config, "zigbee2mqtt": gateway.mqtt_discovery._z2m_message,
                 "homeassistant": gateway.mqtt_discovery._ha_config, "tele": gateway.mqtt_discovery._tasmota_message}
     handle = gateway.mqtt_discovery._guarded(handlers[topic.split("/")[0]])
-    from gateway.transports.mqtt import Message
+    from gateway.transports.mqtt_message import Message
 
     @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
     @given(payload=st.one_of(st.binary(max_size=500), JSONISH.map(lambda v: json.dumps(v).encode()),

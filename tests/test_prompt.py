@@ -9,7 +9,7 @@ import inspect
 from gateway.agent.prompt import PromptBuilder, inventory_line
 from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
-from gateway.sandbox import handles
+from gateway.sandbox.jobside import handles
 from simulators.scenario import load_scenario
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +24,8 @@ from test_daemon import PYUSE, start_daemon
 
 HOME = load_scenario("home").devices
 POLL_S = 1.0  # how often the gateway reads HTTP devices: their availability timeout in this test
+# Only this test's simulators are adopted, whatever other simulated homes run on the machine.
+MDNS_SUFFIX = secrets.token_hex(2)
 
 
 @pytest.fixture
@@ -31,7 +34,7 @@ async def sim_home(mqtt_broker) -> AsyncIterator[str]:
     admin_port = free_port()
     process = await asyncio.create_subprocess_exec(
         *PYUSE, "sim", "home", "--broker", f"{mqtt_broker.host}:{mqtt_broker.port}", "--admin-port",
-        str(admin_port), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        str(admin_port), "--mdns-suffix", MDNS_SUFFIX, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert process.stdout is not None and process.stderr is not None
     try:
@@ -65,6 +68,7 @@ mqtt_intake = false
 
 [discovery]
 poll_s = {POLL_S}
+mdns_names = ["*-{MDNS_SUFFIX}"]
 """)
     return path, api_port
 

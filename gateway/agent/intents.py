@@ -18,18 +18,19 @@ import re
 import string
 import textwrap
 import tomllib
-import unicodedata
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 from hassil import Intents, recognize, recognize_best
-from hassil.intents import TextSlotList, TextSlotValue
+from hassil.intents import SlotList, TextSlotList, TextSlotValue
 
 from gateway.agent.numbers import normalize_numbers
 from gateway.agent.retrieval import CJK, language_of, vocabulary, words
+from gateway.devices.capabilities import IntentTemplates
 from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
+from gateway.untrusted import one_line
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ def _sentences(language: str) -> Intents:
     import home_assistant_intents
 
     data = home_assistant_intents.get_intents(language)
+    if data is None:
+        raise LookupError(f"home-assistant-intents has no sentences for {language}")
     data["intents"] = {name: intent for name, intent in data["intents"].items() if name in HANDLED}
     extra = tomllib.loads((importlib.resources.files("gateway.agent") / "sentences.toml").read_text("utf-8"))
     for entry in extra.get(language, []):
@@ -82,8 +85,9 @@ class LocalPlan:
         answers = vocabulary()["answers"][self.language]
         if len(self.devices) > 1:
             names = answers["separator"].join(device.name for device in self.devices)
-            return answers["several"][self.action].format(count=len(self.devices), names=names, **self.params)
-        template = answers.get(f"{self.action}_{self.domain}", answers[self.action])
+            several: str = answers["several"][self.action]
+            return several.format(count=len(self.devices), names=names, **self.params)
+        template: str = answers.get(f"{self.action}_{self.domain}", answers[self.action])
         return template.format(name=self.device.name, value=value, place=self.place or self.device.area,
                                **self.params)
 
@@ -147,7 +151,7 @@ class LocalIntents:
         return next((reason for reason, pattern in self._refusals.items() if pattern.search(folded)), None)
 
     # slot lists: every name and area the command may use, in English and in Chinese
-    def _slot_lists(self, devices: list[Device]) -> dict[str, TextSlotList]:
+    def _slot_lists(self, devices: list[Device]) -> dict[str, SlotList]:
         by_text: dict[tuple[str, str], list[str]] = {}
         for device in devices:
             doc = self.docs.get(device.kind)
@@ -218,13 +222,13 @@ class LocalIntents:
         if action is None or (len(targets) > 1 and action not in self._several[language]):
             return None  # "are the kitchen lights on?": a question about several is the model's
         return LocalPlan(action, targets, self._code(action, targets, dict(params)), language, dict(params),
-                         place=str(entities.get("area", "")), domain=self._doc(targets[0]).intents.domain or "")
+                         place=str(entities.get("area", "")), domain=self._templates(targets[0]).domain or "")
 
     def _code(self, action: str, targets: list[Device], params: dict[str, Any]) -> str:
         """The sandbox code: the doc's template for each device, then final_answer. For several devices each is
         tried, so one offline light does not keep the others on, and a failure still ends the task failed."""
         values = {name: repr(value) for name, value in params.items()}
-        steps = [(device, string.Template(getattr(self._doc(device).intents, action)).substitute(values))
+        steps = [(device, string.Template(getattr(self._templates(device), action)).substitute(values))
                  for device in targets]
         if len(steps) == 1:
             device, step = steps[0]
@@ -258,8 +262,8 @@ class LocalIntents:
             return [device for device in devices if self._in_domain(device, "light")] or None
         in_area = [device for device in devices if device.area.casefold() == area.casefold()]
         if intent == "HassClimateGetTemperature":
-            wanted = [device for device in in_area if self._doc(device) and self._doc(device).intents.read_temperature]
-            sensors = [device for device in wanted if self._doc(device).intents.domain == "sensor"]
+            wanted = [device for device in in_area if self._templates(device).read_temperature]
+            sensors = [device for device in wanted if self._templates(device).domain == "sensor"]
             return sensors or wanted or None  # a room sensor says more about the room than a radiator's valve
         if isinstance(domain, str):
             return [device for device in in_area if self._in_domain(device, domain)] or None
@@ -267,23 +271,20 @@ class LocalIntents:
 
     def _in_domain(self, device: Device, domain: str) -> bool:
         """Of that domain by its doc; a light is also a switch named one ("Garage Ceiling Light" on a relay)."""
-        doc = self._doc(device)
-        if doc is None:
-            return False
-        if domain == "light" and doc.intents.domain == "switch":
+        templates = self._templates(device)
+        if domain == "light" and templates.domain == "switch":
             return any(_mentions(name, self._light_words) for name in (device.name, *device.aliases))
-        return doc.intents.domain == domain
+        return templates.domain == domain
 
-    def _doc(self, device: Device) -> Any:
-        return self.docs.get(device.kind)
+    def _templates(self, device: Device) -> IntentTemplates:
+        """Its doc's fast-path templates; none at all for a kind without a doc."""
+        doc = self.docs.get(device.kind)
+        return doc.intents if doc else IntentTemplates()
 
     def _action(self, intent: str, entities: dict[str, Any],
                 device: Device) -> tuple[str | None, tuple[tuple[str, Any], ...]]:
         """The doc's template to run and its parameters (hashable, so several devices' can be compared)."""
-        doc = self._doc(device)
-        if doc is None:
-            return None, ()
-        templates = doc.intents
+        templates = self._templates(device)
         if intent in ("HassTurnOn", "HassTurnOff"):
             on = intent == "HassTurnOn"
             action = {"lock": "lock" if on else "unlock", "cover": "open" if on else "close"}.get(
@@ -307,12 +308,9 @@ class LocalIntents:
 
 
 def plain(text: str) -> str:
-    """Device text as people say it: casefolded, without terminal escape sequences, control or format characters,
-    whitespace collapsed ("\\x1b[31mRed Lamp\\x1b[0m" is "red lamp")."""
-    text = ANSI_ESCAPE.sub("", text)
-    kept = "".join(" " if unicodedata.category(char) == "Cc" else char for char in text
-                   if unicodedata.category(char) != "Cf")
-    return " ".join(kept.casefold().split())
+    """Device text as people say it: one line, casefolded, without terminal escape sequences ("\\x1b[31mRed
+    Lamp\\x1b[0m" is "red lamp")."""
+    return one_line(ANSI_ESCAPE.sub("", text), limit=None).casefold()
 
 
 def _mentions(text: str, words: list[str]) -> bool:

@@ -20,6 +20,7 @@ from typing import Any
 
 from gateway.agent.tokens import estimate_tokens
 from gateway.config import LLMSection
+from gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ BACKOFF_MAX_S = 20.0
 CHARS_PER_TOKEN_CAP = 8
 
 
-class LLMError(Exception):
+class LLMError(GatewayError):
     """The model could not be used; the message says why and what to change."""
 
 
@@ -172,7 +173,7 @@ def _retry_delay(exc: Exception, attempt: int) -> float:
             return min(float(header), BACKOFF_MAX_S)
         except ValueError:
             pass
-    return min(BACKOFF_BASE_S * 2 ** (attempt - 1), BACKOFF_MAX_S) * random.uniform(0.8, 1.2)
+    return min(BACKOFF_BASE_S * 2.0 ** (attempt - 1), BACKOFF_MAX_S) * random.uniform(0.8, 1.2)
 
 
 def _describe(exc: Exception) -> str:

@@ -6,9 +6,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway.agent.loop import EventSink, Progress, TaskEvent, new_calls, truncate
+from gateway.agent.loop import new_calls, truncate
 from gateway.sandbox.session import SandboxSession
 from gateway.store import StepRecord, Store
+from gateway.tasks import EventSink, Progress, TaskEvent
 
 OBSERVATION_LIMIT = 4000
 

@@ -10,7 +10,6 @@ What the code printed carries device replies: the model reads it inside an <obse
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +21,7 @@ from gateway.agent.tokens import estimate_tokens
 from gateway.config import AgentSection
 from gateway.sandbox.session import Execution, SandboxSession
 from gateway.store import StepRecord, Store
+from gateway.tasks import EventSink, Progress, TaskEvent
 
 STOP = ["Observation:"]
 EMPTY_REPLY = ("Your reply held no code and no answer. Write a thought and one ```python block, or FINAL ANSWER: "
@@ -35,34 +35,6 @@ NOTHING_RAN = ("No device was read or called yet, so this answer stands on nothi
                "that does the task with the device methods, and call final_answer in it. If no device can do it, "
                "say so with final_answer.")
 FAILURES_TO_GIVE_UP = 3
-
-
-@dataclass
-class TaskEvent:
-    task_id: str
-    kind: str  # delta | retry | code | observation | answer
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-EventSink = Callable[[TaskEvent], None]
-
-
-@dataclass
-class Progress:
-    """What a task has done so far; kept current so an interrupted run can still be recorded."""
-
-    turns: int = 0
-    calls: int = 0  # device calls that succeeded
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    answer: str | None = None
-    status: str = "running"
-    error: str | None = None
-    processed_locally: bool = False
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
 
 
 def new_calls(store: Store, task_id: str, seen: int) -> list[dict[str, Any]]:
@@ -156,11 +128,11 @@ class AgentLoop:
                               llm_ms=completion.duration_ms, prompt_tokens=completion.prompt_tokens,
                               completion_tokens=completion.completion_tokens, prompt_estimate=estimate)
             if reply.code is None:
-                pushback = EMPTY_REPLY if not reply.answer else NOTHING_RAN if judge.unfounded() else None
-                if pushback is None:
+                if reply.answer and not judge.unfounded():
                     self.store.add_step(step)
                     self._finish(task_id, progress, judge.answer(reply.answer), emit)
                     return
+                pushback = NOTHING_RAN if reply.answer else EMPTY_REPLY
                 self._observed(step, pushback, "no code", [], emit)
                 estimate = self._grown(estimate, completion, self._append(messages, completion.text,
                                                                           f"Observation: {pushback}"))

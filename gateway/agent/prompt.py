@@ -16,8 +16,7 @@ code. Device-supplied text only ever appears quoted inside the delimited <device
 from __future__ import annotations
 
 import importlib.resources
-import json
-import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gateway.agent.retrieval import Retriever
@@ -26,7 +25,8 @@ from gateway.agent.tokens import estimate_tokens
 from gateway.devices.docs import DeviceDoc, DocLibrary
 from gateway.devices.model import Device
 from gateway.devices.registry import slugify
-from gateway.sandbox.handles import DOMAIN_CLASSES, NATIVE
+from gateway.sandbox.jobside.handles import DOMAIN_CLASSES, NATIVE
+from gateway.untrusted import fenced, prompt_token
 
 NAME_LIMIT = 60
 MESSAGE_OVERHEAD_TOKENS = 4  # role and separators per chat message
@@ -45,24 +45,9 @@ class Prompt:
     omitted: int = 0
 
 
-def clean(text: str, limit: int) -> str:
-    """Untrusted text as one quoted line: control and format characters removed, length-limited."""
-    kept = "".join(" " if char in "\t\n\r" else char for char in text
-                   if unicodedata.category(char) not in ("Cc", "Cf") or char in "\t\n\r")
-    kept = " ".join(kept.split())
-    if len(kept) > limit:
-        kept = kept[: limit - 1] + "…"
-    # Escaped angle brackets: device text can never close the block it sits in.
-    return json.dumps(kept, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
-
-
 def fence(output: str) -> str:
-    """A job's output (device replies among it) as a data block for the model: control characters other than
-    newline and tab escaped, angle brackets as HTML entities, so nothing inside can close the block or pass for a
-    chat template's tokens (<|im_start|>)."""
-    kept = "".join(char if char in "\n\t" or unicodedata.category(char) != "Cc" else char.encode("unicode_escape")
-                   .decode() for char in output)
-    return f"<observation>\n{kept.replace('<', '&lt;').replace('>', '&gt;')}\n</observation>"
+    """A job's output (device replies among it) as an <observation> data block for the model."""
+    return fenced(output, "observation")
 
 
 def class_name(kind: str, docs: DocLibrary) -> str:
@@ -75,11 +60,11 @@ def inventory_line(device: Device, docs: DocLibrary) -> str:
     the aliases people use: `desk_lamp: TasmotaDimmer [office] "Reading Lamp" aka "desk light"`."""
     fields = [f"{device.id}: {class_name(device.kind, docs)}"]
     if device.area and not device.id.startswith(slugify(device.area) + "_"):
-        fields.append(f"[{clean(device.area, 30)[1:-1]}]")
+        fields.append(f"[{prompt_token(device.area, 30)[1:-1]}]")
     if slugify(device.name) != device.id:
-        fields.append(clean(device.name, NAME_LIMIT))
+        fields.append(prompt_token(device.name, NAME_LIMIT))
     if device.aliases:
-        fields.append("aka " + ", ".join(clean(alias, 30) for alias in device.aliases[:3]))
+        fields.append("aka " + ", ".join(prompt_token(alias, 30) for alias in device.aliases[:3]))
     return " ".join(fields)
 
 
@@ -114,7 +99,7 @@ class PromptBuilder:
         self._stubs = {kind: class_stub(doc) for kind, doc in docs.docs.items()}
         self._stub_tokens = {kind: estimate_tokens(stub) + 1 for kind, stub in self._stubs.items()}
 
-    def build(self, task: str, devices: list[Device], skills: list[Skill] = ()) -> Prompt:
+    def build(self, task: str, devices: list[Device], skills: Sequence[Skill] = ()) -> Prompt:
         skill_section = ("Saved skills, functions you can call:\n```python\n"
                          + "\n".join(skill.stub() for skill in skills) + "\n```") if skills else ""
         chosen = self._choose(task, devices, estimate_tokens(skill_section))

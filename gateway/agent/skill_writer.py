@@ -16,6 +16,7 @@ from gateway.agent.parse import parse_reply
 from gateway.agent.prompt import class_stub, fence, prompt_file
 from gateway.agent.skills import Skill, SkillError, SkillLibrary, check_skill
 from gateway.devices.docs import DocLibrary
+from gateway.errors import GatewayError
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ ATTEMPTS = 3
 REQUEST = "Save as a skill: {task}"
 
 
-class SkillWriteError(Exception):
+class SkillWriteError(GatewayError):
     """The task cannot become a skill; the message says why."""
 
 

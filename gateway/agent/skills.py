@@ -25,25 +25,30 @@ from __future__ import annotations
 import ast
 import builtins
 import logging
+import math
 import re
 import symtable
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from gateway.agent.numbers import normalize_numbers
+from gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{1,60}$")
 JOB_GLOBALS = {"devices", "sleep", "DeviceError", "final_answer"}
 PARAMETER_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+TRUE_WORDS = ("true", "on", "yes", "1")
+FALSE_WORDS = ("false", "off", "no", "0")
 # Names an annotation may use: evaluating them when the def runs calls nothing.
 ANNOTATION_NAMES = {*PARAMETER_TYPES, "list", "dict", "tuple", "set", "bytes", "object"}
 
 
-class SkillError(ValueError):
+class SkillError(GatewayError, ValueError):
     """A skill that does not check out; the message names the file and the problem."""
 
 
@@ -76,7 +81,8 @@ class Skill:
             found = pattern.match(spoken)
             if found:
                 try:
-                    return {name: _convert(value, self.params[name]) for name, value in found.groupdict().items()}
+                    return {name: convert_parameter(value.strip().rstrip("%"), self.params[name])
+                            for name, value in found.groupdict().items()}
                 except (KeyError, ValueError):
                     continue
         return None
@@ -86,14 +92,24 @@ def _normalise(text: str) -> str:
     return " ".join(re.sub(r"[^\w%°.\-]+", " ", normalize_numbers(text).casefold()).split())
 
 
-def _convert(value: str, kind: str) -> Any:
-    value = value.strip().rstrip("%")
-    if kind == "bool":
-        return value in ("on", "true", "yes", "1")
-    return PARAMETER_TYPES[kind](value)
+def convert_parameter(value: Any, kind: str) -> Any:
+    """`value` (words from a command or a command line, or a JSON value) as a parameter of type `kind`; raises
+    ValueError when it is none: an unknown yes/no word, a number that is not one or not finite."""
+    if kind == "bool" and isinstance(value, str):
+        word = value.strip().casefold()
+        if word not in TRUE_WORDS + FALSE_WORDS:
+            raise ValueError(f"expected one of {', '.join(TRUE_WORDS + FALSE_WORDS)}")
+        return word in TRUE_WORDS
+    try:
+        converted = PARAMETER_TYPES[kind](value)
+    except (TypeError, OverflowError) as exc:  # OverflowError: int(1e400)
+        raise ValueError(str(exc)) from None
+    if kind == "float" and not math.isfinite(converted):  # "inf", "nan", "1e400"
+        raise ValueError("not a finite number")
+    return converted
 
 
-def check_skill(name: str, source: str, other_skills: set[str] = frozenset()) -> Skill:
+def check_skill(name: str, source: str, other_skills: Collection[str] = frozenset()) -> Skill:
     """Parse and vet a skill's source; raises SkillError saying what is wrong."""
     if not NAME.match(name):
         raise SkillError(f"{name!r}: a skill's name is lowercase letters, digits and _ (2-61 characters)")
@@ -231,7 +247,8 @@ class SkillLibrary:
         self.directory.mkdir(parents=True, exist_ok=True)
         paths = sorted(self.directory.glob("*.py"))
         names = frozenset(path.stem for path in paths)
-        skills, errors = [], []
+        skills: list[Skill] = []
+        errors: list[str] = []
         for path in paths:
             try:
                 stat = path.stat()
@@ -244,14 +261,17 @@ class SkillLibrary:
                 if isinstance(seen[1], str):
                     log.warning("skill skipped: %s", seen[1])
                 self._checked[path.stem] = seen
-            (skills if isinstance(seen[1], Skill) else errors).append(seen[1])
+            if isinstance(seen[1], Skill):
+                skills.append(seen[1])
+            else:
+                errors.append(seen[1])
         self.errors = errors
         return skills
 
     @staticmethod
     def _check(path: Path, names: frozenset[str]) -> Skill | str:
         try:
-            return check_skill(path.stem, path.read_text(encoding="utf-8"), set(names - {path.stem}))
+            return check_skill(path.stem, path.read_text(encoding="utf-8"), names - {path.stem})
         except (SkillError, UnicodeDecodeError, OSError) as error:
             return str(error)
 

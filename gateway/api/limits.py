@@ -77,7 +77,9 @@ class CappedSite(web.BaseSite):
         """The bound port (the requested one may be 0: any free port)."""
         if self._server is None:
             return self.requested_port
-        return self._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        # aiohttp types _server as AbstractServer, which has no sockets; the site made an asyncio.Server
+        port: int = self._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return port
 
     @property
     def open_connections(self) -> int:

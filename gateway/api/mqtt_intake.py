@@ -19,11 +19,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.agent.loop import TaskEvent
-from gateway.discovery.text import valid_topic
 from gateway.policy import ConfirmationRequest, answered_elsewhere
 from gateway.runner import Busy, RunningTask, TaskRunner
-from gateway.transports.mqtt import Message, MqttTransport, Subscription, topic_matches
+from gateway.tasks import TaskEvent
+from gateway.transports.mqtt import MqttTransport, Subscription
+from gateway.transports.mqtt_message import Message
+from gateway.untrusted import topic_matches, valid_topic
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class MqttIntake:
         self._subscriptions = [await self.mqtt.subscribe(f"{self.prefix}/task", self._task),
                                await self.mqtt.subscribe(f"{self.prefix}/confirm/+/set", self._answer)]
         self.runner.listeners.append(self._task_event)
-        self.runner.gateway.confirmations.listeners.append(self._confirmation)
+        self.runner.gateway.watch_confirmations(self._confirmation)
 
     def stop(self) -> None:
         for subscription in self._subscriptions:
@@ -86,7 +87,7 @@ class MqttIntake:
 
     def _owned_by_a_device(self, topic: str) -> bool:
         """Results must not land on a device's topics, where they would be taken as commands."""
-        return any(topic_matches(owned, topic) for device in self.runner.gateway.registry.all()
+        return any(topic_matches(owned, topic) for device in self.runner.gateway.devices()
                    for owned in device.topics)
 
     def _task_event(self, task: RunningTask, event: TaskEvent) -> None:
@@ -112,4 +113,4 @@ class MqttIntake:
         if not isinstance(value, bool):
             log.warning("ignored an answer on %s: expected yes, no or {\"approve\": true|false}", message.topic)
             return
-        self.runner.gateway.confirmations.answer(request_id, value, channel="mqtt")
+        self.runner.gateway.answer_confirmation(request_id, value, channel="mqtt")

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from gateway.api import models
+from gateway.api.routes import Route
 
 # Answers any route may give, besides its own.
 COMMON_ERRORS = (("400", "invalid request: the message names the field or parameter and what it takes"),
@@ -27,7 +28,7 @@ def _schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _request_body(route: Any, components: dict[str, Any]) -> dict[str, Any] | None:
+def _request_body(route: Route, components: dict[str, Any]) -> dict[str, Any] | None:
     if route.body is not None:
         return {"required": True, "content": {route.media_type: {"schema": _schema(route.body, components)}}}
     if route.media_type is not None:
@@ -35,11 +36,11 @@ def _request_body(route: Any, components: dict[str, Any]) -> dict[str, Any] | No
     return None
 
 
-def _success(route: Any, components: dict[str, Any]) -> dict[str, Any]:
+def _success(route: Route, components: dict[str, Any]) -> dict[str, Any]:
     if route.status == 204:
         return {"description": route.summary}
     if route.stream:
-        content = {"text/event-stream": {"schema": {"type": "string"}}}
+        content: dict[str, Any] = {"text/event-stream": {"schema": {"type": "string"}}}
     elif route.response is not None:
         schema = _schema(route.response, components)
         content = {"application/json": {"schema": {"type": "array", "items": schema} if route.many else schema}}
@@ -48,7 +49,7 @@ def _success(route: Any, components: dict[str, Any]) -> dict[str, Any]:
     return {"description": route.summary, "content": content}
 
 
-def _operation(route: Any, components: dict[str, Any], error: dict[str, Any]) -> dict[str, Any]:
+def _operation(route: Route, components: dict[str, Any], error: dict[str, Any]) -> dict[str, Any]:
     operation: dict[str, Any] = {"operationId": route.handler, "summary": route.summary,
                                  "responses": {str(route.status): _success(route, components)}}
     parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -74,7 +75,7 @@ def _operation(route: Any, components: dict[str, Any], error: dict[str, Any]) ->
     return operation
 
 
-def build_spec(routes: list[Any], cookie: str) -> dict[str, Any]:
+def build_spec(routes: list[Route], cookie: str) -> dict[str, Any]:
     """`cookie`: the name of this install's page cookie, which carries the same token as the bearer header."""
     components: dict[str, Any] = {}
     error = _schema(models.ErrorBody, components)

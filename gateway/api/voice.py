@@ -5,12 +5,13 @@ from __future__ import annotations
 import importlib
 
 from gateway.config import SttSection
+from gateway.errors import GatewayError
 
 EXTENSIONS = {"audio/wav": "wav", "audio/x-wav": "wav", "audio/webm": "webm", "audio/ogg": "ogg",
               "audio/mpeg": "mp3", "audio/mp4": "m4a", "audio/flac": "flac"}
 
 
-class VoiceUnavailable(Exception):
+class VoiceUnavailable(GatewayError):
     """No transcription endpoint is configured; the message says how to configure one."""
 
 
@@ -34,4 +35,5 @@ class Transcriber:
                 **({"language": self.settings.language} if self.settings.language else {}))
         finally:
             await client.close()
-        return result.text
+        text: str = result.text  # the openai package is imported by name: it is optional
+        return text

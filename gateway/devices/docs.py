@@ -4,6 +4,8 @@ The front matter is for the gateway (transport, owned topics, ...); the body is 
 Shipped docs live in the top-level device_docs/ folder (gateway/device_docs links to it, so a wheel carries
 them as package data); users add or override kinds in `<data_dir>/device_docs/`.
 A doc with an error is reported by file and line, and the others still load.
+What a doc's tables mean lives beside it: actions, danger rules and [[calls]] in actions.py, methods, properties
+and intents in capabilities.py.
 """
 
 from __future__ import annotations
@@ -13,193 +15,19 @@ import importlib.resources
 import re
 import textwrap
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gateway.devices.actions import CallReading, DangerRule
+from gateway.devices.capabilities import HANDLE_ATTRIBUTES, IDENTIFIER, IntentTemplates, Method, Property
 from gateway.devices.model import Transport
 from gateway.textfile import UnreadableFile, read_text
 
 FRONT_MATTER = re.compile(r"\A\+\+\+[ \t]*\n(.*?)\n\+\+\+[ \t]*\n?(.*)\Z", re.DOTALL)
-
-
-# The canonical actions: what a device does, whatever a native call looks like. Each protocol's reader in
-# gateway/policy/protocols/ turns a native call into these, and danger rules, [[calls]] and methods name them.
-# name -> (what it means, unit of its value).
-ACTIONS: dict[str, tuple[str, str]] = {
-    "read": ("reads or queries; changes nothing", ""),
-    "output_on": ("switches an output on: a relay, a plug, a light, a supply's output", ""),
-    "output_off": ("switches an output off", ""),
-    "output_toggle": ("flips an output, so a rule on output_on or output_off holds for it", ""),
-    "set_voltage": ("sets a supply's voltage", "V"),
-    "set_current": ("sets a supply's current limit", "A"),
-    "set_ovp": ("sets a supply's over-voltage protection level", "V"),
-    "set_ocp": ("sets a supply's over-current protection level", "A"),
-    "protection_on": ("arms a protection (value: ovp or ocp)", ""),
-    "protection_off": ("disarms a protection (value: ovp or ocp)", ""),
-    "select_channel": ("selects the channel later commands apply to", ""),
-    "set_brightness": ("sets a light's brightness", "%"),
-    "set_color_temp": ("sets a light's white colour temperature", "K"),
-    "set_color": ("sets a light's colour", ""),
-    "set_temperature": ("sets the temperature to heat or cool to", "°C"),
-    "set_mode": ("sets a thermostat's or heater's mode (value: off, heat, auto...)", ""),
-    "set_speed": ("sets a fan's speed", "%"),
-    "set_position": ("moves a cover to a position, 0 closed and 100 open", "%"),
-    "open": ("opens a cover", ""),
-    "close": ("closes a cover", ""),
-    "stop": ("stops a cover", ""),
-    "lock": ("locks a lock", ""),
-    "unlock": ("unlocks or unlatches a lock", ""),
-    "configure": ("changes a setting of the device (value: which)", ""),
-    "firmware_update": ("installs new firmware", ""),
-    "reboot": ("restarts the device", ""),
-    "factory_reset": ("erases the device's configuration", ""),
-    "unknown": ("a native call the gateway could not read; asks on a device with danger rules", ""),
-}
-# A rule on one of these also holds for the action that may do it.
-IMPLIED: dict[str, tuple[str, ...]] = {"output_toggle": ("output_on", "output_off")}
-COMPARISON = re.compile(r"^\s*(?P<name>[a-z][a-z0-9_]*)\s*(?:(?P<op>==|!=|>=|<=|>|<)\s*(?P<operand>\S.*?))?\s*$")
-ORDERING = {">", ">=", "<", "<="}
-# What rules named before: how a call is spelled, which the model could vary at will.
-SPELLING_KEYS = ("rpc", "method", "path", "params", "topic", "payload", "json", "command", "above", "below")
-
-
-def known_action(name: str) -> str:
-    if name not in ACTIONS:
-        raise ValueError(f"unknown action {name!r}; the actions are {', '.join(ACTIONS)}")
-    return name
-
-
-@dataclass(frozen=True)
-class Condition:
-    """`set_voltage > 12` parsed: the action's name, and a comparison of its value (none: any value)."""
-
-    action: str
-    op: str | None = None
-    operand: float | str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Condition:
-        found = COMPARISON.match(text)
-        if not found:
-            raise ValueError(f"expected an action and an optional comparison, such as \"output_on\", "
-                             f"\"set_voltage > 12\" or \"set_mode == heat\", got {text!r}")
-        op, operand = found["op"], found["operand"]
-        if operand is None:
-            return cls(known_action(found["name"]))
-        number = _float(operand)
-        if op in ORDERING and number is None:
-            raise ValueError(f"{text!r}: {op} compares numbers, and {operand!r} is not one")
-        return cls(known_action(found["name"]), op, number if number is not None else operand.strip("\"'"))
-
-
-def _float(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-class DangerRule(BaseModel):
-    """What needs a person's yes (or is refused, or allowed): an action the device would perform, never how the
-    call that asks for it is spelled. `when` names a canonical action and may compare its value (`set_voltage > 12`,
-    `set_mode == heat`); `channel` narrows it to one output (an action whose channel the command itself does not
-    name still counts)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    when: str = Field(description='an action, optionally compared: "output_on", "set_voltage > 12"')
-    channel: int | None = Field(None, ge=0)
-    action: Literal["confirm", "deny", "allow"] = "confirm"
-    reason: str = Field(min_length=1, max_length=200)
-    _condition: Condition = PrivateAttr()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_spellings(cls, data: Any) -> Any:
-        spelled = [key for key in SPELLING_KEYS if isinstance(data, dict) and key in data]
-        if spelled:
-            raise ValueError(f"{spelled[0]}: a rule names what the device does, not how a call is spelled (the "
-                             f"model can spell it another way): write when = \"set_voltage > 12\", \"output_on\", "
-                             f"\"unlock\"... instead")
-        return data
-
-    @field_validator("when")
-    @classmethod
-    def _parses(cls, when: str) -> str:
-        Condition.parse(when)
-        return when
-
-    def model_post_init(self, context: Any) -> None:
-        self._condition = Condition.parse(self.when)
-
-    @property
-    def condition(self) -> Condition:
-        return self._condition
-
-
-class CallReading(BaseModel):
-    """How a native call reads as an action, for a kind without a protocol reader of its own (`[[calls]]`).
-
-    http: `method` (any but GET when left out) and `path` (a glob); mqtt: `topic` ({base_topic} filled in) and
-    `payload` (the text, in any case); serial: `command` (a regular expression the whole line must match; a group
-    `value` is the action's value). http and mqtt: `json` holds values the JSON body or payload must have (by JSON
-    pointer, e.g. "/lights/0/on"), `value` points at the action's value (the call must carry it), times `scale` (or
-    `per` divided by it).
-    A call that no entry reads is `unknown`; an http GET no entry names is `read`.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    does: str
-    channel: int | None = Field(None, ge=0)
-    method: str | None = None
-    path: str | None = Field(None, pattern=r"^/")
-    topic: str | None = None
-    payload: str | None = None
-    command: str | None = None
-    json_values: dict[str, Any] = Field({}, alias="json")
-    value: str | None = None
-    scale: float = 1.0
-    per: float | None = Field(None, description="the value is per / what the call carries (mireds to kelvin: "
-                                                 "per = 1000000)")
-
-    @field_validator("does")
-    @classmethod
-    def _known(cls, does: str) -> str:
-        return known_action(does)
-
-    @field_validator("command")
-    @classmethod
-    def _regex(cls, command: str | None) -> str | None:
-        try:
-            re.compile(command or "")
-        except re.error as error:
-            raise ValueError(f"bad regular expression {command!r}: {error}") from None
-        return command
-
-    @field_validator("json_values")
-    @classmethod
-    def _pointers(cls, values: dict[str, Any]) -> dict[str, Any]:
-        for pointer in values:
-            if not pointer.startswith("/"):
-                raise ValueError(f"{pointer!r}: a JSON pointer starts with '/', e.g. \"/lights/0/on\"")
-        return values
-
-    @model_validator(mode="after")
-    def _one_transport(self) -> CallReading:
-        named = [key for key in ("path", "topic", "command") if getattr(self, key) is not None]
-        if len(named) != 1:
-            raise ValueError("a [[calls]] entry names one of path (http), topic (mqtt) or command (serial)")
-        if self.value is not None and self.command is not None:
-            raise ValueError("value: a serial command's value is the regular expression's group `value`")
-        if self.value not in (None, "") and not self.value.startswith("/"):
-            raise ValueError(f"value {self.value!r}: a JSON pointer starts with '/', e.g. \"/target_c\" (\"\" is "
-                             f"the whole payload)")
-        return self
 
 
 Protocol = Literal["scpi_psu", "scpi_dmm", "korad", "zigbee2mqtt", "homeassistant", "shelly", "tasmota"]
@@ -210,9 +38,10 @@ class MatchRule(BaseModel):
     """How discovery recognises this kind. Every given field must hold; the most specific matching rule wins.
 
     mdns: `type` (service type), `name` (glob on the instance name), `txt` (globs on TXT values), then `probe`:
-    a GET of that path must answer JSON holding `probe_fields` (its `probe_name` key names the device). zigbee2mqtt: `exposes` (expose types or
-    properties that must all be present). tasmota: `fields` (values in the discovery config; a list means any of
-    them). homeassistant: `component` (the main entity's platform). serial: `idn` (regex on the *IDN? reply).
+    a GET of that path must answer JSON holding `probe_fields` (its `probe_name` key names the device).
+    zigbee2mqtt: `exposes` (expose types or properties that must all be present). tasmota: `fields` (values in the
+    discovery config; a list means any of them). homeassistant: `component` (the main entity's platform). serial:
+    `idn` (regex on the *IDN? reply).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -258,190 +87,6 @@ class MatchRule(BaseModel):
         return True
 
 
-PARAM_SPEC = re.compile(r"^(?P<type>int|float|bool|str)(?:\s+(?:(?P<low>-?[\d.]+)?\.\.(?P<high>-?[\d.]+)?"
-                        r"|(?P<choices>[\w-]+(?:\|[\w-]+)+)))?(?:\s*=\s*(?P<default>\S+))?$")
-IDENTIFIER = r"^[a-z][a-z0-9_]*$"
-# What every handle already has (gateway/sandbox/handles.py): a capability may not hide it.
-HANDLE_ATTRIBUTES = {"id", "name", "area", "kind", "aliases", "online", "state", "api", "base_topic", "topics", "get",
-                     "post", "put", "rpc", "publish", "request", "wait", "query", "write", "transport"}
-ValueType = Literal["int", "float", "bool", "str", "dict", "list"]
-
-
-class Param(BaseModel):
-    """One parameter of a capability method, from a spec such as "float 0..100", "int 1..3 = 1", "str off|heat"."""
-
-    name: str
-    type: Literal["int", "float", "bool", "str"]
-    low: float | None = None
-    high: float | None = None
-    choices: list[str] = []
-    default: Any = None
-    required: bool = True
-
-    @classmethod
-    def parse(cls, name: str, spec: str) -> Param:
-        found = PARAM_SPEC.match(spec.strip())
-        if not found or not re.match(IDENTIFIER, name):
-            raise ValueError(f"parameter {name!r}: expected a spec such as \"float 0..100\", \"int 1..3 = 1\" or "
-                             f"\"str off|auto|heat\", got {spec!r}")
-        kind = found["type"]
-        param = cls(name=name, type=kind, low=_bound(found["low"]), high=_bound(found["high"]),
-                    choices=found["choices"].split("|") if found["choices"] else [])
-        if (param.low is not None or param.high is not None) and kind not in ("int", "float"):
-            raise ValueError(f"parameter {name!r}: a range needs int or float")
-        if found["default"] is not None:
-            param.required = False
-            param.default = _default(kind, found["default"], name)
-        return param
-
-    def render(self) -> str:
-        """As the prompt shows it: `percent: 0..100`, `channel=1`, `mode: off|auto|heat`."""
-        if self.choices:
-            shown = f"{self.name}: {'|'.join(self.choices)}"
-        elif self.low is not None and self.high is not None:
-            shown = f"{self.name}: {_number(self.low)}..{_number(self.high)}"
-        else:
-            shown = f"{self.name}: {self.type}"
-        return shown if self.required else f"{self.name}={self.default!r}"
-
-
-def _bound(text: str | None) -> float | None:
-    return None if text is None else float(text)
-
-
-def _number(value: float | None) -> str:
-    return "" if value is None else (str(int(value)) if value.is_integer() else str(value))
-
-
-def _default(kind: str, text: str, name: str) -> Any:
-    try:
-        return {"int": int, "float": float, "str": str, "bool": lambda word: {"true": True, "false": False}[word]}[
-            kind](text)
-    except (KeyError, ValueError):
-        raise ValueError(f"parameter {name!r}: default {text!r} is not a {kind}") from None
-
-
-class Method(BaseModel):
-    """A capability the model calls as `handle.<name>(...)`: its code is the body of a method in the device's
-    native protocol (`self` is the handle, the parameters are checked and converted before it runs)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    doc: str = Field(min_length=1, max_length=300)
-    params: dict[str, str] = Field({}, description="name -> spec, in call order")
-    returns: ValueType | None = None
-    code: str = Field(min_length=1)
-    does: list[str] = Field([], description="the actions its native calls perform (reads and channel selection "
-                                            "aside), for people and tests: the broker reads the native calls "
-                                            "themselves")
-
-    @field_validator("does")
-    @classmethod
-    def _actions(cls, does: list[str]) -> list[str]:
-        return [known_action(name) for name in does]
-
-    @field_validator("params")
-    @classmethod
-    def _specs(cls, params: dict[str, str]) -> dict[str, str]:
-        for name, spec in params.items():
-            Param.parse(name, spec)
-        return params
-
-    @property
-    def parameters(self) -> list[Param]:
-        return [Param.parse(name, spec) for name, spec in self.params.items()]
-
-    def signature(self, name: str, returns: bool = True) -> str:
-        """`set_color(red, green, blue: 0..255)`: parameters with the same spec share it. The prompt leaves out
-        what a method returns (`measure_voltage()` says it), help() shows it."""
-        params = self.parameters
-        shown = []
-        for param, following in zip(params, [*params[1:], None]):
-            spec = param.render()[len(param.name):]
-            same = following is not None and following.render()[len(following.name):] == spec
-            shown.append(param.name if same else param.name + spec)
-        text = f"{name}({', '.join(shown)})"
-        return f"{text} -> {self.returns}" if self.returns and returns else text
-
-
-class Property(BaseModel):
-    """A reading the model gets as `handle.<name>`: an expression (it may call the device) that gives the value."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    doc: str = Field(min_length=1, max_length=300)
-    type: ValueType
-    unit: str = Field("", max_length=10)
-    code: str = Field(min_length=1)
-
-    def signature(self, name: str, compact: bool = False) -> str:
-        """`temperature: float (°C)`; compact, for the prompt, a unit or a yes/no name says the type:
-        `temperature (°C)`, `is_on`."""
-        if compact and (self.unit or self.type == "bool"):
-            return name + (f" ({self.unit})" if self.unit else "")
-        return f"{name}: {self.type}" + (f" ({self.unit})" if self.unit else "")
-
-
-# The fast path's actions. Statements, except `read*` (expressions whose value answers the question); `dev` is the
-# handle, $level (0-100 %), $temperature (°C) and $position (0-100 %) are filled in. Unset ones come from the
-# capabilities of the same name, so the fast path and the model run the same code.
-DEFAULT_INTENTS = {"turn_on": ("on",), "turn_off": ("off",), "set_level": ("set_brightness",),
-                   "set_temperature": ("set_temperature",), "set_position": ("set_position",), "lock": ("lock",),
-                   "unlock": ("unlock",), "open": ("open",), "close": ("close",),
-                   "increase": ("brighter", "warmer"), "decrease": ("dimmer", "cooler"),
-                   "read_temperature": ("temperature",)}
-INTENT_ARGUMENTS = {"set_level": "$level", "set_temperature": "$temperature", "set_position": "$position"}
-
-
-class IntentTemplates(BaseModel):
-    """Code for the local fast path (no model), written against the doc's capabilities. `increase`/`decrease` are
-    what "brighter", "warmer", "turn up" mean for this kind (by default its brighter()/warmer() and
-    dimmer()/cooler() methods); without them the fast path leaves such commands to the model."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    domain: Literal["light", "switch", "fan", "climate", "lock", "cover", "sensor", "binary_sensor"] | None = None
-    turn_on: str | None = None
-    turn_off: str | None = None
-    set_level: str | None = None
-    set_temperature: str | None = None
-    set_position: str | None = None
-    lock: str | None = None
-    unlock: str | None = None
-    open: str | None = None
-    close: str | None = None
-    increase: str | None = None
-    decrease: str | None = None
-    read: str | None = None
-    read_temperature: str | None = None
-
-    @model_validator(mode="after")
-    def _python(self) -> IntentTemplates:
-        for name in type(self).model_fields:
-            template = getattr(self, name)
-            if name != "domain" and template is not None:
-                code = template.replace("$level", "1").replace("$temperature", "1").replace("$position", "1")
-                try:
-                    compile(code, f"intents.{name}", "eval" if name.startswith("read") else "exec")
-                except SyntaxError as error:
-                    raise ValueError(f"intents.{name} is not valid Python: {error.msg}") from None
-        return self
-
-    def with_defaults(self, methods: dict[str, Method], properties: dict[str, Property]) -> IntentTemplates:
-        filled = {}
-        for action, members in DEFAULT_INTENTS.items():
-            if getattr(self, action) is not None:
-                continue
-            for member in members:
-                if member in methods:
-                    filled[action] = f"dev.{member}({INTENT_ARGUMENTS.get(action, '')})"
-                    break
-                if member in properties and action.startswith("read"):
-                    filled[action] = f"dev.{member}"
-                    break
-        return self.model_copy(update=filled)
-
-
 class DeviceDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -473,7 +118,8 @@ class DeviceDoc(BaseModel):
 
     @model_validator(mode="after")
     def _capabilities(self) -> DeviceDoc:
-        for name, member in [*self.methods.items(), *self.properties.items()]:
+        members: list[tuple[str, Method | Property]] = [*self.methods.items(), *self.properties.items()]
+        for name, member in members:
             where = f"{'methods' if name in self.methods else 'properties'}.{name}"
             if not re.match(IDENTIFIER, name) or name in HANDLE_ATTRIBUTES:
                 raise ValueError(f"{where}: a capability needs a lowercase name that no handle already has "
@@ -508,7 +154,7 @@ class DeviceDoc(BaseModel):
         return "".join(part.capitalize() for part in self.kind.split("_"))
 
     def job_spec(self) -> dict[str, Any]:
-        """What a sandbox job needs to build this kind's handle class (see gateway/sandbox/handles.py)."""
+        """What a sandbox job needs to build this kind's handle class (sandbox/jobside/capabilities.py)."""
         return {"class": self.class_name, "title": self.title, "body": self.body, "domain": self.intents.domain,
                 "transport": self.transport,
                 "methods": [{"name": name, "doc": method.doc, "returns": method.returns, "code": method.code,
@@ -529,7 +175,7 @@ class DocLibrary:
     _job_specs: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, extra_dirs: list[Path] = ()) -> DocLibrary:
+    def load(cls, extra_dirs: Iterable[Path] = ()) -> DocLibrary:
         library = cls()
         shipped = importlib.resources.files("gateway.device_docs")
         for entry in sorted(shipped.iterdir(), key=lambda e: e.name):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gateway.devices.docs import DocLibrary
@@ -45,7 +46,7 @@ class StatePoller:
         self._offline_at: dict[str, float] = {}  # when discovery last said a device went away (mDNS goodbye, ...)
         self._unreadable: set[str] = set()  # devices whose last state reply could not be read (logged once)
         self._loop_task: asyncio.Task[None] | None = None
-        self._unsubscribe = None
+        self._unsubscribe: Callable[[], None] | None = None
 
     def start(self) -> None:
         self._unsubscribe = self.registry.subscribe(self._on_event)

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
-from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from gateway.config import DeviceEntry
 from gateway.devices.docs import DocLibrary
+from gateway.devices.holdings import Holdings, TopicTree, claims
 from gateway.devices.model import Device
+from gateway.listeners import Listeners
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -55,120 +56,9 @@ class DeviceEvent:
     device: Device
 
 
-Listener = Callable[[DeviceEvent], None]
-
-
 def slugify(text: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "_", text.casefold()).strip("_")
     return slug or "device"
-
-
-def claims(device: Device) -> list[str]:
-    """The topic filters a device holds: its topics, and everything below its base topic when that is one of them
-    (a Zigbee2MQTT device owns `zigbee2mqtt/<friendly name>` and below, not only the topics its doc uses)."""
-    below = [f"{device.base_topic}/#"] if device.base_topic and device.base_topic in device.topics else []
-    return device.topics + below
-
-
-@dataclass
-class _Level:
-    children: dict[str, _Level] = field(default_factory=dict)
-    holders: dict[str, str] = field(default_factory=dict)  # key -> the filter it holds that ends here
-
-
-class TopicTree:
-    """Topic filters and who holds them, as a tree of topic levels: the holders that overlap a filter are found by
-    walking the levels it shares with them, not by comparing it with every filter held."""
-
-    def __init__(self) -> None:
-        self._root = _Level()
-
-    def add(self, topic_filter: str, holder: str) -> None:
-        node = self._root
-        for level in topic_filter.split("/"):
-            node = node.children.setdefault(level, _Level())
-        node.holders[holder] = topic_filter
-
-    def discard(self, topic_filter: str, holder: str) -> None:
-        path = [self._root]
-        for level in topic_filter.split("/"):
-            if level not in path[-1].children:
-                return
-            path.append(path[-1].children[level])
-        path[-1].holders.pop(holder, None)
-        for parent, level, node in reversed(list(zip(path, topic_filter.split("/"), path[1:]))):
-            if node.holders or node.children:
-                break
-            del parent.children[level]  # prune, or forged devices that come and go would grow the tree for good
-
-    def overlapping(self, topic_filter: str) -> Iterator[tuple[str, str]]:
-        """(holder, filter held) for every held filter that some topic matches along with this one."""
-        return _overlapping(self._root, topic_filter.split("/"))
-
-
-def _overlapping(node: _Level, levels: list[str]) -> Iterator[tuple[str, str]]:
-    if "#" in node.children:  # `a/#` matches `a` itself and everything below it
-        yield from node.children["#"].holders.items()
-    if not levels:
-        yield from node.holders.items()
-        return
-    first, rest = levels[0], levels[1:]
-    if first == "#":
-        yield from _everything(node)
-        return
-    for name, child in node.children.items():
-        if name != "#" and (first == "+" or name in (first, "+")):
-            yield from _overlapping(child, rest)
-
-
-def _everything(node: _Level) -> Iterator[tuple[str, str]]:
-    yield from node.holders.items()
-    for child in node.children.values():
-        yield from _everything(child)
-
-
-class Holdings:
-    """What devices hold, by device key: topic filters, HTTP addresses and serial ports."""
-
-    def __init__(self) -> None:
-        self.topics = TopicTree()
-        self.addresses: dict[tuple[str, int], str] = {}
-        self.ports: dict[str, str] = {}
-
-    def hold(self, device: Device) -> None:
-        for topic_filter in claims(device):
-            self.topics.add(topic_filter, device.key)
-        if device.host and device.port:
-            self.addresses[(device.host, device.port)] = device.key
-        if device.serial_port:
-            self.ports[_port(device.serial_port)] = device.key
-
-    def release(self, device: Device) -> None:
-        for topic_filter in claims(device):
-            self.topics.discard(topic_filter, device.key)
-        if device.host and device.port and self.addresses.get((device.host, device.port)) == device.key:
-            del self.addresses[(device.host, device.port)]
-        if device.serial_port and self.ports.get(_port(device.serial_port)) == device.key:
-            del self.ports[_port(device.serial_port)]
-
-    def clash(self, device: Device, ignored: Collection[str]) -> tuple[str, str, str] | None:
-        """(what it names, the holder's key, what the holder holds) for the first thing another device holds."""
-        for topic_filter in claims(device):
-            for holder, held in self.topics.overlapping(topic_filter):
-                if holder not in ignored:
-                    return f"topic {topic_filter!r}", holder, held
-        address = (device.host, device.port) if device.host and device.port else None
-        if address and self.addresses.get(address, device.key) not in ignored:
-            return f"address {device.host}:{device.port}", self.addresses[address], f"{device.host}:{device.port}"
-        port = _port(device.serial_port) if device.serial_port else None
-        if port and self.ports.get(port, device.key) not in ignored:
-            return f"serial port {device.serial_port}", self.ports[port], port
-        return None
-
-
-def _port(path: str) -> str:
-    """One name per serial port, whichever link to it the config or discovery used."""
-    return os.path.realpath(path)
 
 
 def infer_area(name: str, areas: list[str]) -> str:
@@ -182,15 +72,15 @@ def infer_area(name: str, areas: list[str]) -> str:
 
 
 class Registry:
-    def __init__(self, docs: DocLibrary, store: Store | None = None, overrides: list[DeviceEntry] = (),
-                 areas: list[str] = ()) -> None:
+    def __init__(self, docs: DocLibrary, store: Store | None = None, overrides: Sequence[DeviceEntry] = (),
+                 areas: Sequence[str] = ()) -> None:
         self.docs = docs
         self.store = store
         self.overrides = {entry.id: entry for entry in overrides if entry.id}
         self.areas = list(areas)
         self._devices: dict[str, Device] = {}
         self._ids_by_key: dict[str, str] = {}  # every key ever seen, removed devices included
-        self._listeners: list[Listener] = []
+        self._listeners: Listeners[DeviceEvent] = Listeners("device event")  # one broken one must not stop discovery
         self._dirty: set[str] = set()
         self._flusher: asyncio.TimerHandle | None = None
         self._held = Holdings()
@@ -213,9 +103,10 @@ class Registry:
     def all(self) -> list[Device]:
         return sorted(self._devices.values(), key=lambda device: device.id)
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
+    def subscribe(self, listener: Callable[[DeviceEvent], None]) -> Callable[[], None]:
+        """Be told of every change; returns what stops it."""
         self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+        return lambda: self._listeners.remove(listener)
 
     # persistence
     def load(self) -> int:
@@ -450,12 +341,7 @@ class Registry:
                 self.flush()
 
     def _emit(self, event_type: EventType, device: Device) -> None:
-        event = DeviceEvent(event_type, device)
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:  # one broken subscriber must not stop discovery
-                log.exception("device event listener failed")
+        self._listeners(DeviceEvent(event_type, device))
 
     # devices from the config
     def add_static(self, entries: list[DeviceEntry], source: str) -> list[str]:

@@ -2,6 +2,8 @@
 doc's probe (a GET that must answer the right JSON), and record it as an HTTP device.
 
 Interfaces come from `[discovery] mdns_interfaces`; the default, 127.0.0.1, keeps every packet on this machine.
+Only instances whose name `[discovery] mdns_names` selects are adopted: two simulated homes on one machine share
+loopback mDNS, and each demo takes only its own.
 A service's goodbye marks its device offline (it usually comes back); a failed probe does too. An address
 another device already has (declared in the config, or found first) is refused and logged once per instance.
 """
@@ -9,6 +11,7 @@ another device already has (declared in the config, or found first) is refused a
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 import time
 from typing import Any
@@ -19,8 +22,8 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 from gateway.devices.docs import DeviceDoc, DocLibrary, MatchRule
 from gateway.devices.model import Device
 from gateway.devices.registry import ClaimRefused, DeviceLimit, Registry
-from gateway.discovery.text import clean_text
 from gateway.transports.http import HttpTransport
+from gateway.untrusted import one_line
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +38,13 @@ def instance_of(name: str, service_type: str) -> str:
 
 
 class MdnsDiscovery:
-    def __init__(self, registry: Registry, docs: DocLibrary, http: HttpTransport, interfaces: list[str]) -> None:
+    def __init__(self, registry: Registry, docs: DocLibrary, http: HttpTransport, interfaces: list[str],
+                 names: list[str] | None = None) -> None:
         self.registry = registry
         self.docs = docs
         self.http = http
         self.interfaces = interfaces
+        self.names = [pattern.casefold() for pattern in names or ["*"]]
         self.types = sorted({rule.type for doc in docs.docs.values() for rule in doc.match
                              if rule.source == "mdns" and rule.type})
         self._zeroconf: AsyncZeroconf | None = None
@@ -75,6 +80,9 @@ class MdnsDiscovery:
             await self._zeroconf.async_close()
 
     def _changed(self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
+        instance = instance_of(name, service_type).casefold()
+        if not any(fnmatch.fnmatchcase(instance, pattern) for pattern in self.names):
+            return
         if state_change is ServiceStateChange.Removed:
             key = self._instances.get(instance_of(name, service_type))
             if key is not None:
@@ -105,7 +113,7 @@ class MdnsDiscovery:
         try:
             probed = await self._probe(host, port, rule)
         except (ConnectionError, TimeoutError, ValueError, OSError) as exc:
-            log.warning("%s at %s:%s did not pass the %s probe: %s", clean_text(instance), host, port, doc.kind, exc)
+            log.warning("%s at %s:%s did not pass the %s probe: %s", one_line(instance), host, port, doc.kind, exc)
             self.registry.set_online(key, False)
             return
         if probed is None:
@@ -115,7 +123,7 @@ class MdnsDiscovery:
         except ClaimRefused as exc:
             if instance not in self._refused and len(self._refused) < MAX_REFUSED_LOGGED:
                 self._refused.add(instance)
-                log.warning("mDNS service %s was refused: %s", clean_text(instance), exc)
+                log.warning("mDNS service %s was refused: %s", one_line(instance), exc)
             return
         except DeviceLimit:
             return  # the registry logs that once
@@ -136,9 +144,9 @@ class MdnsDiscovery:
     def _record(self, key: str, doc: DeviceDoc, rule: MatchRule, instance: str, host: str, port: int,
                 txt: dict[str, str], probed: dict[str, Any]) -> None:
         own_name = probed.get(rule.probe_name) if rule.probe_name else None
-        name = clean_text(own_name) if isinstance(own_name, str) and own_name.strip() else clean_text(instance)
+        name = one_line(own_name) if isinstance(own_name, str) and own_name.strip() else one_line(instance)
         self.registry.upsert(Device(key=key, name=name, kind=doc.kind, transport="http", host=host, port=port,
-                                    source="mdns", api={"mdns": clean_text(instance),
-                                                        "txt": {clean_text(k, 40): clean_text(v, 100)
+                                    source="mdns", api={"mdns": one_line(instance),
+                                                        "txt": {one_line(k, 40): one_line(v, 100)
                                                                 for k, v in list(txt.items())[:20]}}))
         self.registry.set_online(key, True)

@@ -1,14 +1,13 @@
 """MQTT discovery: Tasmota discovery, Zigbee2MQTT's bridge/devices, and Home Assistant MQTT discovery.
 
+Each protocol's payload, validated, and the topics it lets a device own live in a module of its own (tasmota.py,
+zigbee2mqtt.py, homeassistant.py); this one listens, keeps what lies between messages (which device topic is
+whose, which entities make a Home Assistant device) and adopts the devices into the registry.
+
 Every payload is untrusted: it is size-limited, validated, its text cleaned, and a malformed one is logged once
 per topic and changes nothing. Each device's record carries the topics it owns, which become its handle's
-allowlist, so discovery decides what a handle can reach: a device owns only topics in its own namespace.
-- Zigbee2MQTT: `<base>/<friendly name>` and everything below it. Only the bridge's devices own topics under
-  `<base>`; `<base>/bridge` is the bridge's own.
-- Tasmota: `<full topic>#` for each of its three prefixes, where the full topic (`ft`, `%prefix%/%topic%/` by
-  default) must hold both the prefix and the device's own topic `t` as whole levels.
-- Home Assistant: the concrete topics its entities name (Home Assistant devices use any topics they like).
-  Availability topics are only read, never owned: bridges share one among their devices.
+allowlist, so discovery decides what a handle can reach: a device owns only topics in its own namespace. Only
+the bridge's devices own topics under the Zigbee2MQTT base topic; `<base>/bridge` is the bridge's own.
 The registry refuses what is already another device's or reserved (the gateway's `pyuse/` topics, `$` topics,
 the discovery prefixes, the Zigbee2MQTT base topic for all but the bridge's devices); such a config is logged
 once and changes nothing. Zigbee2MQTT also publishes Home Assistant configs for its devices; those are skipped
@@ -21,180 +20,26 @@ import asyncio
 import json
 import logging
 import time
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from gateway.config import DiscoverySection
 from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
 from gateway.devices.registry import ClaimRefused, DeviceLimit, Registry
-from gateway.discovery.text import clean_text, valid_topic
-from gateway.transports.mqtt import Message, MqttTransport, Subscription
+from gateway.discovery.homeassistant import HA_COMPONENTS, HA_TOPICS, expand, ha_entity, with_base
+from gateway.discovery.tasmota import TASMOTA_GROUP, TasmotaConfig, tasmota_topic, tasmota_topics
+from gateway.discovery.zigbee2mqtt import Z2mDevice, z2m_device, z2m_exposes, z2m_readable
+from gateway.transports.mqtt import MqttTransport, Subscription
+from gateway.transports.mqtt_message import Message
+from gateway.untrusted import one_line, valid_topic
 
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD = 256 * 1024
 MAX_ENTITIES = 64
 MAX_LOGGED = 1000  # topics whose refusal is logged: forged configs on ever new topics cannot flood the log
-TOPIC_LEVEL = r"^[A-Za-z0-9_.-]+$"
-TASMOTA_GROUP = "tasmotas"  # the GroupTopic Tasmota devices listen on by default
-
-HA_ABBREVIATIONS = {
-    "avty": "availability", "avty_mode": "availability_mode", "avty_t": "availability_topic",
-    "avty_tpl": "availability_template", "bri_cmd_t": "brightness_command_topic", "bri_scl": "brightness_scale",
-    "bri_stat_t": "brightness_state_topic", "clr_temp_cmd_t": "color_temp_command_topic",
-    "clr_temp_stat_t": "color_temp_state_topic", "cmd_t": "command_topic", "cmps": "components",
-    "curr_temp_t": "current_temperature_topic", "dev": "device", "dev_cla": "device_class", "ids": "identifiers",
-    "cns": "connections", "json_attr_t": "json_attributes_topic", "max_temp": "max_temp", "min_temp": "min_temp",
-    "mf": "manufacturer", "mdl": "model", "mode_cmd_t": "mode_command_topic", "mode_stat_t": "mode_state_topic",
-    "modes": "modes", "o": "origin", "obj_id": "object_id", "p": "platform", "pct_cmd_t": "percentage_command_topic",
-    "pct_stat_t": "percentage_state_topic", "pl_avail": "payload_available", "pl_cls": "payload_close",
-    "pl_lock": "payload_lock", "pl_not_avail": "payload_not_available", "pl_off": "payload_off",
-    "pl_on": "payload_on", "pl_open": "payload_open", "pl_stop": "payload_stop", "pl_unlk": "payload_unlock",
-    "pos_t": "position_topic", "sa": "suggested_area", "set_pos_t": "set_position_topic",
-    "stat_locked": "state_locked", "stat_t": "state_topic", "stat_unlocked": "state_unlocked",
-    "stat_val_tpl": "state_value_template", "sw": "sw_version", "t": "topic", "temp_cmd_t": "temperature_command_topic",
-    "temp_stat_t": "temperature_state_topic", "uniq_id": "unique_id", "unit_of_meas": "unit_of_measurement",
-    "val_tpl": "value_template",
-}
-HA_COMPONENTS = ("lock", "climate", "cover", "light", "fan", "switch", "binary_sensor", "sensor")  # main first
-ON_OFF = {"payload_on": "ON", "payload_off": "OFF"}
-HA_DEFAULTS: dict[str, dict[str, str]] = {  # what Home Assistant assumes when a config leaves them out
-    "switch": ON_OFF, "light": ON_OFF, "fan": ON_OFF, "binary_sensor": ON_OFF,
-    "lock": {"payload_lock": "LOCK", "payload_unlock": "UNLOCK", "state_locked": "LOCKED",
-             "state_unlocked": "UNLOCKED"},
-    "cover": {"payload_open": "OPEN", "payload_close": "CLOSE", "payload_stop": "STOP"},
-}
-HA_SHOWN = ("command_topic", "state_topic", "payload_on", "payload_off", "payload_lock", "payload_unlock",
-            "state_locked", "state_unlocked", "payload_open", "payload_close", "payload_stop", "brightness_scale",
-            "min_temp", "max_temp", "modes", "unit_of_measurement", "device_class", "value_template",
-            "brightness_command_topic", "temperature_command_topic", "mode_command_topic", "set_position_topic",
-            "percentage_command_topic", "position_topic", "current_temperature_topic")
-HA_TOPICS = tuple(field for field in HA_SHOWN if field.endswith("_topic"))  # what an entity's device owns
-
-
-class TasmotaConfig(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    mac: str = Field(pattern=r"^[0-9A-Fa-f]{12}$")
-    t: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    dn: str = ""
-    fn: list[str | None] = []
-    md: str = ""
-    hn: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9_.-]*$")
-    ft: str = Field("%prefix%/%topic%/", max_length=100)
-    tp: list[Annotated[str, Field(min_length=1, max_length=32, pattern=TOPIC_LEVEL)]] = Field(
-        ["cmnd", "stat", "tele"], min_length=3, max_length=3)
-    onln: str = "Online"
-    ofln: str = "Offline"
-    lt_st: int = 0
-
-
-class Z2mDevice(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    ieee_address: str = Field(pattern=r"^0x[0-9A-Fa-f]{16}$")
-    friendly_name: str = Field(min_length=1, max_length=200)
-    type: str = ""
-    definition: dict[str, Any] | None = None
-
-    @field_validator("friendly_name")
-    @classmethod
-    def _concrete(cls, value: str) -> str:
-        if not valid_topic(value):
-            raise ValueError("not usable in a topic")
-        return value
-
-
-def tasmota_topic(config: TasmotaConfig, prefix: str) -> str:
-    """Its full topic for one prefix, e.g. `cmnd/tasmota_0A0B0C/` (Tasmota adds the final `/` when missing)."""
-    topic = (config.ft.replace("%prefix%", prefix).replace("%topic%", config.t)
-             .replace("%hostname%", config.hn).replace("%id%", config.mac))
-    return topic if topic.endswith("/") else topic + "/"
-
-
-def tasmota_topics(config: TasmotaConfig) -> list[str]:
-    """What a Tasmota device owns: everything under its full topic for each of its prefixes."""
-    if len(set(config.tp)) != len(config.tp):
-        raise ClaimRefused(f"the prefixes {config.tp} of Tasmota topic {config.t!r} are not three different ones")
-    topics = []
-    for prefix in config.tp:
-        full = tasmota_topic(config, prefix)
-        levels = full[:-1].split("/")
-        if not valid_topic(full) or prefix not in levels or config.t not in levels:
-            raise ClaimRefused(f"full topic {config.ft!r} of Tasmota topic {config.t!r} gives {full!r}, which is "
-                               "not one topic holding both its prefix and its own topic")
-        topics.append(full + "#")
-    return topics
-
-
-def ha_topics(config: dict[str, Any]) -> dict[str, str]:
-    """The topics an entity names for its device to own, by field: each must be one concrete topic."""
-    topics = {field: config[field] for field in HA_TOPICS if field in config}
-    for field, value in topics.items():
-        if not valid_topic(value):
-            raise ValueError(f"{field} {clean_text(value, 100)!r} is not one concrete topic")
-    if not topics:
-        raise ValueError("the config names no topic to control or read")
-    return topics
-
-
-def z2m_device(entry: Any) -> Z2mDevice | None:
-    try:
-        return Z2mDevice.model_validate(entry)
-    except ValidationError:
-        return None
-
-
-def expand(value: Any) -> Any:
-    """Home Assistant abbreviations to full names, recursively."""
-    if isinstance(value, dict):
-        return {HA_ABBREVIATIONS.get(key, key): expand(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [expand(item) for item in value]
-    return value
-
-
-def with_base(config: dict[str, Any]) -> dict[str, Any]:
-    """Replace a leading or trailing `~` in every topic with the config's base topic."""
-    base = config.get("~")
-    if not isinstance(base, str):
-        return config
-
-    def substitute(value: Any) -> Any:
-        if isinstance(value, str):
-            return base + value[1:] if value.startswith("~") else value[:-1] + base if value.endswith("~") else value
-        return value
-
-    result = {key: substitute(value) if key.endswith("_topic") else value for key, value in config.items()}
-    if isinstance(result.get("availability"), list):
-        result["availability"] = [{**item, "topic": substitute(item.get("topic"))} if isinstance(item, dict) else item
-                                  for item in result["availability"]]
-    return result
-
-
-def z2m_exposes(definition: dict[str, Any]) -> set[str]:
-    """Expose types and property names, features included."""
-    found: set[str] = set()
-    stack = list(definition.get("exposes") or [])
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            found.update(str(item[key]) for key in ("type", "property", "name") if isinstance(item.get(key), str))
-            stack.extend(item.get("features") or [])
-    return found
-
-
-def z2m_readable(definition: dict[str, Any]) -> list[str]:
-    """Properties a /get can read (access bit 4); sleepy sensors have none and report on their own."""
-    found: list[str] = []
-    stack = list(definition.get("exposes") or [])
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if isinstance(item.get("property"), str) and isinstance(item.get("access"), int) and item["access"] & 4:
-                found.append(item["property"])
-            stack.extend(item.get("features") or [])
-    return sorted(set(found))[:20]
 
 
 class MqttDiscovery:
@@ -278,7 +123,7 @@ class MqttDiscovery:
         if len(self._logged) > MAX_LOGGED:
             log.warning("more than %d discovery topics were refused: further refusals are not logged", MAX_LOGGED)
             return
-        log.warning("ignoring the discovery payload on %s: %s", clean_text(topic, 200), clean_text(why, 300))
+        log.warning("ignoring the discovery payload on %s: %s", one_line(topic, 200), one_line(why, 300))
 
     # Tasmota
     def _tasmota_config(self, message: Message) -> None:
@@ -295,9 +140,9 @@ class MqttDiscovery:
         doc, _ = found
         key = f"tasmota:{config.mac.upper()}"
         topics = tasmota_topics(config)
-        name = clean_text(config.dn or next((name for name in config.fn if name), "") or config.t)
+        name = one_line(config.dn or next((name for name in config.fn if name), "") or config.t)
         device = Device(key=key, name=name, kind=doc.kind, transport="mqtt", base_topic=config.t, topics=topics,
-                        source="mqtt", api={"model": clean_text(config.md)})
+                        source="mqtt", api={"model": one_line(config.md)})
         copy = f"ha:{config.mac.upper()}"  # its Home Assistant configs, should it have announced those first
         reason = self.registry.conflict(device, replacing={copy})
         if reason:
@@ -316,7 +161,7 @@ class MqttDiscovery:
         return tasmota_topic(config, config.tp[0]) + command
 
     def _tasmota_message(self, message: Message) -> None:
-        prefix, topic, leaf = message.topic.split("/", 2)
+        _, topic, leaf = message.topic.split("/", 2)
         if topic not in self._tasmota_topics:
             return
         key, config = self._tasmota_topics[topic]
@@ -396,10 +241,10 @@ class MqttDiscovery:
             base = f"{self.z2m}/{device.friendly_name}"
             definition = device.definition
             records.append((Device(
-                key=f"z2m:{device.ieee_address}", name=clean_text(device.friendly_name), kind=doc.kind,
+                key=f"z2m:{device.ieee_address}", name=one_line(device.friendly_name), kind=doc.kind,
                 transport="mqtt", base_topic=base, topics=doc.owned_topics(base), source="mqtt",
-                api={"model": clean_text(definition.get("model", "")),
-                     "vendor": clean_text(definition.get("vendor", ""))}), device))
+                api={"model": one_line(definition.get("model", "")),
+                     "vendor": one_line(definition.get("vendor", ""))}), device))
         return records
 
     def _z2m_read(self, device: Z2mDevice, record: Device) -> None:
@@ -426,8 +271,8 @@ class MqttDiscovery:
         if not isinstance(config, dict):
             raise ValueError("the config is not a JSON object")
         config = with_base(config)
-        device = config.get("device") if isinstance(config.get("device"), dict) else {}
-        origin = config.get("origin") if isinstance(config.get("origin"), dict) else {}
+        device: dict[str, Any] = config["device"] if isinstance(config.get("device"), dict) else {}
+        origin: dict[str, Any] = config["origin"] if isinstance(config.get("origin"), dict) else {}
         identifiers = device.get("identifiers") or []
         identifiers = [identifiers] if isinstance(identifiers, str) else [str(item) for item in identifiers][:8]
         if origin.get("name") == "Zigbee2MQTT" or any(item.startswith("zigbee2mqtt_") for item in identifiers):
@@ -436,23 +281,16 @@ class MqttDiscovery:
             return
         if component not in HA_COMPONENTS:
             raise ValueError(f"component {component!r} is not one pyuse controls")
-        topics = ha_topics(config)
+        entity = ha_entity(component, config)
         identity = identifiers[0] if identifiers else str(config.get("unique_id") or message.topic)
-        key = f"ha:{clean_text(identity, 120)}"
-        entity = {"component": component, "name": clean_text(config.get("name") or component),
-                  **HA_DEFAULTS.get(component, {})}
-        for field, value in config.items():
-            if field in HA_SHOWN and isinstance(value, (str, int, float, bool, list)):
-                entity[field] = value if not isinstance(value, str) else clean_text(value, 200)
-        entity |= topics
-        entity["availability"] = self._ha_availability(config)
+        key = f"ha:{one_line(identity, 120)}"
         entities = self._ha_entities.setdefault(key, {})
         if len(entities) >= MAX_ENTITIES and message.topic not in entities:
             raise ValueError("too many entities for one device")
         previous = entities.get(message.topic)
         entities[message.topic] = entity
-        name = clean_text(device.get("name") or config.get("name") or identity)
-        area = clean_text(device.get("suggested_area") or "", 60)
+        name = one_line(device.get("name") or config.get("name") or identity)
+        area = one_line(device.get("suggested_area") or "", 60)
         try:
             self._ha_register(key, name, area)
         except ValueError:  # refused (its topics are another's, or no doc fits): the device stays as it was
@@ -467,17 +305,6 @@ class MqttDiscovery:
         del entities[config_topic]
         if not entities:
             del self._ha_entities[key]
-
-    def _ha_availability(self, config: dict[str, Any]) -> list[dict[str, str]]:
-        entries = config.get("availability")
-        if isinstance(config.get("availability_topic"), str):
-            entries = [{"topic": config["availability_topic"],
-                        "payload_available": config.get("payload_available", "online"),
-                        "payload_not_available": config.get("payload_not_available", "offline")}]
-        return [{"topic": item["topic"], "available": str(item.get("payload_available", "online")),
-                 "unavailable": str(item.get("payload_not_available", "offline"))}
-                for item in (entries if isinstance(entries, list) else [])[:4]
-                if isinstance(item, dict) and valid_topic(item.get("topic"))]
 
     def _ha_register(self, key: str, name: str, area: str) -> None:
         entities = list(self._ha_entities[key].values())
@@ -496,11 +323,11 @@ class MqttDiscovery:
         watches = [(entity.get("state_topic"), "state")] + [(item["topic"], "availability")
                                                            for item in entity["availability"]]
         for topic, role in watches:
-            if not valid_topic(topic):
+            if not valid_topic(topic):  # an entity without a state topic
                 continue
-            self._ha_watch.setdefault(topic, [])
-            if (key, role, entity) not in self._ha_watch[topic]:
-                self._ha_watch[topic].append((key, role, entity))
+            watchers = self._ha_watch.setdefault(topic, [])
+            if (key, role, entity) not in watchers:
+                watchers.append((key, role, entity))
             if topic not in self._ha_listened:
                 self._ha_listened.add(topic)
                 self._subscriptions.append(self.mqtt.subscribe_soon(topic, self._guarded(self._ha_update)))
@@ -515,7 +342,7 @@ class MqttDiscovery:
                     if item["topic"] == message.topic and state in (item["available"], item["unavailable"]):
                         self.registry.set_online(key, state == item["available"])
             else:
-                reading = value if isinstance(value, (str, int, float, bool)) else clean_text(text, 80)
+                reading = value if isinstance(value, (str, int, float, bool)) else one_line(text, 80)
                 self.registry.update_state(key, {entity["name"]: reading})
 
     def _ha_forget(self, config_topic: str) -> None:

@@ -8,8 +8,8 @@ import logging
 from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
 from gateway.devices.registry import ClaimRefused, DeviceLimit, Registry
-from gateway.discovery.text import clean_text
 from gateway.transports.serial import SerialPorts
+from gateway.untrusted import one_line
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ async def identify(serial: SerialPorts, port: str) -> str | None:
         except (TimeoutError, ConnectionError, OSError):
             continue
         if reply:
-            return clean_text(reply, 200)
+            return one_line(reply, 200)
     return None
 
 

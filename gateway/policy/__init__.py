@@ -9,12 +9,15 @@ the call. Nothing the model writes can change these decisions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gateway.config import PolicyRule, PolicySection
-from gateway.devices.docs import DangerRule, DocLibrary
+from gateway.devices.actions import DangerRule
+from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
 from gateway.devices.registry import Registry
+from gateway.errors import GatewayError
 from gateway.policy.actions import Action, describe
 from gateway.policy.calls import Operation, operation_for
 from gateway.policy.confirmations import (
@@ -28,15 +31,19 @@ from gateway.policy.confirmations import (
 from gateway.policy.protocols import Reading, read_call
 from gateway.policy.rates import RateLimiter
 from gateway.policy.rules import UNREADABLE, Decision, decide, rule_matches
-from gateway.policy.text import printable, printable_char
 
 __all__ = ["ANSWER_CHANNELS", "UNREADABLE", "Action", "ConfirmationListener", "ConfirmationRequest",
            "Confirmations", "Confirmer", "Decision", "Operation", "Policy", "Reading", "ScopeError",
-           "answered_elsewhere", "describe", "operation_for", "printable", "printable_char", "rule_matches"]
+           "answered_elsewhere", "describe", "operation_for", "rule_matches"]
 
 
-class ScopeError(ValueError):
+class ScopeError(GatewayError, ValueError):
     """A task asked for devices it cannot have."""
+
+
+# Called before a job publishes over MQTT with the task's origin, the topic and the payload; returns why the
+# publish is refused, or None (an automation's loop guard registers one).
+PublishCheck = Callable[[str, str, Any], str | None]
 
 
 class Policy:
@@ -45,6 +52,12 @@ class Policy:
         self.docs = docs
         self.rates = RateLimiter()
         self._memory: dict[str, dict[str, Any]] = {}  # device id -> what its protocol reader remembers
+        self.publish_checks: list[PublishCheck] = []
+
+    def refuse_publish(self, origin: str, topic: str, payload: Any) -> str | None:
+        """Why a task from `origin` may not publish `payload` to `topic`, or None if it may."""
+        return next((refusal for check in self.publish_checks
+                     if (refusal := check(origin, topic, payload)) is not None), None)
 
     def exposed(self, device: Device) -> bool:
         if not device.exposed:

@@ -1,7 +1,7 @@
 """What a native call does, as the policy sees it: canonical actions with their values and channels.
 
-The names are the vocabulary of gateway/devices/docs.py (ACTIONS); the protocol readers produce these, the danger
-rules judge them, the rate limit counts them and the audit records them.
+The names are the vocabulary of gateway/devices/actions.py (ACTIONS); the protocol readers produce these, the
+danger rules judge them, the rate limit counts them and the audit records them.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from itertools import groupby
 
-from gateway.devices.docs import ACTIONS
+from gateway.devices.actions import ACTIONS
 
 Value = float | str | None
 

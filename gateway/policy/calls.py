@@ -10,8 +10,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from gateway.devices.model import Device
-from gateway.policy.text import printable
-from gateway.transports.mqtt import encode_payload
+from gateway.transports.mqtt_message import encode_payload
+from gateway.untrusted import escaped
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Operation:
             text = f"publish {self.topic} {self.payload!r}"
         else:
             text = f"{self.method} {self.path}" + (f" {_kwargs(self.params)}" if self.params else "")
-        return printable(text)
+        return escaped(text)
 
 
 def _kwargs(params: dict[str, Any]) -> str:

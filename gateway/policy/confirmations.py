@@ -8,13 +8,13 @@ questions cannot answer one by counting (c1, c2, ... once approved a door lock f
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.devices.model import Device
+from gateway.listeners import Listeners
 from gateway.policy.rules import Operation
 
 # Which channel may answer a confirmation for a task of each origin; others are answered by their own confirmer
@@ -56,14 +56,8 @@ class Confirmations:
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self.pending: dict[str, tuple[ConfirmationRequest, asyncio.Future[bool]]] = {}
-        self.listeners: list[ConfirmationListener] = []
-
-    def _tell(self, what: str, request: ConfirmationRequest, approved: bool | None) -> None:
-        for listener in list(self.listeners):
-            try:
-                listener(what, request, approved)
-            except Exception:  # a broken channel must not decide the question
-                logging.getLogger(__name__).exception("confirmation listener failed")
+        # ("asked"|"resolved", request, yes); a broken channel must not decide the question
+        self.listeners: Listeners[str, ConfirmationRequest, bool | None] = Listeners("confirmation")
 
     async def ask(self, task_id: str, origin: str, device: Device, operation: Operation, reason: str,
                   confirmer: Confirmer | None) -> tuple[bool, str]:
@@ -75,7 +69,7 @@ class Confirmations:
                                       reason=reason, expires_at=time.time() + self.timeout_s)
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.pending[request.id] = (request, answer)
-        self._tell("asked", request, None)
+        self.listeners("asked", request, None)
         asker = asyncio.ensure_future(confirmer(request))
         asker.add_done_callback(lambda done: self.answer(request.id, bool(done.result()))
                                 if not done.cancelled() and done.exception() is None else None)
@@ -88,7 +82,7 @@ class Confirmations:
         finally:
             self.pending.pop(request.id, None)
             asker.cancel()
-            self._tell("resolved", request, approved)
+            self.listeners("resolved", request, approved)
         return approved, "approved by the user" if approved else "the user said no"
 
     def answer(self, request_id: str, approved: bool, channel: str | None = None) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.devices.docs import IMPLIED, Condition, DangerRule
+from gateway.devices.actions import IMPLIED, Condition, DangerRule
 from gateway.policy.actions import Action, Value
 from gateway.policy.calls import Operation
 

@@ -24,14 +24,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
-from gateway.policy import (Action, Confirmations, Confirmer, Operation, Policy, Reading, describe, operation_for,
-                            printable, printable_char)
+from gateway.listeners import Listeners
+from gateway.policy import (
+    Action,
+    Confirmations,
+    Confirmer,
+    Operation,
+    Policy,
+    Reading,
+    describe,
+    operation_for,
+)
 from gateway.policy.rates import RateLimiter
 from gateway.sandbox.messages import CallRequest
 from gateway.store import AuditRecord, Store
 from gateway.transports.http import HttpTransport
-from gateway.transports.mqtt import MqttTransport, topic_matches
+from gateway.transports.mqtt import MqttTransport
 from gateway.transports.serial import SerialPorts
+from gateway.untrusted import escaped, safe_char, topic_matches
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +125,6 @@ READ_ONLY = Reading([Action("read")])
 
 
 Handler = Callable[[Device, Any], Awaitable[Any]]
-# Called before a job's MQTT publish with its context, the topic and the payload; raises CallDenied to refuse it
-# (the automations' loop guard).
-PublishCheck = Callable[[JobContext, str, Any], None]
-# Called after a job's HTTP call that may have changed the device (anything but GET): the state poller's cue.
-ChangeListener = Callable[[Device], None]
 
 
 class Broker:
@@ -134,8 +139,8 @@ class Broker:
         self.serial = serial
         self.rpc_source = rpc_source
         self._rpc_ids = itertools.count(1)
-        self.publish_checks: list[PublishCheck] = []
-        self.change_listeners: list[ChangeListener] = []
+        # told of a job's HTTP call that may have changed the device (anything but GET): the state poller's cue
+        self.change_listeners: Listeners[Device] = Listeners("device change")
         self._methods: dict[str, dict[str, tuple[type[_Args], Handler]]] = {
             "http": {"get": (HttpGet, self._http_get), "post": (HttpPost, self._http_post),
                      "put": (HttpPost, self._http_put), "rpc": (HttpRpc, self._http_rpc)},
@@ -168,8 +173,9 @@ class Broker:
                 why = "its availability topic says so" if self.mqtt.connected else "the MQTT broker is unreachable"
                 raise DeviceOffline(f"{device.id} is offline ({why}); nothing was sent")
             if isinstance(args, (MqttPublish, MqttRequest)):
-                for check in self.publish_checks:
-                    check(context, args.topic, args.payload)
+                refusal = self.policy.refuse_publish(context.origin, args.topic, args.payload)
+                if refusal is not None:
+                    raise CallDenied(refusal)
             if (device.transport, request.method) in READ_ONLY_METHODS:
                 reading = READ_ONLY
             else:
@@ -182,8 +188,7 @@ class Broker:
             result = await self._call_device(handler, device, args)
             self.policy.performed(device, reading)
             if device.transport == "http" and request.method != "get":
-                for listener in self.change_listeners:
-                    listener(device)
+                self.change_listeners(device)
         except CallDenied as exc:
             return self._refuse(context, request, target, "denied", "PermissionError", str(exc), started, reading)
         except ValueError as exc:
@@ -296,8 +301,8 @@ class Broker:
 
     # MQTT
     def _check_topic(self, device: Device, topic: str) -> None:
-        if any(not printable_char(char) for char in topic):
-            raise ValueError(f"topic {printable(topic)}: control characters and non-characters are not allowed")
+        if any(not safe_char(char) for char in topic):
+            raise ValueError(f"topic {escaped(topic)}: control characters and non-characters are not allowed")
         if "+" in topic or "#" in topic:
             raise ValueError(f"topic {topic!r}: wildcards are not allowed here; name one topic")
         if not any(topic_matches(owned, topic) for owned in device.topics):
@@ -339,13 +344,13 @@ def normalize_http_path(path: str) -> str:
     try:
         decoded = unquote(bare, errors="strict")
     except UnicodeDecodeError:
-        raise ValueError(f"path {printable(path)}: percent-encoding that is not UTF-8") from None
+        raise ValueError(f"path {escaped(path)}: percent-encoding that is not UTF-8") from None
     if not decoded.startswith("/") or decoded.startswith("//") or "\\" in decoded or "%" in decoded:
-        raise ValueError(f"path {printable(path)}: expected a path on the device such as '/rpc/Shelly.GetStatus'")
+        raise ValueError(f"path {escaped(path)}: expected a path on the device such as '/rpc/Shelly.GetStatus'")
     if any(segment in ("..", ".") for segment in decoded.split("/")) or "#" in path:
-        raise ValueError(f"path {printable(path)}: dot segments and fragments are not allowed")
-    if any(not printable_char(char) or char == " " for char in decoded + query):
-        raise ValueError(f"path {printable(path)}: control characters and spaces are not allowed (URL-encode them)")
+        raise ValueError(f"path {escaped(path)}: dot segments and fragments are not allowed")
+    if any(not safe_char(char) or char == " " for char in decoded + query):
+        raise ValueError(f"path {escaped(path)}: control characters and spaces are not allowed (URL-encode them)")
     return decoded + mark + query
 
 
@@ -353,7 +358,7 @@ def check_serial_command(command: str) -> None:
     if any(char in command for char in "\r\n\x00"):
         raise ValueError("a serial command is one line: no CR, LF or NUL inside")
     if not all(" " <= char <= "~" for char in command):
-        raise ValueError(f"serial command {printable(command)}: only printable ASCII is sent to an instrument")
+        raise ValueError(f"serial command {escaped(command)}: only printable ASCII is sent to an instrument")
 
 
 def _rate_message(device: Device, limit: int, cost: int) -> str:
@@ -365,8 +370,9 @@ def _rate_message(device: Device, limit: int, cost: int) -> str:
 
 def _target(args: dict[str, Any]) -> str | None:
     for key in ("path", "topic", "rpc_method", "cmd"):
-        if isinstance(args.get(key), str):
-            return args[key][:500]
+        value = args.get(key)
+        if isinstance(value, str):
+            return value[:500]
     return None
 
 

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import SandboxSection
-from gateway.sandbox.session import (CallHandler, Inventory, JobLimits, JobProcess, SandboxSession, ZygoteProcess,
-                                     remove_tree)
+from gateway.errors import GatewayError
+from gateway.sandbox.job_process import CallHandler, Inventory, JobLimits, JobProcess
+from gateway.sandbox.session import SandboxSession, remove_tree
+from gateway.sandbox.zygote_client import ZygoteProcess
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ class ProbeResult:
         return [name for name, reason in self.layers.items() if reason is None]
 
 
-class SandboxUnavailable(Exception):
+class SandboxUnavailable(GatewayError):
     """Model code must not run here; the message says why and what would fix it."""
 
 
@@ -67,12 +69,12 @@ class Sandbox:
         if uid_note and root:
             self.probe.layers["uid"] = uid_note
         if not any(self.probe.layers.get(name) is None for name in NETWORK_LAYERS):
-            reason = ("neither a network namespace nor seccomp is available here ("
-                      + "; ".join(f"{name}: {self.probe.layers.get(name)}" for name in NETWORK_LAYERS) + ")")
+            weakness = ("neither a network namespace nor seccomp is available here ("
+                        + "; ".join(f"{name}: {self.probe.layers.get(name)}" for name in NETWORK_LAYERS) + ")")
             if self.settings.allow_weak:
-                self.probe.notes.append(f"WARNING: {reason}; running anyway because sandbox.allow_weak = true")
+                self.probe.notes.append(f"WARNING: {weakness}; running anyway because sandbox.allow_weak = true")
             else:
-                self.refusal = reason + "; refusing to run model code (set sandbox.allow_weak = true to override)"
+                self.refusal = weakness + "; refusing to run model code (set sandbox.allow_weak = true to override)"
         for name, reason in self.probe.layers.items():
             if reason is not None and reason != "not requested":
                 log.warning("sandbox layer %s is off: %s", name, reason)

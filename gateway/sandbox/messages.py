@@ -1,5 +1,8 @@
 """Messages a job may send to the gateway. Everything from a job is untrusted: it is size-checked and
-validated here, and anything else ends the job (never the gateway)."""
+validated here, and anything else ends the job (never the gateway).
+
+The gateway's side only: these models need pydantic, which a job cannot import, so the job writes the same
+messages as plain JSON (jobside/channel.py and job.py) and holds its own copy of MAX_MESSAGE."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ from amqtt.broker import Broker
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]  # (host, port) for the IPv4 socket this is
+        return port
 
 
 class EmbeddedBroker:

@@ -8,16 +8,19 @@ when it starts and once when it ends, however many retries it takes, and told to
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.listeners import Listeners
+from gateway.transports.mqtt_message import Message, encode_payload
+from gateway.untrusted import topic_matches
 
 log = logging.getLogger(__name__)
 
@@ -25,37 +28,7 @@ log = logging.getLogger(__name__)
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
 
-
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    payload: bytes
-    retain: bool = False
-
-    def decoded(self) -> Any:
-        """JSON when the payload is JSON, else text (so is JSON nested past what Python parses: anyone may publish)."""
-        text = self.payload.decode("utf-8", "replace")
-        try:
-            return json.loads(text)
-        except (ValueError, RecursionError):
-            return text
-
-
 Listener = Callable[[Message], None]
-
-
-def encode_payload(payload: Any) -> bytes:
-    if isinstance(payload, bytes):
-        return payload
-    if isinstance(payload, str):
-        return payload.encode()
-    if isinstance(payload, bool) or payload is None or isinstance(payload, (dict, list)):
-        return json.dumps(payload).encode()
-    return str(payload).encode()
-
-
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    return paho.topic_matches_sub(topic_filter, topic)
 
 
 def unique_client_id(prefix: str) -> str:
@@ -88,8 +61,8 @@ class MqttTransport:
         self._connected = asyncio.Event()
         self._first_attempt = asyncio.Event()
         self.down_since: float | None = None  # wall-clock start of the current outage
-        self.on_connect: list[Callable[[], None]] = []
-        self.on_disconnect: list[Callable[[], None]] = []  # once per outage, as it starts
+        self.on_connect: Listeners[[]] = Listeners("MQTT connect")
+        self.on_disconnect: Listeners[[]] = Listeners("MQTT disconnect")  # once per outage, as it starts
 
     @property
     def connected(self) -> bool:
@@ -104,7 +77,7 @@ class MqttTransport:
         """Connect in the background; returns once the first attempt succeeded or failed, or after wait_s.
         paho keeps retrying after a failure."""
         self._loop = asyncio.get_running_loop()
-        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=self._client_id, clean_session=True)
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self._client_id, clean_session=True)
         if self._credentials[0]:
             client.username_pw_set(*self._credentials)
         if self._will:
@@ -171,8 +144,7 @@ class MqttTransport:
         self.down_since = time.time()
         log.warning("MQTT broker %s:%s is unreachable (%s); MQTT devices count as offline; retrying in %d s, "
                     "then at most every %d s", self.host, self.port, reason, RECONNECT_MIN_S, RECONNECT_MAX_S)
-        for callback in self.on_disconnect:
-            callback()
+        self.on_disconnect()
 
     def _connected_now(self) -> None:
         if self.down_since is not None:
@@ -183,8 +155,7 @@ class MqttTransport:
         self._first_attempt.set()
         for topic_filter in self._listeners:
             self._subscribe(topic_filter)
-        for callback in self.on_connect:
-            callback()
+        self.on_connect()
 
     def _dispatch(self, message: Message) -> None:
         for topic_filter, subscriptions in list(self._listeners.items()):
@@ -204,7 +175,7 @@ class MqttTransport:
         assert self._client is not None and self._loop is not None
         future: asyncio.Future[None] = self._loop.create_future()
         result, mid = self._client.subscribe(topic_filter, qos=1)
-        if result == paho.MQTT_ERR_SUCCESS:
+        if result == paho.MQTT_ERR_SUCCESS and mid is not None:
             self._suback[mid] = future
         else:
             future.set_exception(ConnectionError(f"MQTT subscribe to {topic_filter} failed ({result})"))

@@ -60,7 +60,7 @@ class SerialPorts:
         handle.timeout = timeout
         if not terminator:
             handle.inter_byte_timeout = REPLY_GAP_S
-            reply = handle.read(MAX_REPLY)
+            reply: bytes = handle.read(MAX_REPLY)  # pyserial has no type hints
             handle.inter_byte_timeout = None
             if not reply:
                 raise TimeoutError(f"no reply from {path} within {timeout} s")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
+import pytest
+
 from gateway.app import Gateway
 from gateway.policy import Confirmer
 
@@ -24,6 +26,11 @@ SECRET = "sk-redteam-0123456789abcdef"  # a fake API key: found anywhere in an o
 MAX_LOOP_LAG_S = 0.5  # the gateway's event loop must never stall longer than this during an attack
 DENIED = "PermissionError: [Errno 13] Permission denied"  # Landlock: a path outside the job's allowlist
 NOT_PERMITTED = "[Errno 1] Operation not permitted"  # seccomp: a denied system call
+# A gateway shared by a module's tests (the `attacker` in conftest, a bench) lives on the module's event loop, so
+# the tests that use it run there too; a test that starts a gateway of its own runs on a loop of its own, like the
+# function-scoped fixtures it uses.
+MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
+OWN_LOOP = pytest.mark.asyncio(loop_scope="function")
 
 
 @dataclass

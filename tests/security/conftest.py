@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from conftest import BrokerAddress, make_config
 
 from gateway.app import Gateway
@@ -15,8 +17,8 @@ from gateway.config import DeviceEntry
 from security.attack import LIMITS, SECRET, Attacker, Listener, StartAttacker, world_open_dir
 
 
-@pytest.fixture
-async def start_attacker() -> AsyncIterator[StartAttacker]:
+@asynccontextmanager
+async def attacker_gateways() -> AsyncIterator[StartAttacker]:
     """Starts gateways with small limits and the fake secret in their config; closes and removes them after.
 
     The data dir sits in a world-enterable directory (mode 0755, not pytest's private 0700 tmp dir), and is
@@ -48,8 +50,19 @@ async def start_attacker() -> AsyncIterator[StartAttacker]:
 
 
 @pytest.fixture
-async def attacker(start_attacker: StartAttacker) -> Attacker:
-    return await start_attacker()
+async def start_attacker() -> AsyncIterator[StartAttacker]:
+    """For a test that needs a gateway of its own: other devices or limits, or one it may break."""
+    async with attacker_gateways() as start:
+        yield start
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def attacker() -> AsyncIterator[Attacker]:
+    """One gateway for all of a module's attacks: starting one per attack cost most of this suite's time, and
+    `Attacker.run` checks after every attack that the gateway is as healthy as a new one. The tests that use it
+    run on the module's event loop, where it lives: they are marked `MODULE_LOOP` (security.attack)."""
+    async with attacker_gateways() as start:
+        yield await start()
 
 
 @pytest.fixture

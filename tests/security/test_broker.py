@@ -15,7 +15,7 @@ from conftest import code_reply, psu_entry, shelly_entry, tasmota_entry
 
 from gateway.config import DeviceEntry
 from gateway.policy import ConfirmationRequest
-from security.attack import spy
+from security.attack import MODULE_LOOP, spy
 from simulators.scpi import ScpiPowerSupply
 from simulators.shelly import ShellySwitch
 from simulators.tasmota import TasmotaPlug
@@ -40,6 +40,7 @@ MALFORMED = {
 }
 
 
+@MODULE_LOOP
 @pytest.mark.parametrize("message", MALFORMED)
 async def test_a_malformed_message_ends_the_job(attacker, message):
     send = f"channel.send({MALFORMED[message]!r})\n"
@@ -57,11 +58,13 @@ print('alive')
 """
 
 
+@MODULE_LOOP
 async def test_an_oversized_message_ends_the_job(attacker):
     result = await attacker.run(OVERSIZED)
     assert result.status == "killed" and "message of more than 1048576 bytes" in result.output
 
 
+@MODULE_LOOP
 async def test_a_turn_of_code_too_big_for_the_channel_is_refused_with_a_reason(attacker):
     code = "x = 1\n" + "#" * 300_000 + "\nprint(x)"  # more than a SEQPACKET message to the job may hold
     result = await attacker.run(code)
@@ -79,6 +82,7 @@ while True:
 """
 
 
+@MODULE_LOOP
 async def test_a_forged_failure_report_does_not_keep_the_job_alive(attacker):
     """A job may claim it failed to start; the gateway must still end it, not take its word and walk away."""
     result = await attacker.run(FORGED_FAILURE)
@@ -98,6 +102,7 @@ print(sent > 0)
 """
 
 
+@MODULE_LOOP
 async def test_a_flood_of_calls_does_not_stall_the_gateway(attacker):
     """Calls sent without waiting for the replies, each costing the gateway far more than it costs the job."""
     result = await attacker.run(FLOOD)  # the harness checks that the event loop kept answering

@@ -21,7 +21,9 @@ from conftest import BrokerAddress, make_config, psu_entry, shelly_entry, until
 
 from gateway.app import Gateway
 from gateway.config import DeviceEntry
-from gateway.devices.docs import IMPLIED, DocLibrary, Method
+from gateway.devices.actions import IMPLIED
+from gateway.devices.capabilities import Method
+from gateway.devices.docs import DocLibrary
 from gateway.policy import ConfirmationRequest, Reading
 from simulators.base import SimContext
 from simulators.elgato import ElgatoKeyLight
@@ -73,8 +75,8 @@ async def home_assistant(mqtt_broker: BrokerAddress) -> AsyncIterator[Recorder]:
     for component, name, _ in HA_ENTITIES:
         slug = name.lower().replace(" ", "_")
         client.publish(f"homeassistant/{component}/{slug}/config", b"", retain=True).wait_for_publish(5)
+    client.disconnect()  # first: it wakes the network thread, which loop_stop() would wait up to 1 s for
     client.loop_stop()
-    client.disconnect()
 
 
 @pytest.fixture
@@ -233,6 +235,7 @@ def type_(name: str) -> Callable[[float], Any]:
     return int if name == "int" else float
 
 
+@pytest.mark.slow
 async def test_every_shipped_methods_native_calls_read_as_the_actions_its_doc_names(
         tmp_path, mqtt_broker, psu, korad, shelly, zigbee, home_assistant, gateway_factory):
     async with (ScpiMultimeter("lab_dmm") as dmm, WledStrip("strip", port=0) as strip,

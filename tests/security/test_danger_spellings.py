@@ -9,10 +9,13 @@ that has danger rules.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from conftest import make_config, psu_entry, shelly_entry, tasmota_entry, until
 
 from gateway.app import Gateway
@@ -20,9 +23,11 @@ from gateway.config import DeviceEntry
 from gateway.policy import ConfirmationRequest
 from gateway.sandbox.broker import JobContext
 from gateway.sandbox.messages import CallRequest
-from security.attack import spy
+from security.attack import MODULE_LOOP, spy
 from simulators.base import SimContext
 from simulators.korad import KoradPowerSupply
+from simulators.scpi import ScpiPowerSupply
+from simulators.shelly import ShellySwitch
 from simulators.zigbee2mqtt import DoorLock, Thermostat, Zigbee2MqttBridge
 
 NOBODY = "nobody can confirm it"
@@ -73,6 +78,15 @@ async def start(gateway_factory, tmp_path, devices: list[DeviceEntry], broker=No
     return await gateway_factory(make_config(tmp_path, devices=devices, broker=broker, **sections))
 
 
+@asynccontextmanager
+async def refusing_bench(directory: Path, entry: DeviceEntry, received: list[Any],
+                         **sections: Any) -> AsyncIterator[Bench]:
+    """One bench for all of a module's refusals of one device: nothing refused reaches the device (each test
+    asserts it), so each test meets the device as new, and refusals do not count against its rate limit."""
+    async with Gateway(make_config(directory, devices=[entry], **sections)) as gateway:
+        yield Bench(gateway, entry.id, received)
+
+
 # --- SCPI ----------------------------------------------------------------------------------------------------------
 
 SCPI_CAUGHT = {
@@ -90,8 +104,17 @@ async def psu_bench(tmp_path, psu, gateway_factory) -> Bench:
     return Bench(await start(gateway_factory, tmp_path, [psu_entry(psu)]), "bench_psu", received)
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def refusing_psu(tmp_path_factory) -> AsyncIterator[tuple[Bench, ScpiPowerSupply]]:
+    async with (ScpiPowerSupply("bench_psu") as psu,
+                refusing_bench(tmp_path_factory.mktemp("psu"), psu_entry(psu), spy(psu, "answer_line")) as bench):
+        yield bench, psu
+
+
+@MODULE_LOOP
 @pytest.mark.parametrize("command", SCPI_CAUGHT)
-async def test_scpi_spellings_are_read_as_the_instrument_reads_them(psu_bench, psu, command):
+async def test_scpi_spellings_are_read_as_the_instrument_reads_them(refusing_psu, command):
+    psu_bench, psu = refusing_psu
     asked = await psu_bench.refused_twice("write", {"cmd": command})
     assert [request.action for request in asked] == [command]
     assert SCPI_CAUGHT[command] in asked[0].reason
@@ -117,9 +140,11 @@ async def test_scpi_queries_pass_unasked(psu_bench, query):
     assert await psu_bench.passes_unasked("query", {"cmd": query})
 
 
+@MODULE_LOOP
 @pytest.mark.parametrize("command", ["SYST:BEEP", "VOLT 5 VOLTS", "VOLT:LEV5", "SYST:CAPS?;LEV 13",
                                      "DISP:TEXT 'hi'"])
-async def test_an_scpi_command_the_gateway_cannot_read_asks(psu_bench, psu, command):
+async def test_an_scpi_command_the_gateway_cannot_read_asks(refusing_psu, command):
+    psu_bench, psu = refusing_psu
     asked = await psu_bench.refused_twice("write", {"cmd": command})
     assert [request.reason for request in asked] == [UNREADABLE]
     assert psu_bench.received == [] and psu.volts_set == 0.0
@@ -133,19 +158,31 @@ async def korad() -> AsyncIterator[KoradPowerSupply]:
         yield device
 
 
+def korad_entry(device: KoradPowerSupply) -> DeviceEntry:
+    return DeviceEntry(id="lab_korad", name="Korad", area="lab", kind="korad_psu", serial_port=device.port)
+
+
 @pytest.fixture
 async def korad_bench(tmp_path, korad, gateway_factory) -> Bench:
     received = spy(korad, "run")
-    entry = DeviceEntry(id="lab_korad", name="Korad", area="lab", kind="korad_psu", serial_port=korad.port)
-    return Bench(await start(gateway_factory, tmp_path, [entry]), "lab_korad", received)
+    return Bench(await start(gateway_factory, tmp_path, [korad_entry(korad)]), "lab_korad", received)
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def refusing_korad(tmp_path_factory) -> AsyncIterator[tuple[Bench, KoradPowerSupply]]:
+    async with (KoradPowerSupply("lab_korad") as korad,
+                refusing_bench(tmp_path_factory.mktemp("korad"), korad_entry(korad), spy(korad, "run")) as bench):
+        yield bench, korad
+
+
+@MODULE_LOOP
 @pytest.mark.parametrize(("command", "reason"), [
     ("xVSET1:13", "above 12 V"), ("OUT11", "output on"), ("BEEP1OUT1", "output on"),
     ("VSET1:05.00OUT1", "output on"), ("ISET1:2.5", "above 2 A"), ("RCL1", "above 12 V"),
     ("3", UNREADABLE), ("vset1:13", UNREADABLE),
 ])
-async def test_korad_token_streams_are_read_as_the_supply_reads_them(korad_bench, korad, command, reason):
+async def test_korad_token_streams_are_read_as_the_supply_reads_them(refusing_korad, command, reason):
+    korad_bench, korad = refusing_korad
     asked = await korad_bench.refused_twice("write", {"cmd": command})
     assert reason in asked[0].reason
     assert korad_bench.received == []
@@ -242,11 +279,20 @@ async def shelly_bench(tmp_path, shelly, gateway_factory) -> Bench:
     return Bench(gateway, "desk_plug", received)
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def refusing_shelly(tmp_path_factory) -> AsyncIterator[tuple[Bench, ShellySwitch]]:
+    async with (ShellySwitch("desk_plug") as shelly,
+                refusing_bench(tmp_path_factory.mktemp("shelly"), shelly_entry(shelly), spy(shelly, "call"),
+                               policy={"rules": [HEATER_RULE]}) as bench):
+        yield bench, shelly
+
+
 def sent(bench: Bench) -> list[str]:
     """The RPC methods the plug received, but for the gateway's own state reads."""
     return [method for method in bench.received if method != "Switch.GetStatus"]
 
 
+@MODULE_LOOP
 @pytest.mark.parametrize(("method", "args"), [
     ("rpc", {"rpc_method": "Switch.Toggle", "params": {"id": 0}}),
     ("rpc", {"rpc_method": "Switch.Set", "params": {"id": 0, "on": False, "toggle_after": 1}}),
@@ -256,14 +302,17 @@ def sent(bench: Bench) -> list[str]:
     ("post", {"path": "/rpc", "json": {"id": 7, "method": "switch.set", "params": {"id": 0, "on": True}}}),
 ], ids=["Switch.Toggle", "a timer that switches on", "auto_on", "on at power-up", "GET toggle",
         "POST a frame in lower case"])
-async def test_a_shelly_rule_on_output_on_holds_for_every_way_to_switch_on(shelly_bench, shelly, method, args):
+async def test_a_shelly_rule_on_output_on_holds_for_every_way_to_switch_on(refusing_shelly, method, args):
+    shelly_bench, shelly = refusing_shelly
     asked = await shelly_bench.refused_twice(method, args)
     assert asked[0].reason == "the plug feeds a heater"
     assert sent(shelly_bench) == [] and shelly.output is False and shelly._timer is None
 
 
+@MODULE_LOOP
 @pytest.mark.parametrize("rpc_method", ["Script.Eval", "Schedule.Create", "KVS.Set"])
-async def test_a_shelly_method_the_gateway_does_not_know_asks(shelly_bench, shelly, rpc_method):
+async def test_a_shelly_method_the_gateway_does_not_know_asks(refusing_shelly, rpc_method):
+    shelly_bench, _ = refusing_shelly
     asked = await shelly_bench.refused_twice("rpc", {"rpc_method": rpc_method, "params": {"id": 1}})
     assert [request.reason for request in asked] == [UNREADABLE] and sent(shelly_bench) == []
 

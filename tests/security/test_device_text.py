@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 from conftest import code_reply, make_config, shelly_entry
 
-from gateway.transports.mqtt import Message
+from gateway.transports.mqtt_message import Message
 from simulators.shelly import ShellySwitch
 
 # name -> what a person types to reach it (None: nothing sensible; such a device is left to the model)

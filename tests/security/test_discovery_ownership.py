@@ -43,8 +43,8 @@ def publisher(broker: Any) -> Iterator[paho.Client]:
     try:
         yield client
     finally:
+        client.disconnect()  # first: it wakes the network thread, which loop_stop() would wait up to 1 s for
         client.loop_stop()
-        client.disconnect()
 
 
 def publish(broker: Any, topic: str, payload: Any) -> None:

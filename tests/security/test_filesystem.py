@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 import gateway
-from security.attack import DENIED, SECRET, Attacker
+from security.attack import DENIED, MODULE_LOOP, SECRET, Attacker
 
+pytestmark = MODULE_LOOP
 ORIGINAL = "original content\n"
 NO_REFER = "[Errno 18] Invalid cross-device link"  # Landlock: no right to move or link files across its rules
 
@@ -23,7 +24,7 @@ NO_REFER = "[Errno 18] Invalid cross-device link"  # Landlock: no right to move 
 def write_secret_files(attacker: Attacker) -> None:
     (attacker.base / "pyuse.toml").write_text(f'[llm]\napi_key = "{SECRET}"\n')
     ssh = attacker.base / "home" / ".ssh"
-    ssh.mkdir(parents=True)
+    ssh.mkdir(parents=True, exist_ok=True)  # the module's tests share one gateway and its base dir
     (ssh / "id_ed25519").write_text(f"-----BEGIN OPENSSH PRIVATE KEY-----\n{SECRET}\n")
     for path in (ssh.parent, ssh, ssh / "id_ed25519", attacker.base / "pyuse.toml"):
         path.chmod(0o755 if path.is_dir() else 0o644)
@@ -38,7 +39,7 @@ READS: dict[str, Callable[[Attacker], str]] = {
     "zygote memory": lambda a: "f'/proc/{os.getppid()}/mem'",
     "gateway memory": lambda a: f"'/proc/{os.getpid()}/mem'",
     "shadow passwords": lambda a: "'/etc/shadow'",
-    "gateway source": lambda a: repr(str(Path(gateway.__file__).with_name("config.py"))),
+    "gateway source": lambda a: repr(str(Path(gateway.__file__).parent / "config" / "loading.py")),
 }
 
 

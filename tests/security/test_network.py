@@ -15,7 +15,9 @@ import aiomqtt
 import pytest
 from conftest import shelly_entry
 
-from security.attack import NOT_PERMITTED, Listener, spy
+from security.attack import MODULE_LOOP, NOT_PERMITTED, OWN_LOOP, Listener, spy
+
+pytestmark = MODULE_LOOP
 
 CONNECT = """import socket
 s = socket.create_connection(({host!r}, {port}), timeout=0.5)
@@ -60,6 +62,7 @@ async def test_udp_to_a_loopback_listener_is_blocked(attacker):
             receiver.recv(16)
 
 
+@OWN_LOOP
 async def test_the_mqtt_broker_is_unreachable(start_attacker, mqtt_broker):
     attacker = await start_attacker(broker=mqtt_broker)
     async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port) as watcher:
@@ -71,6 +74,7 @@ async def test_the_mqtt_broker_is_unreachable(start_attacker, mqtt_broker):
                 await anext(aiter(watcher.messages))
 
 
+@OWN_LOOP
 async def test_a_device_that_is_not_exposed_is_unreachable(start_attacker, shelly):
     attacker = await start_attacker(devices=[shelly_entry(shelly, exposed=False)])
     received = spy(shelly, "call")
@@ -137,9 +141,13 @@ s = socket.create_connection(('127.0.0.1', {port}), timeout=0.5)
 """
 
 
-async def test_setns_back_to_the_host_network_is_blocked(attacker, listener):
-    result = await attacker.run(SETNS.format(port=listener.port))
-    assert result.output.startswith("open: Permission denied\nsetns: Operation not permitted\n"
-                                    "unshare: Operation not permitted\n")
-    assert NOT_PERMITTED in result.output
-    assert listener.accepted == 0
+async def test_setns_back_to_the_host_network_is_blocked(attacker):
+    listener = await Listener().start()  # not the `listener` fixture: it would listen on another event loop
+    try:
+        result = await attacker.run(SETNS.format(port=listener.port))
+        assert result.output.startswith("open: Permission denied\nsetns: Operation not permitted\n"
+                                        "unshare: Operation not permitted\n")
+        assert NOT_PERMITTED in result.output
+        assert listener.accepted == 0
+    finally:
+        await listener.close()

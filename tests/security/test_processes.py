@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import shelly_entry
 
-from security.attack import NOT_PERMITTED, SECRET
+from security.attack import MODULE_LOOP, NOT_PERMITTED, OWN_LOOP, SECRET
+
+pytestmark = MODULE_LOOP
 
 SYSCALL = """import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
@@ -80,8 +82,10 @@ while True:
 """
 
 
-async def test_a_job_cannot_outlive_its_zygote(attacker):
+@OWN_LOOP
+async def test_a_job_cannot_outlive_its_zygote(start_attacker):
     """The zygote can die under its jobs (the OOM killer, a crash); every job must die with it."""
+    attacker = await start_attacker()  # a gateway of its own: this test kills its zygote
     attack = asyncio.create_task(attacker.run(ORPHAN))
     job = await attacker.running_job()
     try:
@@ -210,6 +214,7 @@ print([name for name in sys.modules if name.split('.')[0] in ('gateway', 'pydant
 """
 
 
+@OWN_LOOP
 async def test_the_jobs_memory_holds_no_secret_and_no_address(start_attacker, shelly):
     """The job is a separate process: gc and frame tricks reach only the job itself, which was never given
     the config, the secrets or device addresses. (The needles travel reversed: the code holds no copy.)"""

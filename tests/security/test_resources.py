@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from security.attack import LIMITS, NOT_PERMITTED
+from security.attack import LIMITS, MODULE_LOOP, NOT_PERMITTED, OWN_LOOP
 
+pytestmark = MODULE_LOOP
 MIB = 1 << 20
 
 
@@ -73,6 +74,7 @@ print('held', held)
 """
 
 
+@OWN_LOOP
 async def test_memory_outside_the_address_space_is_limited_too(start_attacker):
     """memfd (shmem) pages are not part of RLIMIT_AS; the job's memory limit must still hold for them."""
     attacker = await start_attacker(sandbox={"exec_timeout_s": 3.0})
@@ -123,6 +125,7 @@ async def test_too_many_open_files_is_refused(attacker):
     assert "OSError: [Errno 24] Too many open files" in result.output
 
 
+@OWN_LOOP
 async def test_a_busy_loop_runs_out_of_cpu_time(start_attacker):
     attacker = await start_attacker(sandbox={"exec_timeout_s": 5.0, "cpu_s": 1})
     result = await attacker.run("while True:\n    pass")

@@ -247,6 +247,7 @@ async def test_a_question_of_an_api_task_is_answered_by_its_id_and_token_only_ne
         client.publish(f"pyuse/pyuse/confirm/{question.id}/set", "yes", qos=1).wait_for_publish(5)
         await asyncio.sleep(0.5)
     finally:
+        client.disconnect()  # first: it wakes the network thread, which loop_stop() would wait up to 1 s for
         client.loop_stop()
     assert question.id in daemon.gateway.confirmations.pending and psu.output is False
 
@@ -274,6 +275,7 @@ async def test_a_question_of_an_mqtt_task_is_not_listed_or_answerable_over_the_a
         client.publish(f"pyuse/pyuse/confirm/{question.id}/set", "no", qos=1).wait_for_publish(5)
         await until(lambda: not daemon.gateway.confirmations.pending)
     finally:
+        client.disconnect()  # first: it wakes the network thread, which loop_stop() would wait up to 1 s for
         client.loop_stop()
     assert psu.output is False
 
@@ -505,6 +507,7 @@ def seen_by_gateway(monkeypatch: pytest.MonkeyPatch) -> list[Seen]:
     return seen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attacker_host", ["127.0.0.2", "127.0.0.1"], ids=["cross-site", "same-site-other-port"])
 async def test_a_page_from_another_origin_can_neither_drive_nor_read_the_gateway_while_its_own_page_can(
         attacker_host, tmp_path, scripted_llm, psu, daemon_factory, chromium, seen_by_gateway):
@@ -549,6 +552,7 @@ async def test_a_page_from_another_origin_can_neither_drive_nor_read_the_gateway
     await context.close()
 
 
+@pytest.mark.slow
 async def test_a_rebound_name_reaches_the_gateway_but_reads_and_changes_nothing(tmp_path, psu, daemon_factory,
                                                                                 chromium):
     daemon = await daemon_factory(make_config(tmp_path, devices=[psu_entry(psu)]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from elgato import Elgato, PowerOnBehavior
 
@@ -34,7 +36,8 @@ async def test_python_elgato_reads_info_state_and_settings(light, client):
     info, state, settings = await client.info(), await client.state(), await client.settings()
 
     assert (info.product_name, info.display_name, info.serial_number) == (
-        "Elgato Key Light", "Desk Light", "CW29L1A00001")
+        "Elgato Key Light", "Desk Light", light.serial)
+    assert re.fullmatch(r"CW29L1A\d{5}", light.serial)
     assert info.mac_address.replace(":", "") == light.mac and info.features == ["lights"]
     assert (state.on, state.brightness, state.temperature) == (False, 20, 213)
     assert settings.power_on_behavior is PowerOnBehavior.RESTORE_LAST and settings.battery is None

@@ -15,7 +15,15 @@ from hypothesis import strategies as st
 from sim.mqtt_probe import MqttProbe
 from simulators.base import SimContext
 from simulators.tasmota import TasmotaDimmer, TasmotaPlug
-from simulators.zigbee2mqtt import Bulb, ClimateSensor, DoorLock, MotionSensor, Room, Thermostat, Zigbee2MqttBridge
+from simulators.zigbee2mqtt import (
+    Bulb,
+    ClimateSensor,
+    DoorLock,
+    MotionSensor,
+    Room,
+    Thermostat,
+    Zigbee2MqttBridge,
+)
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

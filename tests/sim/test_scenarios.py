@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 import serial
+from zeroconf import NonUniqueNameException
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
 from gateway.agent.retrieval import vocabulary
@@ -104,8 +105,8 @@ async def test_every_device_of_the_home_and_the_lab_answers_its_protocol(home, p
 
 async def test_the_http_devices_are_announced_over_mdns_on_loopback(home):
     # By name, not by count: another process on this machine may announce devices of its own on 127.0.0.1.
-    wanted = {f"{service.instance}.{service.type_}" for device in home.devices.values()
-              if isinstance(device, HttpDevice) for service in device.mdns_services()}
+    wanted = {name for device in home.devices.values() if isinstance(device, HttpDevice)
+              for name in device.mdns_names()}
     assert len(wanted) == 9  # 3 Shelly and 1 WLED, each on its own type and on _http._tcp; 1 Elgato
     found: set[str] = set()
     browser_zeroconf = AsyncZeroconf(interfaces=["127.0.0.1"])
@@ -243,9 +244,8 @@ async def test_pyuse_sim_prints_every_address_and_serves_the_state():
         assert re.search(r" http://127\.0\.\d+\.\d+:80$", rows["kitchen_counter_lights"])  # WLED's own port
         assert "(embedded)" in lines[0]
         assert f"admin: http://127.0.0.1:{admin_port}/state" in "\n".join(lines)
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{admin_port}/state") as response:
-                states = await response.json()
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{admin_port}/state") as response:
+            states = await response.json()
         assert set(states) == home_ids | {"zigbee2mqtt"} and states["zigbee2mqtt"]["online"] is True
         process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(process.wait(), 15) == 0
@@ -295,3 +295,29 @@ def test_the_scenario_files_name_devices_as_the_gateway_will():
     for spec in HOME_AND_LAB:
         assert spec.id == slugify(spec.name), spec
         assert infer_area(spec.name, vocabulary()["areas"]) == spec.area, spec
+
+
+def test_every_device_has_a_serial_and_mac_of_its_own_that_survives_a_restart():
+    """What the gateway and the real client libraries identify a device by (a MAC, an Elgato or instrument serial,
+    an IEEE address) comes from its id: distinct between the devices of a home, the same in every run."""
+    def identities(specs: list[DeviceSpec]) -> dict[str, list[str]]:
+        devices = [device for root in build(specs, SimContext()) for device in (root, *root.children())]
+        return {attribute: [getattr(device, attribute) for device in devices if hasattr(device, attribute)]
+                for attribute in ("mac", "serial", "identity", "ieee")}
+
+    for specs, counts in ((HOME_AND_LAB, (9, 1, 2, 10)), (large_home(1000), (384, 75, 74, 542))):
+        found = identities(specs)
+        assert tuple(len(values) for values in found.values()) == counts
+        assert all(len(set(values)) == len(values) for values in found.values())
+        assert identities(specs) == found
+
+
+async def test_a_device_that_does_not_start_says_why_in_one_line(monkeypatch):
+    home = SimHome([DeviceSpec("lamp", "shelly_switch", "Lamp", "")], SimContext())
+
+    async def refuse() -> None:
+        raise NonUniqueNameException  # as zeroconf raises it: without a message
+
+    monkeypatch.setattr(home.device("lamp"), "serve", refuse)
+    with pytest.raises(RuntimeError, match=r"^lamp \(shelly_switch\) did not start: NonUniqueNameException$"):
+        await home.start()

@@ -12,7 +12,7 @@ import pytest
 import pyvisa
 import serial
 
-import simulators.scpi
+import simulators.scpi.transport
 from simulators.base import SimContext
 from simulators.korad import KoradPowerSupply
 from simulators.scpi import ScpiMultimeter, ScpiPowerSupply
@@ -263,7 +263,7 @@ async def test_faults_offline_garbage_and_slow(scpi_lab, monkeypatch):
     psu.apply({"fault": "garbage"})
     garbled = await raw(psu.port, lambda line: line.write("*IDN?") or line.port.readline())
     assert garbled.endswith(b"\xff#\n") and len(garbled) < len(psu.engine.identity)
-    monkeypatch.setattr(simulators.scpi, "SLOW_REPLY_S", 0.4)
+    monkeypatch.setattr(simulators.scpi.transport, "SLOW_REPLY_S", 0.4)
     psu.apply({"fault": "slow"})
 
     def timed(line: Line) -> tuple[str, float]:

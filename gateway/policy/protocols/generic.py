@@ -8,7 +8,8 @@ import json
 import re
 from typing import Any
 
-from gateway.devices.docs import CallReading, DeviceDoc
+from gateway.devices.actions import CallReading
+from gateway.devices.docs import DeviceDoc
 from gateway.devices.model import Device
 from gateway.jsonpointer import MISSING, resolve
 from gateway.policy.actions import Action, Value, number, unknown

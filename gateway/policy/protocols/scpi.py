@@ -1,4 +1,4 @@
-"""SCPI instruments: a line read the way the instrument reads it (simulators/scpi.py is the reference).
+"""SCPI instruments: a line read the way the instrument reads it (simulators/scpi/engine.py is the reference).
 
 Headers are matched against the instrument's command tree, written as programming manuals print it
 (`[SOURce#:]VOLTage[:LEVel]`: upper case the short form, `[]` optional nodes, `#` a numeric suffix), in either
@@ -47,13 +47,8 @@ class Unit:
             raise Unreadable("expected one parameter")
         return self.parameters[0]
 
-    def channel(self, explicit: str | None = None) -> tuple[int | None, bool]:
-        """(channel, selected): named by a parameter or the suffix, else the selected one."""
-        if explicit is not None:
-            found = CHANNEL_WORD.fullmatch(explicit.strip().upper())
-            if not found:
-                raise Unreadable(f"channel {explicit!r}")
-            return int(found[1]), False
+    def channel(self) -> tuple[int | None, bool]:
+        """(channel, selected): named by the suffix, else the selected one."""
         if self.suffix is not None:
             return self.suffix, False
         return self.selected, True
@@ -61,11 +56,19 @@ class Unit:
     def leading_channel(self) -> tuple[tuple[int | None, bool], list[str]]:
         """`OUTP CH2,ON`, `APPL CH1,5,1`: a first parameter naming the channel."""
         if self.parameters and LEADING_CHANNEL.fullmatch(self.parameters[0]):
-            return self.channel(self.parameters[0]), self.parameters[1:]
+            return (channel_named(self.parameters[0]), False), self.parameters[1:]
         return self.channel(), self.parameters
 
 
 Handler = Callable[[Unit], list[Action]]
+
+
+def channel_named(word: str) -> int:
+    """The channel a parameter names (`CH2`, `OUTPUT2`, `2`)."""
+    found = CHANNEL_WORD.fullmatch(word.strip().upper())
+    if not found:
+        raise Unreadable(f"channel {word!r}")
+    return int(found[1])
 
 
 def numeric(argument: str, unit: str) -> Value:
@@ -136,7 +139,7 @@ def apply(call: Unit) -> list[Action]:
 
 
 def select(call: Unit) -> list[Action]:
-    call.selected = call.channel(call.one())[0]
+    call.selected = channel_named(call.one())
     return [Action("select_channel", float(call.selected))]
 
 
@@ -226,7 +229,9 @@ TABLES = {"scpi_psu": _table(PSU), "scpi_dmm": _table(DMM)}
 
 def split_units(text: str) -> list[str]:
     """A message split on `;` outside quoted strings."""
-    units, current, quote = [], [], ""
+    units: list[str] = []
+    current: list[str] = []
+    quote = ""
     for char in text:
         if quote:
             quote = "" if char == quote else quote
@@ -276,7 +281,7 @@ def read_line(line: str, table: Table, selected: int | None) -> tuple[list[Actio
         header = parts[1].upper() if parts else ""
         unit = Unit(None, [], selected)
         try:
-            if not HEADER.fullmatch(header) or "::" in header or header.endswith(":"):
+            if parts is None or not HEADER.fullmatch(header) or "::" in header or header.endswith(":"):
                 raise Unreadable(header)
             unit.parameters = split_parameters(parts[2] or "")
             if header.startswith("*"):

@@ -1,6 +1,6 @@
 """Zigbee2MQTT devices: `<base>/set` takes a JSON object or a bare state word, `<base>/set/<attr>` a JSON value or
 bare text for one attribute; both are merged into one message of attributes, read as the bridge's converters read
-them (values in any case). `<base>/get` only reads. simulators/zigbee2mqtt.py is the reference.
+them (values in any case). `<base>/get` only reads. simulators/zigbee2mqtt/bridge.py is the reference.
 """
 
 from __future__ import annotations

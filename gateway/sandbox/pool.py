@@ -1,6 +1,8 @@
-"""Warm sandbox jobs kept between one automation's skill runs: its code and devices do not change between them.
+"""Warm sandbox jobs, kept between the runs of tasks from one origin (an automation's skill runs): their code and
+devices do not change from one run to the next, and a fork with its namespaces costs more than most runs.
 
-A run takes an idle job. When every job is out on a run, one more is started at once, and then no other for a
+Each run gives the job a fresh JobContext (its task, the person to ask), so nothing of one run's context leaks
+into the next. A run takes an idle job. When every job is out on a run, one more is started at once, and then no other for a
 moment: runs that trigger meanwhile wait for whichever job comes back first. A burst of triggers that each
 forked a job of its own would spend the CPU on forks and network namespaces instead of runs, and slow every
 run down; a pool that grows by at most one job per START_EVERY_S still serves long-running actions side by
@@ -19,6 +21,8 @@ from dataclasses import dataclass, field
 from gateway.sandbox.broker import JobContext
 from gateway.sandbox.session import SandboxSession
 
+WarmStart = Callable[[], "WarmJob"]
+
 REUSE_S = 60.0  # a job serves runs for this long (real seconds) ...
 REUSE_RUNS = 500  # ... or this many runs
 START_EVERY_S = 0.05  # while jobs are busy, start no more than one new job this often
@@ -27,7 +31,7 @@ START_EVERY_S = 0.05  # while jobs are busy, start no more than one new job this
 @dataclass
 class WarmJob:
     session: SandboxSession
-    context: JobContext
+    context: JobContext | None = None  # the current run's; its calls are checked and audited under it
     started: float = field(default_factory=time.monotonic)
     runs: int = 0
 
@@ -44,7 +48,7 @@ class WarmJobs:
         self._last_start = float("-inf")
         self._closing: set[asyncio.Task[None]] = set()
 
-    async def take(self, start: Callable[[], WarmJob]) -> WarmJob:
+    async def take(self, start: WarmStart) -> WarmJob:
         """An idle job, else one given back by a run, else a new one from `start` (at most one every
         START_EVERY_S while other jobs are busy: those usually come back sooner than a new job is ready)."""
         while True:
@@ -109,3 +113,24 @@ class WarmJobs:
         closing = asyncio.create_task(job.session.close(), name="warm-job-close")
         self._closing.add(closing)
         closing.add_done_callback(self._closing.discard)
+
+
+class SandboxPool:
+    """Warm jobs by key (a task's origin): each key's jobs serve only its runs."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, WarmJobs] = {}
+
+    async def take(self, key: str, start: WarmStart) -> WarmJob:
+        return await self._jobs.setdefault(key, WarmJobs()).take(start)
+
+    def give_back(self, key: str, job: WarmJob) -> None:
+        self._jobs[key].give_back(job)
+
+    def discard(self, key: str, job: WarmJob) -> None:
+        self._jobs[key].discard(job)
+
+    async def close(self, key: str | None = None) -> None:
+        """Close one key's idle jobs (those out on a run close when given back), or every key's."""
+        pools = list(self._jobs.values()) if key is None else [self._jobs[key]] if key in self._jobs else []
+        await asyncio.gather(*(jobs.close() for jobs in pools))

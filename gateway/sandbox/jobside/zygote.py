@@ -1,7 +1,8 @@
 """The zygote: a warm, single-threaded fork server that starts one sandbox job per task.
 
-Run by the gateway as `python -I -S zygote.py CTRL_FD` with an empty environment. Stdlib only. Forking a
-process that already imported everything costs a few milliseconds, against ~30 ms for a fresh interpreter.
+Started by __main__.py, which the gateway runs as `python -I -S jobside/__main__.py CTRL_FD` with an empty
+environment. Stdlib only. Forking a process that already imported everything costs a few milliseconds, against
+~30 ms for a fresh interpreter.
 
 Control messages on CTRL_FD (a SEQPACKET socket, JSON, file descriptors attached with SCM_RIGHTS):
   gateway -> zygote  {"op": "spawn", "req": n, "job": {...}} + [channel fd, output pipe fd, inventory memfd]
@@ -12,30 +13,21 @@ Control messages on CTRL_FD (a SEQPACKET socket, JSON, file descriptors attached
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import selectors
 import signal
 import socket
 import sys
+from typing import Any, NoReturn
+
+from .isolation import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, prctl
+from .job import run
 
 # Modules model code commonly imports; loading them here makes them free in every job.
 PRELOAD = ("ast", "base64", "collections", "dataclasses", "datetime", "decimal", "enum", "fractions",
            "functools", "hashlib", "itertools", "json", "math", "operator", "random", "re", "statistics",
            "string", "struct", "textwrap", "time", "traceback", "typing", "zoneinfo")
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def load_sibling(name: str) -> object:
-    """Import a module next to this file under a private name: the package itself is not importable here."""
-    module_name = f"pyuse_sandbox_{name}"
-    spec = importlib.util.spec_from_file_location(module_name, os.path.join(HERE, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 class Zygote:
@@ -71,7 +63,7 @@ class Zygote:
             # Only our own unreaped children: the pid cannot have been reused yet.
             os.kill(message["pid"], signal.SIGKILL)
 
-    def spawn(self, config: dict, chan_fd: int, out_fd: int, inventory_fd: int) -> int:
+    def spawn(self, config: dict[str, Any], chan_fd: int, out_fd: int, inventory_fd: int) -> int:
         pid = os.fork()
         if pid == 0:
             try:
@@ -79,7 +71,7 @@ class Zygote:
                 self.ctrl.close()
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                job.run(config, chan_fd, out_fd, inventory_fd)
+                run(config, chan_fd, out_fd, inventory_fd)
             finally:
                 os._exit(70)
         for fd in (chan_fd, out_fd, inventory_fd):
@@ -100,13 +92,13 @@ class Zygote:
             sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
             self.send({"op": "exited", "pid": pid, "code": code, "signal": sig})
 
-    def send(self, message: dict) -> None:
+    def send(self, message: dict[str, Any]) -> None:
         try:
             self.ctrl.send(json.dumps(message).encode())
         except OSError:
             self.shutdown()
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> NoReturn:
         for pid in self.children:
             os.kill(pid, signal.SIGKILL)
         os._exit(0)
@@ -115,18 +107,9 @@ class Zygote:
 def main() -> None:
     for name in PRELOAD:
         __import__(name)
-    isolation = sys.modules["pyuse_sandbox_isolation"]
-    isolation.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
-    isolation.prctl(isolation.PR_SET_CHILD_SUBREAPER, 1)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctrl = socket.socket(fileno=int(sys.argv[1]))
     ctrl.setblocking(True)
     Zygote(ctrl).serve()
-
-
-for _sibling in ("landlock", "seccomp", "isolation", "handles"):
-    load_sibling(_sibling)
-job = load_sibling("job")
-
-if __name__ == "__main__":
-    main()

@@ -23,9 +23,11 @@ import os
 import resource
 import signal
 import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
 
-from pyuse_sandbox_landlock import abi_version, restrict  # noqa: I001  (siblings loaded by the zygote)
-from pyuse_sandbox_seccomp import install as install_seccomp
+from .landlock import abi_version, restrict
+from .seccomp import install as install_seccomp
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -128,7 +130,7 @@ def drop_privileges(uid: int, gid: int) -> None:
         raise OSError("the uid/gid did not change")
 
 
-def lockdown(config: dict, out_fd: int, keep_fds: set[int]) -> dict[str, str | None]:
+def lockdown(config: dict[str, Any], out_fd: int, keep_fds: set[int]) -> dict[str, str | None]:
     """Apply the layers named in config["layers"] (all of them when probing) to the calling process.
 
     Returns layer -> None when active, or why not. Outside a probe, a named layer that fails raises LayerFailed.
@@ -139,16 +141,29 @@ def lockdown(config: dict, out_fd: int, keep_fds: set[int]) -> dict[str, str | N
     scratch = config["scratch_dir"]
     unprivileged = os.geteuid() != 0 or (uid is not None and "uid" in wanted)
     zygote = os.getppid()
-    steps = {
-        "session": lambda: (os.setsid(), die_with_parent(zygote)),
-        # cwd is taken before the uid drop: the job keeps its scratch dir even when it cannot traverse the path.
-        "fds": lambda: (redirect_stdio(out_fd), close_fds_except(keep_fds), os.chdir(scratch)),
+
+    def new_session() -> None:
+        os.setsid()
+        die_with_parent(zygote)
+
+    def own_fds() -> None:
+        redirect_stdio(out_fd)
+        close_fds_except(keep_fds)
+        os.chdir(scratch)  # before the uid drop: the job keeps its scratch dir even when it cannot traverse the path
+
+    def drop_uid() -> None:
+        _drop(uid, gid, scratch)
+        die_with_parent(zygote)
+
+    steps: dict[str, Callable[[], object]] = {
+        "session": new_session,
+        "fds": own_fds,
         "nice": lambda: os.nice(NICE),
         "netns": enter_network_namespace,
         "scratch": lambda: mount_scratch(scratch, config.get("scratch_mb", 64)),
         "rlimits": lambda: set_limits(config["memory_mb"], config["cpu_s"], unprivileged),
         "landlock": lambda: _landlock(scratch),
-        "uid": lambda: (_drop(uid, gid, scratch), die_with_parent(zygote)),
+        "uid": drop_uid,
         "seccomp": lambda: None if install_seccomp() else _unavailable("no seccomp table for this CPU"),
     }
     result: dict[str, str | None] = {}
@@ -182,5 +197,5 @@ def _drop(uid: int | None, gid: int | None, scratch: str) -> None:
     drop_privileges(uid, gid)
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     raise LayerFailed(reason)

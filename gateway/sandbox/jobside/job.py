@@ -19,9 +19,12 @@ import traceback
 from types import FrameType
 from typing import Any
 
-from pyuse_sandbox_handles import (  # noqa: I001  (loaded by the zygote)
-    ACTIVITY, DOMAIN_CLASSES, Channel, Device, DeviceError, Devices, describe)
-from pyuse_sandbox_isolation import LayerFailed, lockdown
+from .capabilities import KindClasses
+from .channel import ACTIVITY, Channel, DeviceError
+from .handles import DOMAIN_CLASSES, Device, Devices, describe
+from .isolation import LayerFailed, lockdown
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class FinalAnswer(BaseException):
@@ -62,7 +65,8 @@ def read_inventory(fd: int) -> dict[str, Any]:
         if not chunk:
             break
         data += chunk
-    return json.loads(data or b"{}")
+    inventory: dict[str, Any] = json.loads(data or b"{}")
+    return inventory
 
 
 class Job:
@@ -75,6 +79,7 @@ class Job:
         self.clock_speed = clock_speed
         self.skills: dict[str, str] = {}
         self.kinds: dict[str, dict[str, Any]] = {}  # kind -> handle class spec, with its doc's body
+        self.kind_classes = KindClasses()
         self.namespace: dict[str, Any] = {
             "__name__": "__main__",
             "__builtins__": __builtins__,
@@ -112,7 +117,7 @@ class Job:
         else:
             import pydoc
 
-            print(pydoc.render_doc(thing, renderer=pydoc.plaintext))
+            print(pydoc.plain(pydoc.render_doc(thing)))
 
     def doc(self, kind: Any) -> None:
         """Print a device kind's own API (its doc): for what its methods do not cover."""
@@ -145,7 +150,8 @@ class Job:
             if message.get("inventory", 0) != self.inventory_version:
                 inventory = read_inventory(self.inventory_fd)
                 self.kinds = inventory.get("kinds", {})
-                self.devices.refresh(self.channel, inventory.get("devices", []), self.kinds)
+                classes = self.kind_classes.update(self.kinds)
+                self.devices.refresh(self.channel, inventory.get("devices", []), classes)
                 # The classes the prompt names are there by those names: isinstance(handle, ZigbeeBulb) works.
                 self.namespace.update({type(handle).__name__: type(handle) for handle in self.devices.values()})
                 self.load_skills(inventory.get("skills", []))
@@ -165,7 +171,7 @@ class Job:
             tree = ast.parse(source, filename, "exec")
             last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
             exec(compile(tree, filename, "exec"), self.namespace)
-            if last is not None:
+            if isinstance(last, ast.Expr):
                 value = eval(compile(ast.Expression(last.value), filename, "eval"), self.namespace)
                 if value is not None:
                     self.namespace["_"] = value
@@ -190,10 +196,10 @@ def _as_text(value: Any) -> str:
 
 def _format_traceback(error: BaseException) -> str:
     """The model's frames only: the job's own machinery is noise to it."""
-    own = {os.path.abspath(__file__), os.path.abspath(sys.modules["pyuse_sandbox_handles"].__file__)}
     summary = traceback.TracebackException.from_exception(error)
     frames = [frame for frame in summary.stack
-              if os.path.abspath(frame.filename) not in own and not frame.filename.startswith("<capability ")]
+              if os.path.dirname(os.path.abspath(frame.filename)) != HERE
+              and not frame.filename.startswith("<capability ")]
     summary.stack = traceback.StackSummary.from_list(frames)
     return "".join(summary.format())
 

@@ -49,7 +49,7 @@ def _check(result: int) -> int:
 
 def abi_version() -> int:
     """The kernel's Landlock ABI, or 0 when Landlock is absent or disabled."""
-    version = _libc.syscall(SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(CREATE_RULESET_VERSION))
+    version: int = _libc.syscall(SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(CREATE_RULESET_VERSION))
     return max(0, version)
 
 
