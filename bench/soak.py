@@ -238,8 +238,8 @@ class Soak:
                 client.publish(f"pyuse/{GATEWAY_ID}/task", MQTT_COMMANDS[number % 2])
                 await asyncio.sleep(3.0)
         finally:
+            client.disconnect()  # first: it wakes the network thread, which loop_stop() would wait for
             client.loop_stop()
-            client.disconnect()
 
     async def motion(self, home: Any, stop: asyncio.Event) -> None:
         sensor = home.devices["hallway_motion_sensor"]

@@ -202,6 +202,7 @@ async def test_tasks_and_confirmations_over_mqtt(tmp_path, scripted_llm, mqtt_br
         events = [item for item in daemon.runner.tasks[payload["task_id"]].events]
         assert "confirmation" in [event.kind for event in events]
     finally:
+        client.disconnect()  # first: it wakes the network thread, which loop_stop() would wait up to 1 s for
         client.loop_stop()
 
 

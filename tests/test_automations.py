@@ -67,8 +67,8 @@ def publish(broker, topic: str, payload: str) -> None:
     client.connect(broker.host, broker.port)
     client.loop_start()
     client.publish(topic, payload, qos=1).wait_for_publish(5)
+    client.disconnect()  # first: it wakes the network thread, which loop_stop() would wait up to 1 s for
     client.loop_stop()
-    client.disconnect()
 
 
 def write_skill(automations: Automations, name: str, source: str) -> None:
