@@ -2,8 +2,9 @@
 
 Follows the Shelly Gen2 API docs (RPC protocol and channels, notifications, Switch, common errors) and the way
 aioshelly drives a device: `GET /shelly`, `/rpc/<Method>` (result only), `POST /rpc` (full frames), WebSocket
-`/rpc` with `NotifyStatus` pushes, and a power meter that integrates over simulated time. One module, as the
-firmware is one: its HTTP, WebSocket and MQTT channels serve the same RPC methods on one state.
+`/rpc` with `NotifyStatus` pushes, and a power meter that integrates over simulated time. Like a real device
+it serves on port 80 (aioshelly and Home Assistant assume it), each on a loopback address of its own. One
+module, as the firmware is one: its HTTP, WebSocket and MQTT channels serve the same RPC methods on one state.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ class ShellySwitch(HttpDevice):
     kind = "shelly_switch"
 
     def __init__(self, device_id: str = "plug", name: str = "", area: str = "", mac: str | None = None,
-                 host: str | None = None, port: int = 0, app: str = "PlusPlugS", load_w: float = 60.0,
+                 host: str | None = None, port: int = 80, app: str = "PlusPlugS", load_w: float = 60.0,
                  voltage: float = 230.0, mqtt: bool = False) -> None:
         super().__init__(device_id, name, area, host, port)
         if app not in MODELS:

@@ -1,5 +1,6 @@
 """SCPI lab instruments: an IEEE-488.2/SCPI engine (`engine`), its line transports over a pty and TCP 5025
-(`transport`), and a bench power supply and a multimeter built on them (`instruments`)."""
+(`transport`), their mDNS announcements as LXI instruments (`lxi`), and a bench power supply and a multimeter built
+on them (`instruments`)."""
 
 from simulators.scpi.engine import QUEUE_SIZE, Call, ScpiEngine, ScpiError
 from simulators.scpi.instruments import PsuChannel, ScpiInstrument, ScpiMultimeter, ScpiPowerSupply

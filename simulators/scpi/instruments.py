@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 from simulators.scpi.engine import Call, ScpiEngine, ScpiError, boolean, nr3, numeric
+from simulators.scpi.lxi import LxiAnnouncer
 from simulators.scpi.transport import SCPI_PORT, LineInstrument
 
 OVERLOAD = 9.9e37  # what a meter reads when the input is beyond its range
@@ -26,6 +27,20 @@ class ScpiInstrument(LineInstrument):
     def __init__(self, device_id: str, name: str = "", area: str = "", host: str = "", port: int = SCPI_PORT) -> None:
         super().__init__(device_id, name, area, host, port)
         self.engine = ScpiEngine(self.identity, reset=self.reset)
+        self._lxi: LxiAnnouncer | None = None
+
+    async def serve(self) -> None:
+        await super().serve()
+        if self.context.zeroconf is not None:  # found on the LAN as LXI instruments are
+            self._lxi = LxiAnnouncer(self.context.zeroconf, self.id, self.name, self.identity, self.host,
+                                     self.tcp_port, self.context.mdns_suffix)
+            await self._lxi.announce()
+
+    async def stop(self) -> None:
+        if self._lxi is not None:
+            await self._lxi.withdraw()
+            self._lxi = None
+        await super().stop()
 
     def reset(self) -> None:
         """*RST: the instrument's settings go back to their defaults."""

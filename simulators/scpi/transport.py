@@ -88,7 +88,7 @@ class LineInstrument(Simulator):
         self._pty: PtyPort | None = None
         self._pty_lines: LineChannel | None = None
         self._server: asyncio.Server | None = None
-        self._connections: set[LineChannel] = set()
+        self._connections: dict[LineChannel, asyncio.StreamWriter] = {}
 
     def address(self) -> str:
         return f"{self.port} | TCPIP0::{self.host}::{self.tcp_port}::SOCKET"
@@ -111,8 +111,9 @@ class LineInstrument(Simulator):
     async def stop(self) -> None:
         if self._server:
             self._server.close()
-            for channel in list(self._connections):
+            for channel, writer in list(self._connections.items()):  # a client may keep its connection open
                 channel.close()
+                writer.close()
             await self._server.wait_closed()
             self._server = None
         if self._pty and self._pty_lines:
@@ -122,7 +123,7 @@ class LineInstrument(Simulator):
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         channel = LineChannel(self._reply, writer.write)
-        self._connections.add(channel)
+        self._connections[channel] = writer
         try:
             while data := await reader.read(4096):
                 channel.feed(data)
@@ -130,7 +131,7 @@ class LineInstrument(Simulator):
             pass
         finally:
             channel.close()
-            self._connections.discard(channel)
+            self._connections.pop(channel, None)
             writer.close()
 
     async def _reply(self, line: str | None) -> bytes | None:

@@ -1,5 +1,6 @@
-"""A Zigbee2MQTT 2.x bridge with Zigbee devices behind it: the exposes format (`exposes`), the devices
-(`devices`), Home Assistant discovery (`discovery`) and the bridge on MQTT (`bridge`)."""
+"""A Zigbee2MQTT 2.1.3 bridge with Zigbee devices behind it: the exposes format (`exposes`), the devices
+(`devices`), Home Assistant discovery (`discovery`), the bridge on MQTT (`bridge`) and the requests it answers
+(`requests`)."""
 
 from simulators.base import Room
 from simulators.zigbee2mqtt.bridge import Group, Zigbee2MqttBridge

@@ -1,16 +1,17 @@
 """The Zigbee2MQTT 2.x bridge: one MQTT connection, as the real bridge holds, serving the devices paired with it.
 
 The bridge publishes retained `bridge/state` (`{"state":"online"}`, will `offline`), `bridge/info`,
-`bridge/devices` (with `definition.exposes` and access bits), `bridge/groups`, per-device JSON availability and
-Home Assistant discovery configs. It accepts `<name>/set` (JSON, or a bare state word), `<name>/set/<attr>`,
-`<name>/get`, and `bridge/request/<cmd>` with responses on `bridge/response/<cmd>` (`status`, `data`, `error`,
-`transaction`). Errors go to `bridge/logging`. One module: what it publishes and the requests it answers share
-its MQTT session and its device list.
+`bridge/devices` (with `definition.exposes` and access bits), `bridge/groups`, `bridge/definitions`,
+per-device JSON availability and Home Assistant discovery configs (the bridge's own device among them), and
+republishes device states when Home Assistant comes online. It accepts `<name>/set` (JSON, or a bare state
+word), `<name>/set/<attr>`, `<name>/get`, and `bridge/request/<cmd>`, which `requests` answers. Errors go to
+`bridge/logging`. This module: what the bridge publishes and the commands it carries out, on one MQTT session.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import re
@@ -24,12 +25,25 @@ from simulators.base import SLOW_REPLY_S, Fault, Simulator, cancel_and_wait
 from simulators.mqtt_session import MqttSession
 from simulators.tasmota import garble
 from simulators.zigbee2mqtt.devices import ConverterError, ZigbeeDevice
-from simulators.zigbee2mqtt.discovery import discovery_configs
-from simulators.zigbee2mqtt.wire import VERSION, compact_json, ieee_address
+from simulators.zigbee2mqtt.discovery import Coordinator, bridge_configs, discovery_configs
+from simulators.zigbee2mqtt.requests import BridgeRequests
+from simulators.zigbee2mqtt.wire import (
+    CLUSTERS,
+    COMMIT,
+    CONVERTERS_VERSION,
+    HERDSMAN_VERSION,
+    VERSION,
+    compact_json,
+    ieee_address,
+)
 
 log = logging.getLogger(__name__)
 TICK_S = 30.0  # simulated seconds between physics steps
 STATE_WORDS = {"on", "off", "toggle", "open", "close", "stop", "lock", "unlock"}
+HA_STATUS_TOPIC = "homeassistant/status"
+# After Home Assistant's `online`, 2.1.3 waits 30 s before republishing states (homeassistant.ts l. 1776-1788).
+HA_REPUBLISH_DELAY_S = 30.0
+COORDINATOR_REVISION = 20230507
 
 
 @dataclass
@@ -48,11 +62,17 @@ class Zigbee2MqttBridge(Simulator):
         super().__init__(device_id, name or "Zigbee2MQTT", area)
         self.broker_host, self.broker_port = broker_host, broker_port
         self.base_topic = base_topic
-        self.homeassistant = homeassistant
         self.coordinator_ieee = ieee_address(f"{device_id}/coordinator")
+        self.coordinator = Coordinator(self.coordinator_ieee, "zStack3x0", COORDINATOR_REVISION)
+        self.settings: dict[str, Any] = {  # what bridge/info shows as `config`; bridge/request/options changes it
+            "homeassistant": {"enabled": homeassistant, "discovery_topic": "homeassistant",
+                              "status_topic": HA_STATUS_TOPIC},
+            "mqtt": {"base_topic": base_topic}, "availability": {"enabled": True},
+            "advanced": {"log_level": "info", "last_seen": "disable"}}
         self.devices: list[ZigbeeDevice] = []
         self.groups = list(groups)
         self.permit_join_end: float | None = None
+        self.requests = BridgeRequests(self)
         self._session: MqttSession | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._discovered: dict[str, list[str]] = {}  # ieee -> discovery topics
@@ -82,8 +102,19 @@ class Zigbee2MqttBridge(Simulator):
     def children(self) -> list[Simulator]:
         return list(self.devices)
 
+    @property
+    def homeassistant(self) -> bool:
+        return bool(self.settings["homeassistant"]["enabled"])
+
     def resolve(self, name: str) -> ZigbeeDevice | None:
         return next((d for d in self.devices if name in (d.friendly_name, d.ieee)), None)
+
+    def resolve_group(self, name: Any) -> Group | None:
+        """A group by friendly name or ID (a number, or its digits), as zigbee.resolveEntity finds one."""
+        return next((g for g in self.groups if name == g.friendly_name or str(name) == str(g.id)), None)
+
+    def name_taken(self, name: str, by: ZigbeeDevice | None = None) -> bool:
+        return self.resolve(name) not in (None, by) or self.resolve_group(name) is not None
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
 
@@ -99,7 +130,7 @@ class Zigbee2MqttBridge(Simulator):
         host, port = self._broker()
         will = aiomqtt.Will(f"{self.base_topic}/bridge/state", compact_json({"state": "offline"}), qos=1, retain=True)
         self._session = MqttSession(host, port, f"zigbee2mqtt_{self.coordinator_ieee[-8:]}", will,
-                                    [f"{self.base_topic}/#", "homeassistant/status"], self._announce, self._receive,
+                                    [f"{self.base_topic}/#", HA_STATUS_TOPIC], self._announce, self._receive,
                                     self.context.mqtt_connects)
         await self._session.start()
         self._ticker = asyncio.create_task(self._tick_periodically())
@@ -119,13 +150,13 @@ class Zigbee2MqttBridge(Simulator):
 
     async def _announce(self) -> None:
         """What Zigbee2MQTT publishes on start: bridge state and inventory, discovery, availability, states."""
-        await self._publish("bridge/state", {"state": "online"}, retain=True)
+        await self.publish("bridge/state", {"state": "online"}, retain=True)
         await self.publish_info()
         await self.publish_devices()
         await self.publish_groups()
+        await self.publish_definitions()
         if self.homeassistant:
-            for device in self.devices:
-                await self.publish_discovery(device)
+            await self.publish_all_discovery()
         for device in self.devices:
             await self.publish_availability(device)
             await self.publish_state(device)
@@ -148,8 +179,8 @@ class Zigbee2MqttBridge(Simulator):
 
     # --- publishing ----------------------------------------------------------------------------------------------
 
-    async def _publish(self, topic: str, payload: Any, retain: bool = False, qos: int = 0,
-                       garbled: bool = True) -> None:
+    async def publish(self, topic: str, payload: Any, retain: bool = False, qos: int = 0,
+                      garbled: bool = True) -> None:
         if self._session is None:
             return
         text = payload if isinstance(payload, str) else compact_json(payload)
@@ -157,44 +188,44 @@ class Zigbee2MqttBridge(Simulator):
         await self._session.publish(f"{self.base_topic}/{topic}", data, qos=qos, retain=retain)
 
     async def log(self, level: str, message: str) -> None:
-        await self._publish("bridge/logging", {"level": level, "message": message, "namespace": "z2m"})
+        await self.publish("bridge/logging", {"level": level, "message": message, "namespace": "z2m"})
 
     async def publish_info(self) -> None:
-        until = self.permit_join_end if self.permit_join else None
-        end = None if until is None else int(until * 1000)
-        await self._publish("bridge/info", {
-            "version": VERSION, "commit": "b8a5a4e", "zigbee_herdsman_converters": {"version": "23.1.1"},
-            "zigbee_herdsman": {"version": "3.2.5"},
-            "coordinator": {"ieee_address": self.coordinator_ieee, "type": "zStack3x0",
-                            "meta": {"revision": 20230507, "transportrev": 2, "product": 1, "majorrel": 2,
-                                     "minorrel": 7, "maintrel": 1}},
+        # permit_join_end is undefined, so left out, unless joining is permitted (lib/zigbee.ts l. 230-232).
+        end = {"permit_join_end": int(self.permit_join_end * 1000)} if self.permit_join_end and self.permit_join else {}
+        await self.publish("bridge/info", {  # lib/extension/bridge.ts l. 678-709
+            "version": VERSION, "commit": COMMIT, "zigbee_herdsman_converters": {"version": CONVERTERS_VERSION},
+            "zigbee_herdsman": {"version": HERDSMAN_VERSION},
+            "coordinator": {"ieee_address": self.coordinator.ieee, "type": self.coordinator.type,
+                            "meta": {"revision": self.coordinator.revision, "transportrev": 2, "product": 1,
+                                     "majorrel": 2, "minorrel": 7, "maintrel": 1}},
             "network": {"pan_id": 6754, "extended_pan_id": "0xdddddddddddddddd", "channel": 11},
-            "log_level": "info", "permit_join": self.permit_join, "permit_join_end": end,
-            "restart_required": False,
-            "config": {"homeassistant": {"enabled": self.homeassistant, "discovery_topic": "homeassistant"},
-                       "mqtt": {"base_topic": self.base_topic}, "availability": {"enabled": True},
-                       "advanced": {"log_level": "info", "last_seen": "disable"}},
-            "config_schema": {}}, retain=True)
+            "log_level": self.settings["advanced"]["log_level"], "permit_join": self.permit_join, **end,
+            "restart_required": self.requests.restart_required,
+            "config": copy.deepcopy(self.settings), "config_schema": {}}, retain=True)
 
     async def publish_devices(self) -> None:
-        coordinator = {"ieee_address": self.coordinator_ieee, "type": "Coordinator", "network_address": 0,
-                       "supported": True, "friendly_name": "Coordinator", "disabled": False, "description": None,
-                       "definition": None, "power_source": None, "software_build_id": None, "date_code": None,
-                       "model_id": None, "interviewing": False, "interview_completed": True,
-                       "interview_state": "SUCCESSFUL", "manufacturer": None,
-                       "endpoints": {"1": {"name": None, "scenes": [], "bindings": [], "configured_reportings": [],
+        """bridge.ts l. 711-768: what is undefined (the coordinator's definition, description ...) is left out."""
+        coordinator = {"ieee_address": self.coordinator.ieee, "type": "Coordinator", "network_address": 0,
+                       "supported": True, "friendly_name": "Coordinator", "disabled": False,
+                       "interviewing": False, "interview_completed": True,
+                       "endpoints": {"1": {"scenes": [], "bindings": [], "configured_reportings": [],
                                            "clusters": {"input": [], "output": []}}}}
-        await self._publish("bridge/devices", [coordinator] + [d.info() for d in self.devices], retain=True)
+        await self.publish("bridge/devices", [coordinator] + [d.info() for d in self.devices], retain=True)
 
     async def publish_groups(self) -> None:
-        await self._publish("bridge/groups", [
-            {"id": g.id, "friendly_name": g.friendly_name, "description": None, "scenes": [],
+        await self.publish("bridge/groups", [  # bridge.ts l. 771-791
+            {"id": g.id, "friendly_name": g.friendly_name, "scenes": [],
              "members": [{"ieee_address": m.ieee, "endpoint": 1} for m in g.members]} for g in self.groups],
             retain=True)
 
+    async def publish_definitions(self) -> None:
+        """bridge.ts l. 793-804: the ZCL clusters, and no device here has custom ones."""
+        await self.publish("bridge/definitions", {"clusters": CLUSTERS, "custom_clusters": {}}, retain=True)
+
     async def publish_availability(self, device: ZigbeeDevice, online: bool | None = None) -> None:
         up = device.fault != "offline" if online is None else online
-        await self._publish(f"{device.friendly_name}/availability", {"state": "online" if up else "offline"},
+        await self.publish(f"{device.friendly_name}/availability", {"state": "online" if up else "offline"},
                             retain=True, garbled=False)
 
     async def publish_state(self, device: ZigbeeDevice) -> None:
@@ -203,10 +234,17 @@ class Zigbee2MqttBridge(Simulator):
         payload = compact_json(device.payload())
         if device.fault == "garbage":
             payload = garble(payload).decode("utf-8", "replace")
-        await self._publish(device.friendly_name, payload, retain=bool(device.options.get("retain", False)))
+        await self.publish(device.friendly_name, payload, retain=bool(device.options.get("retain", False)))
+
+    async def publish_all_discovery(self) -> None:
+        """The bridge's own device first, then each device (homeassistant.ts l. 475-482)."""
+        for topic, config in bridge_configs(self.base_topic, self.coordinator):
+            await self._session_publish(topic, config)
+        for device in self.devices:
+            await self.publish_discovery(device)
 
     async def publish_discovery(self, device: ZigbeeDevice) -> None:
-        configs = discovery_configs(device, self.base_topic, self.coordinator_ieee)
+        configs = discovery_configs(device, self.base_topic, self.coordinator)
         for topic, config in configs:
             await self._session_publish(topic, config)
         self._discovered[device.ieee] = [topic for topic, _ in configs]
@@ -219,20 +257,84 @@ class Zigbee2MqttBridge(Simulator):
         for topic in self._discovered.pop(device.ieee, []):
             await self._session_publish(topic, "")
 
+    async def _republish_states_later(self) -> None:
+        """Home Assistant came online: after a while, every device's last state again (l. 1776-1788)."""
+        await self.context.clock.sleep(HA_REPUBLISH_DELAY_S)
+        for device in self.devices:
+            await self.publish_state(device)
+
+    # --- changes the requests make -------------------------------------------------------------------------------
+
+    async def rename(self, device: ZigbeeDevice, new: str) -> str:
+        """Give `device` a new friendly name; returns the old one."""
+        old = device.friendly_name
+        await self._session_publish(f"{self.base_topic}/{old}", "")
+        await self._session_publish(f"{self.base_topic}/{old}/availability", "")
+        device.friendly_name = new
+        await self.publish_devices()
+        if self.homeassistant:
+            await self.publish_discovery(device)
+        await self.publish_availability(device)
+        await self.publish_state(device)
+        return old
+
+    async def remove(self, device: ZigbeeDevice) -> None:
+        self.devices.remove(device)
+        device.bridge = None
+        for group in self.groups:
+            if device in group.members:
+                group.members.remove(device)
+        await self.clear_discovery(device)
+        await self._session_publish(f"{self.base_topic}/{device.friendly_name}", "")
+        await self._session_publish(f"{self.base_topic}/{device.friendly_name}/availability", "")
+        await self.publish_groups()
+        await self.publish_devices()
+        await self.publish_definitions()
+        await self.publish("bridge/event", {"type": "device_leave", "data": {
+            "ieee_address": device.ieee, "friendly_name": device.friendly_name}})
+
+    async def add_group(self, group_id: int, name: str) -> Group:
+        group = Group(group_id, name, [])
+        self.groups.append(group)
+        await self.publish_groups()
+        return group
+
+    async def rename_group(self, group: Group, new: str) -> None:
+        await self._session_publish(f"{self.base_topic}/{group.friendly_name}", "")
+        group.friendly_name = new
+        await self.publish_groups()
+        await self.publish_info()
+
+    async def remove_group(self, group: Group) -> None:
+        self.groups.remove(group)
+        await self._session_publish(f"{self.base_topic}/{group.friendly_name}", "")
+        await self.publish_groups()
+
+    async def restart_later(self) -> None:
+        await asyncio.sleep(0.5)  # as Zigbee2MQTT does, so the response goes out first
+        if self._session:
+            await self.publish("bridge/state", {"state": "offline"}, retain=True, garbled=False)
+            self._session.drop()
+            self._session.resume()
+
     # --- receiving -----------------------------------------------------------------------------------------------
 
     async def _receive(self, topic: str, payload: bytes) -> None:
         if self.fault == "offline":
             return
+        text = payload.decode("utf-8", "replace")
+        if topic == HA_STATUS_TOPIC:
+            if self.homeassistant and text.lower() == "online":
+                self.spawn(self._republish_states_later())
+            return
         prefix = f"{self.base_topic}/"
         if not topic.startswith(prefix):
             return
         rest = topic[len(prefix):]
-        text = payload.decode("utf-8", "replace")
         if rest.startswith("bridge/request/"):
             if self.fault == "slow":
                 await asyncio.sleep(SLOW_REPLY_S)
-            await self._request(rest[len("bridge/request/"):], text)
+            await self.requests.answer(rest[len("bridge/request/"):], text)
             return
         match = re.fullmatch(r"(?!bridge/)(.+?)/(get|set)(?:/(.+))?", rest)
         if match:
@@ -267,104 +369,6 @@ class Zigbee2MqttBridge(Simulator):
         if changed:
             self.spawn(self.publish_state(device))
 
-    async def _request(self, key: str, text: str) -> None:
-        handlers = {"health_check": self._health_check, "permit_join": self._permit_join,
-                    "device/rename": self._rename, "device/remove": self._remove, "device/options": self._options,
-                    "restart": self._restart}
-        handler = handlers.get(key.lower())
-        if handler is None:
-            return  # Zigbee2MQTT ignores requests it does not know
-        try:
-            message: Any = json.loads(text)
-        except ValueError:
-            message = text
-        response: dict[str, Any]
-        try:
-            response = {"data": await handler(message), "status": "ok"}
-        except (ConverterError, ValueError, TypeError, KeyError) as error:
-            await self.log("error", f"Request '{self.base_topic}/bridge/request/{key}' failed with error: '{error}'")
-            response = {"data": {}, "status": "error", "error": str(error)}
-        if isinstance(message, dict) and "transaction" in message:
-            response["transaction"] = message["transaction"]
-        await self._publish(f"bridge/response/{key}", response)
-
-    async def _health_check(self, message: Any) -> dict[str, Any]:
-        return {"healthy": True}
-
-    async def _permit_join(self, message: Any) -> dict[str, Any]:
-        if isinstance(message, dict):
-            if "time" not in message:
-                raise ValueError("Invalid payload")
-            seconds = _int(message["time"])
-        else:
-            seconds = _int(message)
-        self.permit_join_end = self.context.clock.now() + seconds if seconds > 0 else None
-        await self.publish_info()
-        return {"time": seconds}
-
-    def _entity(self, name: Any) -> ZigbeeDevice:
-        device = self.resolve(str(name)) if isinstance(name, (str, int)) else None
-        if device is None:
-            raise ValueError(f"Device '{name}' does not exist")
-        return device
-
-    async def _rename(self, message: Any) -> dict[str, Any]:
-        if not isinstance(message, dict) or "from" not in message or not isinstance(message.get("to"), str):
-            raise ValueError("Invalid payload")
-        device = self._entity(message["from"])
-        new = message["to"].strip()
-        if not new or self.resolve(new) not in (None, device):
-            raise ValueError(f"Friendly name '{new}' is already in use" if new else "Invalid payload")
-        old = device.friendly_name
-        await self._session_publish(f"{self.base_topic}/{old}", "")
-        await self._session_publish(f"{self.base_topic}/{old}/availability", "")
-        device.friendly_name = new
-        await self.publish_devices()
-        if self.homeassistant:
-            await self.publish_discovery(device)
-        await self.publish_availability(device)
-        await self.publish_state(device)
-        return {"from": old, "to": new, "homeassistant_rename": bool(message.get("homeassistant_rename", False))}
-
-    async def _remove(self, message: Any) -> dict[str, Any]:
-        name = message.get("id") if isinstance(message, dict) else str(message).strip()
-        device = self._entity(name)
-        block = bool(message.get("block")) if isinstance(message, dict) else False
-        force = bool(message.get("force")) if isinstance(message, dict) else False
-        self.devices.remove(device)
-        device.bridge = None
-        await self.clear_discovery(device)
-        await self._session_publish(f"{self.base_topic}/{device.friendly_name}", "")
-        await self._session_publish(f"{self.base_topic}/{device.friendly_name}/availability", "")
-        await self.publish_groups()
-        await self.publish_devices()
-        await self._publish("bridge/event", {"type": "device_leave", "data": {
-            "ieee_address": device.ieee, "friendly_name": device.friendly_name}})
-        return {"id": name, "block": block, "force": force}
-
-    async def _options(self, message: Any) -> dict[str, Any]:
-        if not isinstance(message, dict) or "id" not in message or not isinstance(message.get("options"), dict):
-            raise ValueError("Invalid payload")
-        device = self._entity(message["id"])
-        for key, value in message["options"].items():
-            if not _same_kind(device.options.get(key), value):
-                raise ValueError(f"Invalid option '{key}': {compact_json(value)}")
-        before = dict(device.options)
-        device.options.update(message["options"])
-        await self.publish_info()
-        return {"from": before, "to": dict(device.options), "id": message["id"], "restart_required": False}
-
-    async def _restart(self, message: Any) -> dict[str, Any]:
-        self.spawn(self._restart_later())
-        return {}
-
-    async def _restart_later(self) -> None:
-        await asyncio.sleep(0.5)  # as Zigbee2MQTT does, so the response goes out first
-        if self._session:
-            await self._publish("bridge/state", {"state": "offline"}, retain=True, garbled=False)
-            self._session.drop()
-            self._session.resume()
-
 
 def _parse_message(attribute: str | None, text: str) -> dict[str, Any] | None:
     """Zigbee2MQTT's parseMessage: `/set/<attr>` takes JSON or a bare value; `/set` takes JSON or a state word."""
@@ -378,23 +382,3 @@ def _parse_message(attribute: str | None, text: str) -> dict[str, Any] | None:
     except ValueError:
         return {"state": text} if text.lower() in STATE_WORDS else None
     return message if isinstance(message, dict) else {}
-
-
-def _same_kind(old: Any, new: Any) -> bool:
-    """A known option keeps its kind: a flag stays a flag, a number stays a number."""
-    if old is None:
-        return True
-    if isinstance(old, bool) or isinstance(new, bool):
-        return isinstance(old, bool) and isinstance(new, bool)
-    if isinstance(old, (int, float)):
-        return isinstance(new, (int, float))
-    return True
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise TypeError("Invalid payload")
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise ValueError("Invalid payload") from None

@@ -43,6 +43,7 @@ class ZigbeeDevice(Simulator):
     vendor = ""
     description = ""
     model_id = ""
+    software_build_id: str | None = None
     device_type = "EndDevice"
     power_source = "Battery"
     report_every = 300.0  # simulated seconds between periodic reports
@@ -62,17 +63,20 @@ class ZigbeeDevice(Simulator):
         """The device's capabilities in Zigbee2MQTT's exposes format."""
 
     def definition(self) -> dict[str, Any]:
-        return {"source": "native", "model": self.model, "vendor": self.vendor, "description": self.description,
-                "exposes": self.exposes(), "supports_ota": False, "options": [], "icon": None}
+        """getDefinitionPayload (2.1.3 lib/extension/bridge.ts l. 806-833): no icon unless one is set."""
+        return {"model": self.model, "vendor": self.vendor, "description": self.description,
+                "exposes": self.exposes(), "supports_ota": False, "options": []}
 
     def info(self) -> dict[str, Any]:
-        """This device's entry in bridge/devices."""
+        """This device's entry in bridge/devices as 2.1.3 publishes it (lib/extension/bridge.ts l. 711-768):
+        what is undefined is left out, and there is no `interview_state` nor endpoint `name` (later versions)."""
         return {"ieee_address": self.ieee, "type": self.device_type, "network_address": self.network_address,
-                "supported": True, "friendly_name": self.friendly_name, "disabled": False, "description": None,
-                "definition": self.definition(), "power_source": self.power_source, "software_build_id": None,
+                "supported": True, "friendly_name": self.friendly_name, "disabled": False,
+                "definition": self.definition(), "power_source": self.power_source,
+                **({"software_build_id": self.software_build_id} if self.software_build_id else {}),
                 "date_code": "20230101", "model_id": self.model_id, "interviewing": False,
-                "interview_completed": True, "interview_state": "SUCCESSFUL", "manufacturer": self.vendor,
-                "endpoints": {"1": {"name": None, "scenes": [], "bindings": [], "configured_reportings": [],
+                "interview_completed": True, "manufacturer": self.vendor,
+                "endpoints": {"1": {"scenes": [], "bindings": [], "configured_reportings": [],
                                     "clusters": {"input": ["genBasic"], "output": []}}}}
 
     def payload(self) -> dict[str, Any]:
@@ -217,10 +221,17 @@ class ContactSensor(ZigbeeDevice):
                                    "mV", category="diagnostic"), linkquality()]
 
 
+# The effects zigbee-herdsman-converters 23.2.0 (pinned by Zigbee2MQTT 2.1.3) gives a Hue colour light:
+# src/lib/philips.ts l. 64-94.
+HUE_EFFECTS = ["blink", "breathe", "okay", "channel_change", "candle", "fireplace", "colorloop", "finish_effect",
+               "stop_effect", "stop_hue_effect"]
+
+
 class Bulb(ZigbeeDevice):
     kind = "zigbee_bulb"
     model, vendor, model_id = "9290022166", "Philips", "LCA001"
     description = "Hue white and color ambiance E26/E27"
+    software_build_id = "1.104.2"
     device_type, power_source = "Router", "Mains (single phase)"
     report_every = 3600.0
 
@@ -244,8 +255,7 @@ class Bulb(ZigbeeDevice):
                  "description": "Color of this light in the CIE 1931 color space (x/y)",
                  "features": [numeric("x", "X", 7, ""), numeric("y", "Y", 7, "")]},
             ]},
-            enum("effect", "Effect", ACCESS_SET, ["blink", "breathe", "okay", "channel_change", "finish_effect",
-                                                  "stop_effect"], "Triggers an effect on the light"),
+            enum("effect", "Effect", ACCESS_SET, HUE_EFFECTS, "Triggers an effect on the light"),
             enum("power_on_behavior", "Power-on behavior", 7, ["off", "on", "toggle", "previous"],
                  "Controls the behavior when the device is powered on after power loss", category="config"),
             linkquality(),
@@ -269,7 +279,7 @@ class Bulb(ZigbeeDevice):
         if key == "color":
             return {"color": _to_xy(value), "color_mode": "xy"}
         if key == "effect":
-            _choice(value, ["blink", "breathe", "okay", "channel_change", "finish_effect", "stop_effect"])
+            _choice(value, HUE_EFFECTS)
             return {}
         if key == "power_on_behavior":
             return {"power_on_behavior": _choice(value, ["off", "on", "toggle", "previous"])}

@@ -25,7 +25,8 @@ async def plug(context):
 
 @pytest.fixture
 async def aioshelly_device(plug, session):
-    device = await RpcDevice.create(session, None, ConnectionOptions(plug.host, port=plug.port))
+    # No port: aioshelly, as Home Assistant uses it, assumes a device's port 80.
+    device = await RpcDevice.create(session, None, ConnectionOptions(plug.host))
     await device.initialize()
     yield device
     await device.shutdown()
@@ -46,6 +47,26 @@ async def test_aioshelly_initializes_against_the_simulator(plug, aioshelly_devic
     assert device.status["switch:0"]["output"] is False
     assert device.status["sys"]["mac"] == plug.mac
     assert device.config["switch:0"]["initial_state"] == "off"
+
+
+async def test_each_shelly_serves_on_port_80_of_a_loopback_address_of_its_own(context, session):
+    plugs = [ShellySwitch("hall_plug"), ShellySwitch("porch_plug")]
+    for plug in plugs:
+        await plug.start(context)
+    try:
+        assert [plug.port for plug in plugs] == [80, 80] and plugs[0].host != plugs[1].host
+        assert all(plug.host.startswith("127.") for plug in plugs)
+        for plug in plugs:
+            device = await RpcDevice.create(session, None, ConnectionOptions(plug.host))
+            try:
+                await device.initialize()
+                assert device.hostname == plug.shelly_id
+                assert device.status["wifi"]["sta_ip"] == plug.host
+            finally:
+                await device.shutdown()
+    finally:
+        for plug in plugs:
+            await plug.stop()
 
 
 async def test_aioshelly_switch_set_turns_the_plug_on_and_it_draws_its_load(plug, aioshelly_device):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
 
+from sim.http_support import until
 from sim.mqtt_probe import MqttProbe
-from simulators.base import SimClock, SimContext
+from simulators.base import ManualClock, SimClock, SimContext
 from simulators.zigbee2mqtt import (
     Bulb,
     ClimateSensor,
@@ -20,6 +22,8 @@ from simulators.zigbee2mqtt import (
     Thermostat,
     Zigbee2MqttBridge,
 )
+from simulators.zigbee2mqtt.devices import HUE_EFFECTS
+from simulators.zigbee2mqtt.wire import encoded_base_topic
 
 
 @dataclass
@@ -74,12 +78,17 @@ async def test_bridge_state_info_devices_and_groups_are_retained(mqtt_probe, mqt
 
     assert state.retain and state.json() == {"state": "online"}
     assert info.retain and info.json()["version"].startswith("2.")
+    assert "permit_join_end" not in info.json()  # undefined while joining is not permitted
     assert info.json()["coordinator"]["ieee_address"] == mqtt_home.bridge.coordinator_ieee
     assert devices.retain and groups.retain
     by_name = {d["friendly_name"]: d for d in devices.json()}
     assert set(by_name) == {"Coordinator", "living/climate", "living/radiator", "hall motion", "front door",
                             "desk bulb", "front lock"}
-    assert by_name["Coordinator"]["type"] == "Coordinator" and by_name["Coordinator"]["definition"] is None
+    # 2.1.3 leaves out what is undefined (lib/extension/bridge.ts l. 745-765): the coordinator has no definition.
+    assert by_name["Coordinator"]["type"] == "Coordinator" and "definition" not in by_name["Coordinator"]
+    # interview_state and endpoint names came after 2.1.3, which sends neither (bridge.ts l. 717-765).
+    assert all("interview_state" not in d and all("name" not in e for e in d["endpoints"].values())
+               for d in devices.json())
     bulb = by_name["desk bulb"]
     assert bulb["ieee_address"] == mqtt_home.bulb.ieee and bulb["supported"] and bulb["interview_completed"]
     assert (bulb["type"], bulb["power_source"]) == ("Router", "Mains (single phase)")
@@ -97,7 +106,7 @@ async def test_bridge_state_info_devices_and_groups_are_retained(mqtt_probe, mqt
     climate = features(by_name["living/radiator"]["definition"]["exposes"][0])
     assert climate["occupied_heating_setpoint"]["access"] == 7 and climate["local_temperature"]["access"] == 5
     assert climate["system_mode"]["values"] == ["off", "auto", "heat"]
-    assert groups.json() == [{"id": 1, "friendly_name": "downstairs", "description": None, "scenes": [],
+    assert groups.json() == [{"id": 1, "friendly_name": "downstairs", "scenes": [],
                               "members": [{"ieee_address": mqtt_home.bulb.ieee, "endpoint": 1}]}]
     availability = await mqtt_probe.expect("zigbee2mqtt/desk bulb/availability")
     assert availability.retain and availability.json() == {"state": "online"}
@@ -319,6 +328,216 @@ async def test_motion_clears_after_the_occupancy_timeout(mqtt_broker):
         assert home.door.values["contact"] is False
         with pytest.raises(ValueError, match="lock_state: not settable"):
             home.lock.apply({"lock_state": "unlocked"})
+    finally:
+        await home.bridge.stop()
+        probe.close()
+
+
+# --- fidelity to Zigbee2MQTT 2.1.3: the line numbers are of its source at the 2.1.3 tag ----------------------
+
+
+async def discovery_of(probe: MqttProbe, ieee: str, count: int) -> dict[tuple[str, str], dict]:
+    """Every retained discovery config of one device, by (component, object id), once `count` have come."""
+    topic = f"homeassistant/+/{ieee}/+/config"
+    await until(lambda: len({m.topic for m in probe.received(topic)}) >= count)
+    await asyncio.sleep(0.3)  # anything more the bridge published would be retained and right behind
+    return {tuple(m.topic.split("/")[1:4:2]): m.json() for m in probe.received(topic) if m.payload}
+
+
+async def test_discovery_entities_are_those_2_1_3_announces(mqtt_probe, mqtt_home):
+    bulb = await discovery_of(mqtt_probe, mqtt_home.bulb.ieee, 4)
+
+    # A settable enum is a select and nothing else (lib/extension/homeassistant.ts l. 1146-1163).
+    assert set(bulb) == {("light", "light"), ("select", "effect"), ("select", "power_on_behavior"),
+                         ("sensor", "linkquality")}
+    light = bulb[("light", "light")]
+    # The light lists the device's effect enum (l. 566-577).
+    assert light["effect"] is True and light["effect_list"] == HUE_EFFECTS
+    effect = bulb[("select", "effect")]
+    # ENUM_DISCOVERY_LOOKUP.effect (l. 283); a write-only enum has no state topic nor template (l. 1115, 1152).
+    assert effect["enabled_by_default"] is False and effect["icon"] == "mdi:palette"
+    assert "state_topic" not in effect and "value_template" not in effect
+    assert effect["command_topic"] == "zigbee2mqtt/desk bulb/set/effect" and effect["options"] == HUE_EFFECTS
+    power_on = bulb[("select", "power_on_behavior")]
+    assert (power_on["entity_category"], power_on["icon"]) == ("config", "mdi:power-settings")  # l. 297, 1229
+    assert power_on["state_topic"] == "zigbee2mqtt/desk bulb" and "enabled_by_default" not in power_on
+    linkquality = bulb[("sensor", "linkquality")]
+    assert (linkquality["enabled_by_default"], linkquality["entity_category"]) == (False, "diagnostic")  # l. 189
+    # getDevicePayload (l. 1836-1863): 2.x's model is the description, model_id the model, via the bridge.
+    device = light["device"]
+    assert (device["model"], device["model_id"]) == ("Hue white and color ambiance E26/E27", "9290022166")
+    assert device["sw_version"] == mqtt_home.bulb.software_build_id
+    assert device["via_device"] == f"zigbee2mqtt_bridge_{mqtt_home.bridge.coordinator_ieee}"
+
+    sensor = await discovery_of(mqtt_probe, mqtt_home.sensor.ieee, 6)
+    # An expose's category becomes the entity category (l. 1227-1233); voltage is off by default (l. 247-252).
+    assert sensor[("sensor", "battery")]["entity_category"] == "diagnostic"
+    assert sensor[("sensor", "voltage")]["enabled_by_default"] is False
+    assert sensor[("sensor", "temperature")]["enabled_by_default"] is True  # a numeric sensor's, l. 1069
+    assert "name" not in sensor[("sensor", "temperature")]  # a device class names it (l. 1246-1248)
+    assert "sw_version" not in sensor[("sensor", "temperature")]["device"]  # no softwareBuildID: undefined
+    radiator = await discovery_of(mqtt_probe, mqtt_home.thermostat.ieee, 4)
+    assert radiator[("sensor", "pi_heating_demand")]["entity_category"] == "diagnostic"
+    lock = await discovery_of(mqtt_probe, mqtt_home.lock.ieee, 3)
+    assert set(lock) == {("lock", "lock"), ("sensor", "battery"), ("sensor", "linkquality")}
+
+
+async def test_the_bridge_device_the_devices_point_to_is_announced(mqtt_probe, mqtt_home):
+    ieee = mqtt_home.bridge.coordinator_ieee
+    key = f"{encoded_base_topic('zigbee2mqtt')}_{ieee}"  # getDiscoveryTopic, l. 1898-1901
+    assert key == f"1221051039810110150109113116116_{ieee}"
+    bridge = await discovery_of(mqtt_probe, key, 8)
+
+    # getBridgeEntity, l. 1942-2069.
+    assert set(bridge) == {("binary_sensor", "connection_state"), ("binary_sensor", "restart_required"),
+                           ("button", "restart"), ("select", "log_level"), ("sensor", "version"),
+                           ("sensor", "coordinator_version"), ("sensor", "network_map"), ("switch", "permit_join")}
+    device = bridge[("switch", "permit_join")]["device"]
+    assert device == {"identifiers": [f"zigbee2mqtt_bridge_{ieee}"], "name": "Zigbee2MQTT Bridge",
+                      "sw_version": "2.1.3", "model": "Bridge", "manufacturer": "Zigbee2MQTT",
+                      "hw_version": "zStack3x0 20230507"}
+    connection = bridge[("binary_sensor", "connection_state")]
+    assert connection["state_topic"] == "zigbee2mqtt/bridge/state" and "availability" not in connection
+    assert connection["unique_id"] == f"bridge_{ieee}_connection_state_zigbee2mqtt"
+    assert connection["object_id"] == "zigbee2mqtt_bridge_connection_state"
+    permit = bridge[("switch", "permit_join")]
+    assert permit["command_topic"] == "zigbee2mqtt/bridge/request/permit_join"
+    assert permit["availability"] == [{"topic": "zigbee2mqtt/bridge/state",
+                                       "value_template": "{{ value_json.state }}"}]
+    assert "state_topic" not in bridge[("button", "restart")]
+
+    log_level = bridge[("select", "log_level")]
+    assert log_level["options"] == ["error", "warning", "info", "debug"]
+    mark = mqtt_probe.mark()
+    command = log_level["command_template"].replace("{{ value }}", "warning")
+    reply = await mqtt_probe.request(log_level["command_topic"], command, "zigbee2mqtt/bridge/response/options")
+    assert reply.json() == {"data": {"restart_required": False}, "status": "ok"}
+    info = await mqtt_probe.expect(log_level["state_topic"], lambda m: m.json()["log_level"] == "warning", after=mark)
+    assert info.json()["config"]["advanced"]["log_level"] == "warning"
+
+
+async def test_bridge_info_and_definitions_are_2_1_3s(mqtt_probe, mqtt_home):
+    info = (await mqtt_probe.expect("zigbee2mqtt/bridge/info")).json()
+    # 2.1.3's package.json pins these.
+    assert (info["version"], info["zigbee_herdsman"], info["zigbee_herdsman_converters"]) == (
+        "2.1.3", {"version": "3.2.7"}, {"version": "23.2.0"})
+    definitions = await mqtt_probe.expect("zigbee2mqtt/bridge/definitions")  # bridge.ts l. 793-804
+    assert definitions.retain and definitions.json()["custom_clusters"] == {}
+    assert definitions.json()["clusters"]["genOnOff"]["ID"] == 6
+
+
+async def test_options_answer_with_the_restart_they_need(mqtt_probe, mqtt_home):
+    # bridgeOptions, bridge.ts l. 228-256; the envelope is utils.getResponse (lib/util/utils.ts l. 130-160).
+    reply = await mqtt_probe.request("zigbee2mqtt/bridge/request/options",
+                                     {"options": {"advanced": {"log_level": "debug"}}, "transaction": "o-1"},
+                                     "zigbee2mqtt/bridge/response/options")
+    assert reply.json() == {"data": {"restart_required": False}, "status": "ok", "transaction": "o-1"}
+    mark = mqtt_probe.mark()
+    reply = await mqtt_probe.request("zigbee2mqtt/bridge/request/options",
+                                     {"options": {"mqtt": {"keepalive": 30}}}, "zigbee2mqtt/bridge/response/options")
+    assert reply.json() == {"data": {"restart_required": True}, "status": "ok"}
+    info = await mqtt_probe.expect("zigbee2mqtt/bridge/info", lambda m: m.json()["restart_required"], after=mark)
+    assert info.json()["config"]["mqtt"] == {"base_topic": "zigbee2mqtt", "keepalive": 30}
+    bad = await mqtt_probe.request("zigbee2mqtt/bridge/request/options",
+                                   {"options": {"advanced": {"log_level": "loud"}}, "transaction": 9},
+                                   "zigbee2mqtt/bridge/response/options")
+    assert bad.json() == {"data": {}, "status": "error", "transaction": 9,
+                          "error": "advanced/log_level must be equal to one of the allowed values"}
+    bad = await mqtt_probe.request("zigbee2mqtt/bridge/request/options", "debug",
+                                   "zigbee2mqtt/bridge/response/options")
+    assert bad.json() == {"data": {}, "status": "error", "error": "Invalid payload"}
+    bad = await mqtt_probe.request("zigbee2mqtt/bridge/request/options", {"options": {"homeassistant": True}},
+                                   "zigbee2mqtt/bridge/response/options")  # 1.x's form; 2.x's schema says no
+    assert bad.json() == {"data": {}, "status": "error", "error": "homeassistant must be object"}
+
+
+async def test_groups_are_added_filled_emptied_and_removed(mqtt_probe, mqtt_home):
+    async def ask(command: str, payload: dict) -> dict:
+        reply = await mqtt_probe.request(f"zigbee2mqtt/bridge/request/{command}", payload,
+                                         f"zigbee2mqtt/bridge/response/{command}")
+        return reply.json()
+
+    # groupAdd, bridge.ts l. 278-289: the lowest free ID.
+    assert await ask("group/add", {"friendly_name": "upstairs", "transaction": "g-1"}) == {
+        "data": {"friendly_name": "upstairs", "id": 2}, "status": "ok", "transaction": "g-1"}
+    assert await ask("group/add", {"friendly_name": "downstairs"}) == {
+        "data": {}, "status": "error", "error": "friendly_name 'downstairs' is already in use"}
+    # groups.ts l. 252-320.
+    mark = mqtt_probe.mark()
+    assert await ask("group/members/add", {"group": "upstairs", "device": "desk bulb", "transaction": 3}) == {
+        "data": {"device": "desk bulb", "endpoint": "default", "group": "upstairs"}, "status": "ok",
+        "transaction": 3}
+    groups = await mqtt_probe.expect("zigbee2mqtt/bridge/groups", lambda m: "upstairs" in m.text, after=mark)
+    upstairs = next(g for g in groups.json() if g["friendly_name"] == "upstairs")
+    assert upstairs["members"] == [{"ieee_address": mqtt_home.bulb.ieee, "endpoint": 1}]
+    assert await ask("group/members/remove", {"group": "ghost", "device": "desk bulb"}) == {
+        "data": {}, "status": "error", "error": "Group 'ghost' does not exist"}
+    assert await ask("group/members/remove", {"group": 2, "device": "desk bulb"}) == {
+        "data": {"device": "desk bulb", "endpoint": "default", "group": 2}, "status": "ok"}
+    assert mqtt_home.bridge.groups[1].members == []
+    # renameEntity, bridge.ts l. 544-582; removeEntity, l. 584-663.
+    assert await ask("group/rename", {"from": "upstairs", "to": "attic", "transaction": 4}) == {
+        "data": {"from": "upstairs", "to": "attic", "homeassistant_rename": False}, "status": "ok", "transaction": 4}
+    assert await ask("group/rename", {"from": "attic", "to": "desk bulb"}) == {
+        "data": {}, "status": "error", "error": "friendly_name 'desk bulb' is already in use"}
+    assert await ask("group/remove", {"id": "attic"}) == {"data": {"id": "attic", "force": False}, "status": "ok"}
+    assert [g.friendly_name for g in mqtt_home.bridge.groups] == ["downstairs"]
+    assert await ask("group/remove", {"id": "attic"}) == {"data": {}, "status": "error",
+                                                         "error": "Group 'attic' does not exist"}
+
+
+async def test_coordinator_check_and_network_map_are_answered(mqtt_probe, mqtt_home):
+    check = await mqtt_probe.request("zigbee2mqtt/bridge/request/coordinator_check", {"transaction": "c"},
+                                     "zigbee2mqtt/bridge/response/coordinator_check")
+    assert check.json() == {"data": {"missing_routers": []}, "status": "ok", "transaction": "c"}  # l. 270-276
+
+    # networkMap.ts l. 23-58: a bare type means no routes; the raw map has a node per device.
+    reply = await mqtt_probe.request("zigbee2mqtt/bridge/request/networkmap", "raw",
+                                     "zigbee2mqtt/bridge/response/networkmap")
+    data = reply.json()["data"]
+    assert reply.json()["status"] == "ok" and (data["type"], data["routes"]) == ("raw", False)
+    nodes = {node["friendlyName"]: node for node in data["value"]["nodes"]}
+    assert set(nodes) == {"Coordinator", "living/climate", "living/radiator", "hall motion", "front door",
+                          "desk bulb", "front lock"}
+    assert nodes["desk bulb"]["definition"]["supports"].startswith("light (state, brightness")
+    assert {(link["source"]["ieeeAddr"], link["target"]["ieeeAddr"]) for link in data["value"]["links"]} >= {
+        (mqtt_home.lock.ieee, mqtt_home.bridge.coordinator_ieee)}
+    graph = await mqtt_probe.request("zigbee2mqtt/bridge/request/networkmap", {"type": "graphviz", "routes": True,
+                                                                               "transaction": 1},
+                                     "zigbee2mqtt/bridge/response/networkmap")
+    assert graph.json()["data"]["value"].startswith("digraph G {") and graph.json()["transaction"] == 1
+    bad = await mqtt_probe.request("zigbee2mqtt/bridge/request/networkmap", {"type": "svg"},
+                                   "zigbee2mqtt/bridge/response/networkmap")
+    assert bad.json() == {"data": {}, "status": "error",
+                          "error": "Type 'svg' not supported, allowed are: raw,graphviz,plantuml"}
+
+
+async def test_home_assistant_online_republishes_every_state_30_s_later(mqtt_broker):
+    home, clock = build_home(), ManualClock()
+    probe = MqttProbe(mqtt_broker.host, mqtt_broker.port)
+    await probe.subscribe("zigbee2mqtt/#")
+    await home.bridge.start(SimContext(clock=clock, mqtt_host=mqtt_broker.host, mqtt_port=mqtt_broker.port))
+    try:
+        devices = (home.lock, home.door, home.motion, home.sensor, home.bulb, home.thermostat)
+        await probe.expect("zigbee2mqtt/front lock")  # the last state the bridge announces on start
+        await asyncio.sleep(0.1)  # the bridge's clock task begins waiting for its first tick
+        mark = probe.mark()
+        await clock.advance(30)  # the first tick: every device reports once
+        for device in devices:
+            await probe.expect(f"zigbee2mqtt/{device.friendly_name}", after=mark)
+        mark = probe.mark()
+        await clock.advance(30)  # a tick with no reports due
+        await asyncio.sleep(0.3)
+        assert probe.received("zigbee2mqtt/front lock", after=mark) == []
+
+        probe.publish("homeassistant/status", "online")
+        await asyncio.sleep(0.3)
+        await clock.advance(25)
+        await asyncio.sleep(0.3)
+        assert probe.received("zigbee2mqtt/front lock", after=mark) == []  # 2.1.3 waits 30 s (l. 1776-1788)
+        await clock.advance(5)
+        for device in devices:
+            await probe.expect(f"zigbee2mqtt/{device.friendly_name}", after=mark)
     finally:
         await home.bridge.stop()
         probe.close()
