@@ -3,8 +3,9 @@
 Gateway is the front door of every intake (the API, the CLI, MQTT, automations): besides starting and stopping
 its parts and running a task to its end, it offers what they need, so that none reaches inside: saved skills
 (saved_skills.py), the task history (task_history.py), devices as shown, confirmations, health, the prompt
-preview. Use cases longer than a few lines live in modules of their own (those two, and exec_code.py); what is
-left is one job, the parts started, wired to each other and closed together, in one order.
+preview. Use cases longer than a few lines live in modules of their own (those two, exec_code.py, and
+task_run.py, which runs a task to its end); what is left is one job, the parts started, wired to each other and
+closed together, in one order.
 """
 
 from __future__ import annotations
@@ -17,26 +18,25 @@ import time
 from collections.abc import Callable
 from typing import Any, Self
 
-from gateway.agent.intents import LocalIntents, LocalPlan, Unclear
+from gateway.agent.examples import Help, help_for
+from gateway.agent.intents import LocalIntents
 from gateway.agent.llm import NOT_CONFIGURED, LLMClient, LLMError
-from gateway.agent.local import run_without_model
-from gateway.agent.loop import AgentLoop
 from gateway.agent.prompt import Prompt, PromptBuilder
 from gateway.agent.retrieval import vocabulary
-from gateway.agent.skill_writer import SkillWriteError
 from gateway.agent.skills import Skill, SkillLibrary
 from gateway.clock import Clock
 from gateway.config import Config, ConfigError, default_data_dir
+from gateway.devices.display import controls, readings
 from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
 from gateway.devices.poller import StatePoller
 from gateway.devices.registry import DeviceEvent, Registry
+from gateway.discovery.instruments import InstrumentDiscovery
 from gateway.discovery.mdns import MdnsDiscovery
 from gateway.discovery.mqtt import MqttDiscovery
 from gateway.discovery.serial import discover_serial
 from gateway.exec_code import run_code
 from gateway.lock import DataDirLock
-from gateway.logs import current_task
 from gateway.policy import (
     ANSWER_CHANNELS,
     ConfirmationListener,
@@ -44,31 +44,32 @@ from gateway.policy import (
     Confirmations,
     Confirmer,
     Policy,
-    ScopeError,
 )
+from gateway.questions import Asker, Question, QuestionListener, Questions
 from gateway.sandbox.broker import Broker, JobContext
-from gateway.sandbox.manager import Sandbox, SandboxUnavailable
+from gateway.sandbox.manager import Sandbox
 from gateway.sandbox.pool import SandboxPool, WarmJob
-from gateway.sandbox.session import Execution, SandboxError, SandboxSession
-from gateway.saved_skills import SavedSkills, skill_call
+from gateway.sandbox.session import Execution, SandboxSession
+from gateway.saved_skills import SavedSkills
 from gateway.store import Store, TaskRecord
 from gateway.task_history import TaskHistory
+from gateway.task_run import run_task
 from gateway.tasks import (
     EventSink,
     ModelFree,
-    Progress,
     TaskOptions,
     TaskResult,
     ignore_events,
-    unexpected,
 )
 from gateway.transports.embedded_broker import EmbeddedBroker
 from gateway.transports.http import HttpTransport
+from gateway.transports.lines import TcpLines
 from gateway.transports.mqtt import MqttTransport, unique_client_id
 from gateway.transports.serial import SerialPorts
 from gateway.views import DeviceView, Health
 
 log = logging.getLogger(__name__)
+
 
 
 class Gateway:
@@ -84,6 +85,7 @@ class Gateway:
         self.embedded_broker: EmbeddedBroker | None = None
         self.http = HttpTransport(config.sandbox.device_timeout)
         self.serial = SerialPorts()
+        self.lines = TcpLines()  # SCPI instruments on the LAN
         self.mqtt = MqttTransport(
             config.mqtt.host, config.mqtt.port, client_id=unique_client_id(f"pyuse-{config.gateway.id}"),
             username=config.mqtt.username, password=config.mqtt.password.get_secret_value(),
@@ -144,7 +146,7 @@ class Gateway:
         await self.http.start()
         self.poller = StatePoller(self.registry, self.docs, self.http, config.discovery.poll_s)
         self.poller.start()
-        if (config.mqtt.embedded or config.discovery.mqtt
+        if (config.mqtt.embedded or config.discovery.mqtt or config.homeassistant.discovery
                 or any(device.transport == "mqtt" for device in self.registry.all())):
             self.mqtt.on_disconnect.append(self.registry.mqtt_lost)
             await self.mqtt.start(wait_s=3.0)
@@ -157,7 +159,9 @@ class Gateway:
             await self.mqtt_discovery.start()
         if config.discovery.mdns:
             self.mdns_discovery = MdnsDiscovery(self.registry, self.docs, self.http, config.discovery.mdns_interfaces,
-                                                config.discovery.mdns_names)
+                                                config.discovery.mdns_names,
+                                                InstrumentDiscovery(self.registry, self.docs, self.lines)
+                                                if config.discovery.instruments else None)
             await self.mdns_discovery.start()
         if config.discovery.serial_ports:
             await discover_serial(config.discovery.serial_ports, self.serial, self.docs, self.registry)
@@ -165,8 +169,10 @@ class Gateway:
         await self.sandbox.start()
         self.policy = Policy(config.policy, self.docs)
         self.confirmations = Confirmations(config.policy.confirm_timeout_s)
+        self.questions = Questions(config.policy.confirm_timeout_s)
         self.broker = Broker(self.docs, self.policy, self.confirmations, self.store, self.http, self.mqtt,
-                             self.serial, rpc_source=f"pyuse-{config.gateway.id}")
+                             self.serial, rpc_source=f"pyuse-{config.gateway.id}", questions=self.questions,
+                             lines=self.lines)
         self.broker.change_listeners.append(self.poller.refresh_soon)
         self.prompts = PromptBuilder(self.docs, config.agent.prompt_budget_tokens)
         self.local = LocalIntents(self.docs)
@@ -221,6 +227,7 @@ class Gateway:
         await self.mqtt.close()
         await self.http.close()
         self.serial.close()
+        self.lines.close()
         if self.embedded_broker:
             await self.embedded_broker.close()
         if self.store:
@@ -247,15 +254,16 @@ class Gateway:
                                     exec_timeout_s)
 
     def session(self, task_id: str, devices: list[Device] | None = None, confirm: Confirmer | None = None,
-                origin: str = "cli", exec_timeout_s: float | None = None) -> SandboxSession:
-        """A sandbox for one task (every exposed device if `devices` is None); `confirm` asks its person."""
+                origin: str = "cli", exec_timeout_s: float | None = None, ask: Asker | None = None) -> SandboxSession:
+        """A sandbox for one task (every exposed device if `devices` is None); `confirm` and `ask` ask its
+        person."""
         devices = self.scope() if devices is None else devices
-        context = JobContext(task_id, {device.id: device for device in devices}, confirm, origin)
+        context = JobContext(task_id, {device.id: device for device in devices}, confirm, origin, ask=ask)
         session = self._session(task_id, devices, lambda: context, exec_timeout_s)
         context.hold = session.hold
         return session
 
-    def _start_warm_job(self, origin: str, devices: list[Device], exec_timeout_s: float | None) -> WarmJob:
+    def start_warm_job(self, origin: str, devices: list[Device], exec_timeout_s: float | None) -> WarmJob:
         job: WarmJob | None = None
 
         def context() -> JobContext:
@@ -269,104 +277,17 @@ class Gateway:
         """Close the idle warm jobs kept for `origin`'s tasks (an automation being removed)."""
         await self.pool.close(origin)
 
-    def plan_without_model(self, text: str, devices: list[Device]) -> ModelFree | Unclear | None:
-        """A saved skill whose triggers the command says, else a fast-path match on `devices`, else None (the
-        model's turn)."""
-        found = self.skills.match(text)
-        if found is not None:
-            return skill_call(*found)
-        local = self.local.match(text, devices)
-        if isinstance(local, LocalPlan):
-            return ModelFree(f"Handled locally, without a model: {local.action} on "
-                             f"{', '.join(device.id for device in local.devices)}.", local.code, local.answer)
-        return local
+    async def help(self) -> Help:
+        """What works without a model on this home: `help` at the demo's prompt and GET /api/help. Each example
+        is matched against every device (about 0.3 s for the demo's home): in a thread, not on the loop."""
+        return await asyncio.to_thread(help_for, self.local, self.scope(), self.llm is not None)
 
     async def run_task(self, text: str, origin: str = "cli", device_ids: list[str] | None = None,
                        on_event: EventSink = ignore_events, confirm: Confirmer | None = None,
                        task_id: str | None = None, options: TaskOptions | None = None,
-                       devices: list[Device] | None = None) -> TaskResult:
-        """Run one command to its end. `confirm` asks the person behind `origin`; None means nobody can.
-        `task_id` names a task already queued in the store; otherwise one is created. `devices` is the scope
-        already resolved from `device_ids` (by scope(), when the task was submitted); otherwise it is resolved
-        here."""
-        options = options or TaskOptions()
-        assert self.store is not None and self.prompts is not None
-        record = (self.store.get_task(task_id) if task_id else None) or self.store.create_task(text, origin)
-        current_task.set(record.id)
-        log.info("task from %s: %s", origin, text)
-        started = time.time()
-        self.store.update_task(record.id, status="running", started_at=started, model=self.config.llm.model or None,
-                               sandbox_layers=",".join(self.sandbox.layers))
-        progress = Progress()
-        own_session: SandboxSession | None = None
-        warm: WarmJob | None = None
-        skill_name: str | None = None
-        task_timeout = options.timeout_s or self.config.agent.task_timeout_s
-        try:
-            devices = self.scope(device_ids) if devices is None else devices
-            if options.warm:
-                warm = await self.pool.take(origin, lambda: self._start_warm_job(origin, devices, options.timeout_s))
-                warm.context = JobContext(record.id, {device.id: device for device in devices}, confirm, origin,
-                                          warm.session.hold)
-                job = warm.session
-            else:
-                job = own_session = self.session(record.id, devices, confirm, origin, options.timeout_s)
-            async with asyncio.timeout(task_timeout):
-                plan = options.work or (self.plan_without_model(text, devices)
-                                        if options.plan and self.config.agent.fast_path else None)
-                if isinstance(plan, ModelFree):
-                    skill_name = plan.skill
-                    await run_without_model(record.id, plan.thought, plan.code, plan.answer, job, self.store,
-                                            progress, on_event)
-                    if plan.skill:
-                        self.store.skill_ran(plan.skill, progress.error)
-                elif isinstance(plan, Unclear) and self.llm is None:
-                    progress.status, progress.error = "failed", plan.question
-                elif self.llm is None:
-                    raise LLMError(f"this is not a command the gateway understands without a model, and {NOT_CONFIGURED}")
-                else:
-                    prompt = self.prompts.build(text, devices, self.skills.load())
-                    loop = AgentLoop(self.llm, self.store, self.config.agent)
-                    await loop.run(record.id, text, prompt, job, progress, on_event)
-        except TimeoutError:
-            progress.status = "timeout"
-            progress.error = (f"the task ran longer than {task_timeout} s"
-                              + ("" if options.timeout_s else " ([agent] task_timeout_s)"))
-        except asyncio.CancelledError:
-            progress.status = "cancelled"
-            progress.error = "cancelled"
-            raise
-        except (LLMError, ScopeError, SandboxUnavailable, SandboxError) as exc:
-            progress.status = "failed"
-            progress.error = str(exc)
-        except Exception as exc:  # a surprise anywhere must still end the task, say why, and leave its trace
-            log.exception("task %s failed unexpectedly", record.id)
-            progress.status = "failed"
-            progress.error = unexpected(exc)
-        finally:
-            if own_session is not None:
-                await asyncio.shield(own_session.close())
-            if warm is not None:  # a job cancelled mid-run may be left in any state: never reused
-                (self.pool.discard if progress.status == "cancelled" else self.pool.give_back)(origin, warm)
-            finished = time.time()
-            self.store.update_task(record.id, status=progress.status, answer=progress.answer, error=progress.error,
-                                   finished_at=finished, turns=progress.turns, prompt_tokens=progress.prompt_tokens,
-                                   completion_tokens=progress.completion_tokens,
-                                   processed_locally=int(progress.processed_locally))
-        log.info("task %s after %d turn(s), %d tokens%s", progress.status, progress.turns, progress.tokens,
-                 f": {progress.error}" if progress.error else "")
-        save_skill = options.save_skill
-        if save_skill is None:
-            save_skill = self.config.skills.auto_save == "always"
-        if save_skill and progress.status == "done" and not progress.processed_locally:
-            try:
-                skill_name = (await self.save_skill(record.id, options.replaces_skill)).name
-            except Exception as exc:  # saving is extra: it never changes how the task ended
-                log.warning("task %s was not saved as a skill: %s", record.id, exc,
-                            exc_info=not isinstance(exc, (SkillWriteError, LLMError)))
-        return TaskResult(record.id, progress.status, progress.answer, progress.error, progress.turns,
-                          progress.tokens, round((finished - started) * 1000, 1), progress.processed_locally,
-                          skill_name, progress.calls)
+                       devices: list[Device] | None = None, ask: Asker | None = None) -> TaskResult:
+        """Run one command to its end (task_run.py); `confirm` and `ask` reach the person behind `origin`."""
+        return await run_task(self, text, origin, device_ids, on_event, confirm, task_id, options, devices, ask)
 
     async def save_skill(self, task_id: str, replaces: str | None = None) -> Skill:
         """Have the model turn finished task `task_id` into a saved skill; raises SkillWriteError or LLMError."""
@@ -420,7 +341,8 @@ class Gateway:
 
     def device_view(self, device: Device) -> DeviceView:
         doc = self.docs.get(device.kind)
-        return DeviceView(device, self.policy.exposed(device), doc.state_keys if doc else [])
+        return DeviceView(device, self.policy.exposed(device), doc.state_keys if doc else [],
+                          readings(doc, device.state), controls(doc, device.state))
 
     def watch_devices(self, listener: Callable[[DeviceEvent], None]) -> Callable[[], None]:
         """Tell `listener` of every device change; returns the call that stops it."""
@@ -439,3 +361,16 @@ class Gateway:
     def watch_confirmations(self, listener: ConfirmationListener) -> None:
         self.confirmations.listeners.append(listener)
 
+    # questions waiting for a person (questions.py)
+    def pending_questions(self, channel: str) -> list[Question]:
+        """The questions answered on `channel` ("api", "mqtt"): those of tasks whose origin answers there."""
+        return [question for question, _ in self.questions.pending.values()
+                if ANSWER_CHANNELS.get(question.origin) == channel]
+
+    def answer_question(self, question_id: str, answer: str, channel: str) -> str | None:
+        """The answer taken, or None when no question of that id waits for an answer from `channel`; raises
+        ValueError for an answer that is none of its choices."""
+        return self.questions.answer(question_id, answer, channel=channel)
+
+    def watch_questions(self, listener: QuestionListener) -> None:
+        self.questions.listeners.append(listener)

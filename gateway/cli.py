@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, help_text: str, handler: Command) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("-c", "--config", type=Path, help="config file (default: $PYUSE_CONFIG, ./pyuse.toml, "
-                                                            "~/.config/pyuse/pyuse.toml, else built-in defaults)")
+                                                            "$XDG_CONFIG_HOME/pyuse/pyuse.toml (~/.config when "
+                                                            "unset), /etc/pyuse/pyuse.toml, else built-in defaults)")
         sub.add_argument("-v", "--verbose", action="store_true", help="log more")
         sub.set_defaults(handler=handler)
         return sub
@@ -141,8 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("doctor", "report the sandbox layers this machine gives, the MQTT broker, the model, the device docs",
             cmd_doctor)
-    command("demo", "start a simulated home/lab with an embedded MQTT broker and the gateway, then take "
-                    "commands at a prompt", cmd_demo)
+    demo = command("demo", "start a simulated home/lab with an embedded MQTT broker and the gateway, then take "
+                           "commands at a prompt ('help' lists what works without a model)", cmd_demo)
+    demo.add_argument("--data-dir", type=Path, metavar="DIR", help="keep the demo's devices, tasks and skills here "
+                                                                   "(default: a temporary directory removed at exit)")
     # Its own parser reads the arguments (`pyuse sim --help`): none is an option here.
     sim = commands.add_parser("sim", help="run simulated devices (SCENARIO: home, lab, large) until Ctrl-C",
                               add_help=False, prefix_chars="\0")

@@ -4,11 +4,14 @@ blocking the event loop, so devices, brokers and jobs keep running while we wait
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import sys
 from typing import TextIO
 
 from gateway.agent.prompt import Prompt
 from gateway.policy import ConfirmationRequest
+from gateway.questions import Question
 from gateway.tasks import TaskEvent, TaskResult
 
 
@@ -32,7 +35,8 @@ class TracePrinter:
             self.out.write("\r\033[K")
         self.streamed = 0
         if event.kind == "retry":
-            self.out.write(f"  model call failed ({data['error']}); retry {data['attempt']} in {data['delay_s']} s\n")
+            self.out.write(f"  model call failed ({data['error']}); retry {data['attempt']}"
+                           f"{' of ' + str(data['of']) if 'of' in data else ''} in {data['delay_s']} s\n")
         elif event.kind == "code":
             self.out.write(f"── turn {data['turn']} ──\n")
             if data["thought"]:
@@ -56,6 +60,10 @@ def print_prompt(prompt: Prompt, budget: int, out: TextIO) -> None:
 def print_result(result: TaskResult, out: TextIO) -> None:
     if result.status == "done":
         out.write(f"\n{result.answer}\n")
+    elif result.status == "needs_input":  # the question is the answer: said again with what it lacks, it finishes
+        out.write(f"\n{result.answer}\n(not done: {result.error})\n")
+    elif result.answer:  # a task that ends with an answer though not done ("Not done: you declined ...")
+        out.write(f"\n{result.answer}\n")
     else:
         out.write(f"\ntask {result.status}: {result.error}\n")
     how = (f"skill {result.skill}" if result.skill and result.processed_locally
@@ -76,10 +84,16 @@ class Console:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+        # Only a terminal, a pipe or a socket can be watched; a file or /dev/null (epoll refuses it, and the end
+        # of input would never come) is read in a thread instead.
+        if not (sys.stdin.isatty() or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+            self._reader = None
+            return
         try:
             await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
             self._reader = reader
-        except (ValueError, OSError):  # a regular file on stdin cannot be watched; read it in a thread instead
+        except (ValueError, OSError):
             self._reader = None
 
     async def readline(self, prompt: str) -> str | None:
@@ -97,3 +111,10 @@ class Console:
         approved = (answer or "").strip().casefold() in ("y", "yes")
         self.out.write("  allowed\n" if approved else "  refused\n")
         return approved
+
+    async def ask(self, question: Question) -> str:
+        """A task's question, its choices numbered; the line typed (a choice's number or name), "" at end of input.
+        One line only: what follows on a piped stdin is the next command, not another try."""
+        choices = "".join(f"\n  {number}. {choice}" for number, choice in enumerate(question.choices, 1))
+        line = await self.readline(f"\n? {question.question}{choices}\n> ")
+        return question.pick(line or "") or (line or "")

@@ -3,7 +3,8 @@ automations.
 
 Shuts down in order on SIGINT or SIGTERM: automations stop, running and queued tasks are cancelled (and marked
 so), jobs are killed, the API stops, and the MQTT connection closes after publishing the gateway's offline
-status.
+status. Under a service manager (systemd's `Type=notify`) it reports READY=1 once the API serves and STOPPING=1
+as it begins to stop.
 
 Before anything else it raises the soft open-file limit and starts logging repeated errors once a minute, so that
 a flood of connections is turned away (gateway/api/limits.py) rather than taking the gateway down with it.
@@ -19,6 +20,7 @@ import signal
 
 from gateway.api.auth import Access, load_or_create_token
 from gateway.api.limits import Limits, RepeatedErrors, raise_open_file_limit
+from gateway.api.homeassistant import HomeAssistant
 from gateway.api.mqtt_intake import MqttIntake
 from gateway.api.server import ApiServer
 from gateway.api.voice import Transcriber
@@ -26,6 +28,7 @@ from gateway.app import Gateway
 from gateway.automations import Automations
 from gateway.config import Config, ConfigError
 from gateway.runner import TaskRunner
+from gateway.service_notify import notify
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,7 @@ class Daemon:
         self.automations: Automations | None = None
         self.server: ApiServer | None = None
         self.intake: MqttIntake | None = None
+        self.home_assistant: HomeAssistant | None = None
         self.access: Access | None = None
         self.token_created = False
         self.repeated_errors = RepeatedErrors()
@@ -65,6 +69,10 @@ class Daemon:
         if config.api.mqtt_intake:
             self.intake = MqttIntake(self.gateway.mqtt, self.runner, config.gateway.id)
             await self.intake.start()
+        if config.homeassistant.discovery:
+            self.home_assistant = HomeAssistant(self.gateway.mqtt, self.runner, config.gateway.id,
+                                                config.homeassistant.prefix or config.discovery.ha_prefix)
+            await self.home_assistant.start()
         log.info("ready: web page and API at %s; sandbox layers: %s", self.server.url,
                  ", ".join(self.gateway.health().sandbox_layers) or "none")
 
@@ -75,6 +83,8 @@ class Daemon:
             await self.runner.close()
         if self.intake:
             self.intake.stop()
+        if self.home_assistant:
+            self.home_assistant.stop()
         if self.server:
             await self.server.close()
         await self.gateway.close()
@@ -115,8 +125,10 @@ async def run_daemon(config: Config, source: str) -> int:
         print(f"pyuse gateway {config.gateway.id!r} is running: {daemon.server.url}/", flush=True)
         if daemon.token_to_show:
             print(f"API token (shown once; `pyuse token` prints it again): {daemon.token_to_show}", flush=True)
+        notify(f"READY=1\nSTATUS=serving {daemon.server.url}/")  # systemd's Type=notify (deploy/pyuse.service)
         await stop.wait()
         log.info("stopping")
+        notify("STOPPING=1")
     finally:
         await daemon.close()
     return 0

@@ -4,18 +4,26 @@ process, at a prompt.
 The gateway is given no devices: it finds the MQTT ones (Tasmota, Zigbee2MQTT) by discovery, the HTTP ones
 (Shelly, WLED, Elgato) by browsing mDNS on loopback; the lab's instruments are declared on their serial ports.
 Commands typed at the prompt run as tasks of the daemon, so the web page shows them too. Without a model the
-fast path and saved skills still take simple commands.
+fast path and saved skills still take simple commands (`help` lists them for this home). The demo keeps its data
+in a temporary directory, found by `pyuse ask` and `pyuse devices` while it runs (gateway/demo_link.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 import socket
 import sys
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
 
-from gateway.agent.llm import NOT_CONFIGURED
 from gateway.config import Config, DeviceEntry
 from gateway.console import Console, TracePrinter, print_prompt, print_result
 from gateway.daemon import Daemon
+from gateway.demo_link import announced
+from gateway.errors import GatewayError
 from gateway.runner import Busy
 from gateway.transports.embedded_broker import EmbeddedBroker
 from simulators.korad import KoradPowerSupply
@@ -24,37 +32,86 @@ from simulators.scenario import DeviceSpec, load_scenario
 from simulators.scpi import LineInstrument
 
 SCENARIOS = ("home", "lab")
-HELP = ("Type a command (e.g. 'turn on the kitchen ceiling light', '打开客厅的灯', 'what is the temperature in the "
-        "lab'), 'devices', 'state', 'prompt COMMAND' (what the model would be sent), or 'quit'.")
+COMMANDS = ("At this prompt also: 'help' (this again), 'devices', 'state' (the simulators' own view), 'prompt COMMAND' "
+            "(what the model would be sent), 'quit' (or Ctrl-D).")
 
 
-async def run_demo(config: Config) -> int:
-    broker = EmbeddedBroker("127.0.0.1")
-    await broker.start()
-    specs = [spec for name in SCENARIOS for spec in load_scenario(name).devices]
+class DemoError(GatewayError):
+    """The demo could not start (a simulator did not); the message says why, in one line."""
+
+
+async def run_demo(config: Config, data_dir: Path | None = None) -> int:
+    """The demo at a prompt, with its data in `data_dir`, else in a temporary directory removed at exit; the
+    user's own data dir only holds demo.json while it runs (for `pyuse ask`, gateway/demo_link.py)."""
+    main = asyncio.current_task()
+    assert main is not None
+    terminated = asyncio.Event()
+
+    def terminate() -> None:
+        terminated.set()
+        main.cancel()
+
+    # SIGTERM ends it as Ctrl-C does: through the cleanup below, so no temporary data dir is left behind.
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, terminate)
     try:
-        async with running_home(specs, broker.host, broker.port) as home:
-            daemon = Daemon(demo_config(config, specs, home, broker), "demo")
-            try:
-                await daemon.start()
-                gateway = daemon.gateway
-                await gateway.settle_discovery()
-                assert daemon.server is not None
-                print(f"pyuse demo: MQTT broker on {broker.host}:{broker.port}, web page at {daemon.server.url}/, "
-                      f"data in {config.gateway.data_dir}")
-                print(f"simulated {', '.join(SCENARIOS)}:")
-                for device_id, device in home.devices.items():
-                    print(f"  {device_id:<26} {device.kind:<22} {device.address()}")
-                if gateway.llm is None:
-                    print(f"\nNo model yet: simple commands (on, off, a level, a reading) work without one; for "
-                          f"anything else, {NOT_CONFIGURED}\n")
-                print(HELP)
-                await _prompt(daemon, home)
-            finally:
-                await daemon.close()
+        return await _run(config, data_dir)
+    except asyncio.CancelledError:
+        if not terminated.is_set():
+            raise  # Ctrl-C: asyncio.run turns it back into KeyboardInterrupt
+        return 128 + signal.SIGTERM
     finally:
-        await broker.close()
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def _run(config: Config, data_dir: Path | None) -> int:
+    with contextlib.ExitStack() as cleanup:
+        directory = data_dir or Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="pyuse-demo-")))
+        demo = config.model_copy(deep=True)
+        demo.gateway.data_dir = directory
+        try:
+            async with demo_world(demo) as (daemon, home):
+                assert daemon.server is not None
+                if directory != config.gateway.data_dir:
+                    cleanup.enter_context(announced(config.gateway.data_dir, directory, daemon.server.port))
+                _introduce(daemon, home, directory, (await daemon.gateway.help()).text)
+                await _prompt(daemon, home)
+        except DemoError as exc:
+            print(f"pyuse demo: {exc}", file=sys.stderr)
+            return 1
     return 0
+
+
+@contextlib.asynccontextmanager
+async def demo_world(config: Config) -> AsyncIterator[tuple[Daemon, SimHome]]:
+    """The embedded broker, the simulated home and lab, and the daemon that found them, until the block ends."""
+    specs = [spec for name in SCENARIOS for spec in load_scenario(name).devices]
+    async with contextlib.AsyncExitStack() as stack:
+        broker = EmbeddedBroker("127.0.0.1")
+        await broker.start()
+        stack.push_async_callback(broker.close)
+        try:
+            home = await stack.enter_async_context(running_home(specs, broker.host, broker.port))
+        except RuntimeError as exc:  # SimHome.start names the device and why
+            raise DemoError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        daemon = Daemon(demo_config(config, specs, home, broker), "demo")
+        stack.push_async_callback(daemon.close)
+        await daemon.start()
+        await daemon.gateway.settle_discovery()
+        yield daemon, home
+
+
+def _introduce(daemon: Daemon, home: SimHome, data_dir: Path, help_text: str) -> None:
+    assert daemon.server is not None
+    mqtt = daemon.gateway.config.mqtt
+    print(f"pyuse demo: MQTT broker on {mqtt.host}:{mqtt.port}, web page at {daemon.server.url}/, data in "
+          f"{data_dir} (`pyuse ask` and `pyuse devices` reach this demo while it runs)")
+    print(f"simulated {', '.join(SCENARIOS)}:")
+    for device_id, device in home.devices.items():
+        print(f"  {device_id:<26} {device.kind:<22} {device.address()}")
+    print()
+    print(help_text)
+    print(COMMANDS)
 
 
 def port_free(host: str, port: int) -> bool:
@@ -77,6 +134,7 @@ def demo_config(config: Config, specs: list[DeviceSpec], home: SimHome, broker: 
     demo.discovery.mqtt = demo.discovery.mdns = True
     demo.discovery.mdns_interfaces = ["127.0.0.1"]
     demo.discovery.mdns_names = [f"*-{home.context.mdns_suffix}"]  # its own simulators, not another demo's
+    demo.discovery.instruments = False  # the lab's instruments, which announce themselves too, are declared below
     # Lab instruments are declared on their ports, as a bench is configured: `*IDN?` names a model, not which
     # supply of the bench it is or where it stands.
     by_id = {spec.id: spec for spec in specs}
@@ -105,6 +163,10 @@ async def _prompt(daemon: Daemon, home: SimHome) -> None:
         line = line.strip()
         if line in ("quit", "exit"):
             return
+        if line in ("help", "?"):
+            print((await gateway.help()).text)
+            print(COMMANDS)
+            continue
         if line == "devices":
             for device in gateway.devices():
                 print(f"  {device.id:<26} {device.name!r:<28} [{device.area}] {device.kind} "
@@ -117,7 +179,7 @@ async def _prompt(daemon: Daemon, home: SimHome) -> None:
                          sys.stdout)
         elif line:
             try:
-                task = daemon.runner.submit(line, "demo", confirm=console.confirm)
+                task = daemon.runner.submit(line, "demo", confirm=console.confirm, ask=console.ask)
             except Busy as exc:
                 print(f"busy: {exc}")
                 continue

@@ -53,7 +53,7 @@ async def run_doctor(config: Config, source: str, out: TextIO) -> int:
 
 async def _model_status(config: Config) -> str:
     if not config.llm.configured:
-        return "not configured ([llm] base_url and model; see config.example.toml)"
+        return "not configured ([llm] base_url and model; see config.reference.toml)"
     client = LLMClient(config.llm)
     try:
         models = await client.list_models(timeout_s=min(config.llm.timeout_s, 15))

@@ -15,9 +15,11 @@ import aiohttp
 
 from gateway.api.auth import TOKEN_FILE, read_token
 from gateway.config import Config
+from gateway.demo_link import running_demo
 from gateway.errors import GatewayError
 from gateway.lock import DataDirBusy, holder
 from gateway.policy import ConfirmationRequest, Confirmer
+from gateway.questions import Asker, Question
 from gateway.tasks import EventKind, EventSink, TaskEvent, TaskResult
 
 EVENT_KINDS: dict[str, EventKind] = {kind: kind for kind in get_args(EventKind)}
@@ -73,9 +75,11 @@ class DaemonClient:
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise self._unavailable(exc) from None
 
-    async def follow_task(self, task_id: str, on_event: EventSink, confirm: Confirmer | None) -> TaskResult:
+    async def follow_task(self, task_id: str, on_event: EventSink, confirm: Confirmer | None,
+                          ask: Asker | None = None) -> TaskResult:
         """Follow a task in the daemon to its end, handing its events to `on_event` as a local task would and
-        putting its dangerous calls to `confirm` (None: nobody can answer, so they are refused at once)."""
+        putting its dangerous calls to `confirm` (None: nobody can answer, so they are refused at once) and its
+        questions to `ask` (None: they wait until they expire, and the task ends needing input)."""
         async for kind, data in self.events(f"/api/tasks/{task_id}/events"):
             if kind == "finished":
                 return TaskResult(task_id, data["status"], data.get("answer"), data.get("error"),
@@ -89,6 +93,13 @@ class DaemonClient:
                     try:
                         await self.call("POST", f"/api/confirmations/{request.id}", {"approve": approved})
                     except RemoteError:  # expired meanwhile: the task says what became of the call
+                        pass
+            elif kind == "question":
+                if data["state"] == "asked" and ask is not None:
+                    question = Question(**{name: data[name] for name in Question.__dataclass_fields__})
+                    try:
+                        await self.call("POST", f"/api/questions/{question.id}", {"answer": await ask(question)})
+                    except RemoteError:  # expired meanwhile, or an empty answer: the task says what became of it
                         pass
             elif kind in EVENT_KINDS:
                 on_event(TaskEvent(task_id, EVENT_KINDS[kind], data))
@@ -122,11 +133,13 @@ def _parse_event(frame: str) -> tuple[str, dict[str, Any]] | None:
 async def running_daemon(config: Config) -> DaemonClient | None:
     """The daemon that owns the config's data dir, to run a one-shot command through; None when no process holds
     the data dir, and the command may start a gateway of its own. Raises DataDirBusy when the holder cannot be
-    reached: another one-shot command, or a daemon whose API does not answer."""
+    reached: another one-shot command, or a daemon whose API does not answer. With no process on the data dir, a
+    running `pyuse demo` started with this config is the daemon (gateway/demo_link.py)."""
     data_dir = config.gateway.data_dir
     owner = holder(data_dir)
     if owner is None:
-        return None
+        demo = running_demo(config)
+        return None if demo is None else await running_daemon(demo)
     if owner.role != "daemon":
         raise DataDirBusy(data_dir, owner, "wait for it to finish")
     client = DaemonClient(config)

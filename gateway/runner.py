@@ -17,6 +17,7 @@ from gateway.devices.model import Device
 from gateway.errors import GatewayError
 from gateway.listeners import Listeners
 from gateway.policy import Confirmer
+from gateway.questions import Asker
 from gateway.tasks import EventKind, TaskEvent, TaskOptions, TaskResult
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class RunningTask:
     devices: list[Device] | None  # its scope, resolved when it was submitted; None: every exposed device
     confirm: Confirmer | None
     options: TaskOptions | None = None
+    ask: Asker | None = None
     events: list[TaskEvent] = field(default_factory=list)
     result: TaskResult | None = None
     worker: asyncio.Task[TaskResult] | None = None
@@ -104,13 +106,14 @@ class TaskRunner:
         return orphans
 
     def submit(self, text: str, origin: str, devices: list[Device] | None = None,
-               confirm: Confirmer | None = None, options: TaskOptions | None = None) -> RunningTask:
+               confirm: Confirmer | None = None, options: TaskOptions | None = None,
+               ask: Asker | None = None) -> RunningTask:
         """Queue a command limited to `devices` (resolved by Gateway.scope; None: every exposed device when it
         starts); raises Busy when too many are waiting already."""
         if self._waiting >= self.max_queued:
             raise Busy(f"{self._waiting} tasks are already waiting; try again shortly")
         record = self.gateway.history.queue(text, origin)
-        task = RunningTask(record.id, text, origin, devices, confirm, options)
+        task = RunningTask(record.id, text, origin, devices, confirm, options, ask=ask)
         self.tasks[task.id] = task
         self._waiting += 1
         self.emit(task, TaskEvent(task.id, "queued", {"text": text, "origin": origin}))
@@ -124,7 +127,7 @@ class TaskRunner:
                 self.emit(task, TaskEvent(task.id, "started", {}))
                 task.result = await self.gateway.run_task(
                     task.text, task.origin, on_event=lambda event: self.emit(task, event), confirm=task.confirm,
-                    task_id=task.id, options=task.options, devices=task.devices)
+                    task_id=task.id, options=task.options, devices=task.devices, ask=task.ask)
         except asyncio.CancelledError:
             record = self.gateway.task(task.id)
             task.result = TaskResult(task.id, "cancelled", None, "cancelled", record.turns if record else 0,

@@ -96,7 +96,7 @@ CREATE TABLE IF NOT EXISTS automations (
 );
 """
 
-FINISHED = ("done", "failed", "timeout", "cancelled", "interrupted")
+FINISHED = ("done", "failed", "timeout", "cancelled", "interrupted", "needs_input")
 
 # Statements that bring a store of version N-1 to version N.
 MIGRATIONS = {2: ["ALTER TABLE tasks ADD COLUMN sandbox_layers TEXT"], 3: [],  # 3: the devices table

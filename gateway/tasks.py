@@ -11,15 +11,16 @@ from gateway.errors import GatewayError
 
 ERROR_LIMIT = 500  # characters of an unexpected exception's message kept as a task's error
 
-Intake = Literal["cli", "api", "web", "voice", "mqtt", "exec", "demo"]
+Intake = Literal["cli", "api", "web", "voice", "mqtt", "homeassistant", "exec", "demo"]
 AutomationOrigin = NewType("AutomationOrigin", str)  # "automation:<name>": the runs of one automation
 Origin = Intake | AutomationOrigin
 AUTOMATION_PREFIX = "automation:"
 
-# queued → running → one of the ends; "interrupted" is given at start-up to tasks a restart cut off.
-Status = Literal["queued", "running", "done", "failed", "timeout", "cancelled", "interrupted"]
+# queued → running → one of the ends; "interrupted" is given at start-up to tasks a restart cut off;
+# "needs_input": a question nobody could answer (its answer is the question).
+Status = Literal["queued", "running", "done", "failed", "timeout", "cancelled", "interrupted", "needs_input"]
 EventKind = Literal["queued", "started", "delta", "retry", "code", "observation", "answer", "confirmation",
-                    "finished"]
+                    "question", "finished"]
 
 
 def automation_origin(name: str) -> AutomationOrigin:

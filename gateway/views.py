@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.devices.display import Controls, Reading
 from gateway.devices.model import Device
 
 
@@ -27,8 +28,11 @@ class Health:
 
 @dataclass
 class DeviceView:
-    """A device as intakes show it: whether tasks may use it, and which state fields its doc puts first."""
+    """A device as intakes show it: whether tasks may use it, which state fields its doc puts first, those read as
+    people read them, and what a tap on it may do (gateway/devices/display.py)."""
 
     device: Device
     exposed: bool
     state_keys: list[str]
+    readings: list[Reading]
+    controls: Controls

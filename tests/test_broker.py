@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import make_config, psu_entry, shelly_entry, tasmota_entry
 
-from gateway.sandbox.broker import JobContext, normalize_http_path
+from gateway.sandbox.broker import JobContext
+from gateway.sandbox.call_args import normalize_http_path
 from gateway.sandbox.messages import CallRequest
 
 

@@ -116,7 +116,7 @@ async def test_demo_without_a_model_runs_the_home_and_lab_and_finds_their_device
 
     assert code == 0, err
     assert "MQTT broker on 127.0.0.1:" in out
-    assert "No model yet: simple commands (on, off, a level, a reading) work without one" in out
+    assert "Without a model, simple commands work" in out and "  turn off all the lights\n" in out  # help
     assert re.search(r"web page at http://127\.0\.0\.1:\d+/", out)
     listed = {device_id: (area, transport) for device_id, area, transport in
               re.findall(r"^(?:pyuse> )?  (\w+) +'.*' +\[(.*)\] \w+ \((\w+)\)$", out, re.MULTILINE)}
@@ -134,8 +134,41 @@ async def test_demo_without_a_model_runs_the_home_and_lab_and_finds_their_device
     # No model, and simple commands still work: the fast path, in English and Chinese; an ambiguous one asks.
     assert "Kitchen Ceiling Light is on.\n[task " in out and "processed locally, no model" in out
     assert re.search(r"kitchen_ceiling_light +\{'online': True, .*'state': 'ON'", out)
-    assert "Living Room Ceiling Light (living_room_ceiling_light, living room)" in out  # which one?
+    assert "已打开2盏灯：Living Room Ceiling Light、Living Room Floor Lamp。" in out  # a room's 灯 is all of them
     assert re.search(r"It is \d+(\.\d+)? °C in the lab\.", out)
+    assert sorted(path.name for path in tmp_path.iterdir()) == []  # the demo kept its data elsewhere, and removed it
+
+
+async def test_the_demo_ends_at_the_end_of_its_input_and_cli_commands_reach_it_meanwhile(tmp_path):
+    env = {"PYUSE_GATEWAY_DATA_DIR": str(tmp_path / "mine"), "PYUSE_API_PORT": "0"}
+    nothing = await asyncio.create_subprocess_exec(*PYUSE, "demo", stdin=asyncio.subprocess.DEVNULL,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                   env={**os.environ, **env})
+    out, err = await asyncio.wait_for(nothing.communicate(), 60)  # `pyuse demo < /dev/null`
+    assert nothing.returncode == 0, err.decode()
+    assert not (tmp_path / "mine").exists()
+
+    demo = await asyncio.create_subprocess_exec(*PYUSE, "demo", stdin=asyncio.subprocess.PIPE,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                env={**os.environ, **env})
+    try:
+        assert demo.stdout is not None and demo.stdin is not None
+        async with asyncio.timeout(60):
+            while b"(or Ctrl-D)" not in await demo.stdout.readline():
+                pass
+        assert sorted(path.name for path in (tmp_path / "mine").iterdir()) == ["demo.json"]
+        code, out, err = await pyuse("devices", env=env)
+        assert code == 0, err
+        assert re.search(r"^garage_ceiling_light +Garage Ceiling Light +garage", out, re.MULTILINE)
+        code, out, err = await pyuse("ask", "turn on the garage light", env=env)
+        assert code == 0 and "Garage Ceiling Light is on." in out, err
+        demo.stdin.close()
+        await asyncio.wait_for(demo.wait(), 30)
+    finally:
+        if demo.returncode is None:
+            demo.kill()
+    assert demo.returncode == 0
+    assert not (tmp_path / "mine").exists()
 
 
 def test_help_lists_the_commands():
@@ -149,9 +182,13 @@ def test_help_lists_the_commands():
 async def test_doctor_reports_every_sandbox_layer(tmp_path):
     (tmp_path / "skills").mkdir()
     (tmp_path / "skills" / "broken.py").write_text("print('runs on load')\n")
-    code, out, err = await pyuse("doctor", env={"PYUSE_GATEWAY_DATA_DIR": str(tmp_path)}, cwd=tmp_path)
+    config = tmp_path / "xdg" / "pyuse" / "pyuse.toml"  # found without -c, as $XDG_CONFIG_HOME says
+    config.parent.mkdir(parents=True)
+    config.write_text(f'[gateway]\ndata_dir = "{tmp_path}"\n')
+    code, out, err = await pyuse("doctor", env={"XDG_CONFIG_HOME": str(tmp_path / "xdg")}, cwd=tmp_path)
 
     assert code == 0, out + err
+    assert out.startswith(f"config: {config}\ndata:   {tmp_path}\n"), out
     for layer in ("session", "fds", "nice", "netns", "scratch", "rlimits", "landlock", "uid", "seccomp"):
         assert f"  {layer:<9} on" in out, out
     assert "=> model code may run" in out

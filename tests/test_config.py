@@ -37,7 +37,7 @@ def test_an_unknown_environment_setting_is_reported_with_a_suggestion():
         load_config(None, env={"PYUSE_LMM_MODEL": "x"})
     assert error.value.problems == [
         "PYUSE_LMM_MODEL (environment): no such setting; expected PYUSE_<SECTION>_<KEY> with a section among "
-        "agent, api, discovery, gateway, llm, mqtt, policy, sandbox, skills, stt (did you mean 'llm'?)"]
+        "agent, api, discovery, gateway, homeassistant, llm, mqtt, policy, sandbox, skills, stt (did you mean 'llm'?)"]
 
 
 def test_secrets_never_appear_in_error_messages(tmp_path):
@@ -73,22 +73,60 @@ def test_config_file_search_order(tmp_path, monkeypatch):
     assert find_config_file(None, env={}) == Path("pyuse.toml")
 
 
-def test_the_example_config_is_valid_and_documents_every_key():
+def test_config_file_search_goes_on_to_the_users_then_the_systems_file(tmp_path, monkeypatch):
+    from gateway.config import loading
+
+    monkeypatch.chdir(tmp_path)
+    home, xdg = tmp_path / "home", tmp_path / "xdg"
+    system = tmp_path / "etc" / "pyuse" / "pyuse.toml"
+    monkeypatch.setattr(loading, "SYSTEM_CONFIG", system)
+
+    def put(path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+        return path
+
+    assert find_config_file(None, env={"HOME": str(home)}) is None
+    put(system)
+    assert find_config_file(None, env={"HOME": str(home)}) == system
+    in_home = put(home / ".config" / "pyuse" / "pyuse.toml")
+    assert find_config_file(None, env={"HOME": str(home)}) == in_home
+    # $XDG_CONFIG_HOME replaces ~/.config (it is not searched as well); a relative one is ignored, as XDG says
+    assert find_config_file(None, env={"HOME": str(home), "XDG_CONFIG_HOME": str(xdg)}) == system
+    in_xdg = put(xdg / "pyuse" / "pyuse.toml")
+    assert find_config_file(None, env={"HOME": str(home), "XDG_CONFIG_HOME": str(xdg)}) == in_xdg
+    assert find_config_file(None, env={"HOME": str(home), "XDG_CONFIG_HOME": "xdg"}) == in_home
+    put(tmp_path / "pyuse.toml")
+    assert find_config_file(None, env={"HOME": str(home), "XDG_CONFIG_HOME": str(xdg)}) == Path("pyuse.toml")
+    assert find_config_file(None, env={"PYUSE_CONFIG": "y.toml", "XDG_CONFIG_HOME": str(xdg)}) == Path("y.toml")
+
+
+def test_the_reference_config_is_valid_and_documents_every_key():
     from gateway.config import AutomationEntry, AutomationTrigger, Config
 
-    example = Path(__file__).parent.parent / "config.example.toml"
-    config = load_config(example, env={})
-    text = example.read_text()
+    reference = Path(__file__).parent.parent / "config.reference.toml"
+    config = load_config(reference, env={})
+    text = reference.read_text()
     for section, model in Config.model_fields.items():
         if section in ("devices", "automations"):
             continue
         for key in model.annotation.model_fields:
-            assert f"{key} =" in text, f"config.example.toml does not document [{section}] {key}"
+            assert f"{key} =" in text, f"config.reference.toml does not document [{section}] {key}"
     for key in ("name", "kind", "id", "area", "aliases", "host", "port", "base_topic", "topics", "serial_port",
                 "baudrate", "exposed"):
-        assert f"{key} =" in text, f"config.example.toml does not document [[devices]] {key}"
+        assert f"{key} =" in text, f"config.reference.toml does not document [[devices]] {key}"
     for model in (AutomationEntry, AutomationTrigger):
         for key in model.model_fields:
-            assert f"{key} =" in text, f"config.example.toml does not document [[automations]] {key}"
-    assert config.automations[0].trigger.mqtt
-    assert not config.llm.configured  # the example sends nothing anywhere until the user says where
+            assert f"{key} =" in text, f"config.reference.toml does not document [[automations]] {key}"
+    # Its tables are shown commented out: loaded as it is, it is the defaults, with nothing made up.
+    assert not config.devices and not config.automations and not config.policy.rules
+    assert not config.llm.configured  # it sends nothing anywhere until the user says where
+
+
+def test_the_example_config_is_a_small_valid_start_with_nothing_made_up():
+    example = Path(__file__).parent.parent / "config.example.toml"
+    config = load_config(example, env={})
+
+    assert not config.devices and not config.automations and not config.policy.rules
+    assert not config.llm.configured
+    assert len(example.read_text().splitlines()) < 40

@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import urllib.request
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import code_reply, tasmota_entry  # noqa: F401  (fixtures come from conftest)
+from gateway.service_notify import notify
 from gateway.transports.embedded_broker import free_port
 from simulators.base import SimContext
 from simulators.tasmota import TasmotaPlug
@@ -135,3 +138,69 @@ async def test_kill_9_during_a_task_loses_nothing_that_finished(tmp_path, script
         process.send_signal(signal.SIGTERM)
         assert await process.wait() == 0
     assert not Path(f"/proc/{process.pid}").exists()
+
+
+def receive_notification(listener: socket.socket) -> tuple[str, int]:
+    """One sd_notify datagram and the pid the kernel vouches sent it (systemd heeds only the unit's main pid)."""
+    data, ancillary, _, _ = listener.recvmsg(4096, socket.CMSG_SPACE(struct.calcsize("3i")))
+    credentials = [item for level, kind, item in ancillary
+                   if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS)]
+    return data.decode(), struct.unpack("3i", credentials[0])[0]
+
+
+async def test_a_service_manager_hears_ready_once_the_api_serves_and_stopping_on_sigterm(tmp_path):
+    """What systemd's Type=notify (deploy/pyuse.service) relies on, with a real datagram socket in its place."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify"))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    listener.settimeout(60)  # a busy machine starts slowly
+    env = {"NOTIFY_SOCKET": str(tmp_path / "notify"), "PYUSE_GATEWAY_DATA_DIR": str(tmp_path / "data"),
+           "PYUSE_API_PORT": "0", "PYUSE_DISCOVERY_MQTT": "false", "PYUSE_DISCOVERY_MDNS": "false",
+           "PYUSE_API_MQTT_INTAKE": "false"}
+    process = await asyncio.create_subprocess_exec(*PYUSE, "run", stdout=asyncio.subprocess.DEVNULL,
+                                                   stderr=asyncio.subprocess.DEVNULL, env={**os.environ, **env},
+                                                   cwd=tmp_path)
+    try:
+        ready, sender = await asyncio.to_thread(receive_notification, listener)
+        assert sender == process.pid
+        assert ready.startswith("READY=1\nSTATUS=serving http://127.0.0.1:"), ready
+        base = ready.rsplit(" ", 1)[1].rstrip("/")
+        assert (await asyncio.to_thread(api, tmp_path / "data", base, "/api/health"))  # it serves already
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(receive_notification, listener) == ("STOPPING=1", process.pid)
+        assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        listener.close()
+
+
+def test_notify_reaches_an_abstract_socket_and_is_quiet_without_a_manager(tmp_path):
+    name = f"pyuse-test-notify-{os.getpid()}-{tmp_path.name}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind("\0" + name)
+        listener.settimeout(5)
+        assert notify("READY=1", env={"NOTIFY_SOCKET": f"@{name}"})
+        assert listener.recv(64) == b"READY=1"
+    assert not notify("READY=1", env={})
+    assert not notify("READY=1", env={"NOTIFY_SOCKET": str(tmp_path / "nobody-listens")})
+
+
+def test_the_service_unit_passes_systemd_analyze_verify(tmp_path):
+    """deploy/pyuse.service as systemd reads it, with ExecStart at this environment's pyuse (verify wants it to
+    exist); and none of the options that would take from the sandbox what it needs."""
+    pyuse_binary = Path(sys.executable).parent / "pyuse"
+    if shutil.which("systemd-analyze") is None or not pyuse_binary.exists():
+        pytest.skip("needs systemd-analyze (apt-get install systemd) and an installed pyuse")
+    unit = (Path(__file__).parent.parent / "deploy" / "pyuse.service").read_text()
+    settings = [line for line in unit.splitlines() if line and not line.startswith("#")]
+    assert {"Type=notify", "User=pyuse", "StateDirectory=pyuse"} <= set(settings)
+    assert any(line.startswith("LimitNOFILE=") for line in settings)
+    assert not [line for line in settings if line.startswith(("RestrictNamespaces=", "SystemCallFilter=",
+                                                              "PrivateDevices=", "PrivateNetwork="))]
+    copy = tmp_path / "pyuse.service"
+    copy.write_text(unit.replace("ExecStart=/opt/pyuse/.venv/bin/pyuse", f"ExecStart={pyuse_binary}"))
+    assert f"ExecStart={pyuse_binary} run" in copy.read_text()
+    result = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and not result.stderr, result.stderr

@@ -249,3 +249,85 @@ async def test_mdns_devices_are_found_probed_and_named_by_themselves(tmp_path, g
         for device in devices[1:]:
             await device.stop()
         await zeroconf.async_close()
+
+
+async def test_every_zigbee2mqtt_bridge_is_followed_whatever_its_base_topic(tmp_path, mqtt_broker, gateway_factory):
+    """Two bridges pairing devices with the same IEEE address and friendly name, and a third on a base topic of its
+    own: every device is found, each owns only its own bridge's topics, and none is mistaken for another."""
+    context = SimContext(mqtt_port=mqtt_broker.port)
+    bridges = [Zigbee2MqttBridge("zigbee2mqtt", [Bulb("bulb", "Kitchen Light")]),
+               Zigbee2MqttBridge("zigbee2mqtt_2", [Bulb("bulb", "Kitchen Light")], base_topic="zigbee2mqtt_2"),
+               Zigbee2MqttBridge("garage", [ContactSensor("door", "Garage Door")], base_topic="garage_zigbee")]
+    for bridge in bridges:
+        await bridge.start(context)
+    try:
+        gateway = await gateway_factory(make_config(tmp_path, broker=mqtt_broker))
+        await until(lambda: len(gateway.registry.all()) == 3)
+        await gateway.settle_discovery()
+        devices = {device.base_topic: device for device in gateway.registry.all()}
+        assert set(devices) == {"zigbee2mqtt/Kitchen Light", "zigbee2mqtt_2/Kitchen Light", "garage_zigbee/Garage Door"}
+        first, second = devices["zigbee2mqtt/Kitchen Light"], devices["zigbee2mqtt_2/Kitchen Light"]
+        assert first.key != second.key and first.id != second.id and second.key.startswith("z2m:zigbee2mqtt_2:")
+        assert all(topic.startswith("zigbee2mqtt_2/") for topic in second.topics)
+        assert devices["garage_zigbee/Garage Door"].kind == "zigbee_contact_sensor"
+
+        bridges[1].devices[0].apply({"fault": "offline"})
+        await until(lambda: gateway.registry.get(second.id).online is False)
+        assert gateway.registry.get(first.id).online is True
+        bridges[2].devices[0].apply({"contact": False})
+        await until(lambda: gateway.registry.get(devices["garage_zigbee/Garage Door"].id).state.get("contact")
+                    is False)
+    finally:
+        for bridge in bridges:
+            await bridge.stop()
+
+
+async def test_a_base_topic_becomes_a_bridge_only_when_nothing_else_holds_it(tmp_path, mqtt_broker, gateway_factory):
+    """A forged bridge/info or bridge/devices cannot take Tasmota's prefixes, the gateway's own or a device's topics;
+    a bridge that is followed keeps its base topic from Home Assistant configs."""
+    client = publisher(mqtt_broker)
+    pump = {"name": "Pump", "cmd_t": "garden/pump/set", "stat_t": "garden/pump/state", "uniq_id": "pump01",
+            "dev": {"ids": ["garden01"], "name": "Garden Pump"}}
+    client.publish("homeassistant/switch/garden01/pump/config", json.dumps(pump), retain=True).wait_for_publish(5)
+    gateway = await gateway_factory(make_config(tmp_path, broker=mqtt_broker))
+    await until(lambda: gateway.registry.get("garden_pump") is not None)
+    forged_device = {"ieee_address": "0x00124b0000000001", "friendly_name": "pump", "type": "EndDevice",
+                     "definition": {"model": "X", "vendor": "Y", "exposes": [{"type": "switch", "features": [
+                         {"type": "binary", "property": "state", "access": 7}]}]}}
+    forged_list = json.dumps([{"ieee_address": "0x00124b0000000000", "type": "Coordinator",
+                               "friendly_name": "Coordinator"}, forged_device])
+    for base in ("tele", "pyuse", "homeassistant", "garden"):
+        client.publish(f"{base}/bridge/info", json.dumps({"version": "2.1.3"}), retain=True).wait_for_publish(5)
+        client.publish(f"{base}/bridge/devices", forged_list, retain=True).wait_for_publish(5)
+    client.publish("nothing/bridge/info", json.dumps({"state": "online"}), retain=True).wait_for_publish(5)
+    client.publish("lab/bridge/info", json.dumps({"version": "2.1.3"}), retain=True).wait_for_publish(5)
+    await gateway.settle_discovery()
+    assert [device.id for device in gateway.registry.all()] == ["garden_pump"]
+
+    plug = TasmotaPlug("kettle", "tasmota_0A0B0C", name="Kitchen Kettle")  # tele/ is still Tasmota's
+    await plug.start(SimContext(mqtt_port=mqtt_broker.port))
+    try:
+        await until(lambda: gateway.registry.get("kitchen_kettle") is not None)
+    finally:
+        await plug.stop()
+    squatter = {"name": "Squat", "cmd_t": "lab/pump/set", "uniq_id": "squat01", "dev": {"ids": ["squat01"]}}
+    neighbour = {"name": "Fan", "cmd_t": "shed/fan/set", "uniq_id": "fan01", "dev": {"ids": ["fan01"]}}
+    for config in (squatter, neighbour):
+        client.publish(f"homeassistant/switch/{config['uniq_id']}/x/config", json.dumps(config),
+                       retain=True).wait_for_publish(5)
+    await until(lambda: gateway.registry.get("fan") is not None)
+    await gateway.settle_discovery()
+    assert gateway.registry.get("squat") is None  # lab/ is the lab bridge's devices' alone
+    client.loop_stop()
+
+
+async def test_a_configured_base_topic_of_two_levels_is_followed(tmp_path, mqtt_broker, gateway_factory):
+    bridge = Zigbee2MqttBridge("upstairs", [Bulb("bulb", "Attic Light")], base_topic="home/zigbee")
+    await bridge.start(SimContext(mqtt_port=mqtt_broker.port))
+    try:
+        gateway = await gateway_factory(make_config(tmp_path, broker=mqtt_broker,
+                                                    discovery={"zigbee2mqtt_topic": "home/zigbee"}))
+        await until(lambda: gateway.registry.get("attic_light") is not None)
+        assert gateway.registry.get("attic_light").base_topic == "home/zigbee/Attic Light"
+    finally:
+        await bridge.stop()

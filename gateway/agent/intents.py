@@ -6,8 +6,9 @@ come from gateway/agent/vocabulary.toml. A match names a device (or an area and 
 device doc's intent template becomes the code, which runs in the same sandbox under the same policy as model
 code. Ambiguity never guesses: two devices fit, an area has no such device, or a name is unknown, and the
 command goes to the model (or, with no model, back to the person as a question). Only "the lights" (plural, or
-with "all") act on several devices at once. Commands with a negation, a delay, a condition or several actions
-are never taken, whatever they match (vocabulary.toml [fast_path.refuse]): a wrong action is worse than a refusal.
+with "all"; in Chinese a room's 灯, which has no plural) act on several devices at once. Commands with a
+negation, a delay, a condition or several actions are never taken, whatever they match (vocabulary.toml
+[fast_path.refuse]): a wrong action is worse than a refusal.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ class Unclear:
     """The command is simple but does not say which device: ask instead of guessing."""
 
     question: str
+    choices: list[Device] = field(default_factory=list)  # the devices it may mean: the person picks one
 
 
 class LocalIntents:
@@ -210,11 +212,15 @@ class LocalIntents:
         targets = self._targets(entities, devices, intent, plural)
         if targets is None:
             return None
-        every_light = plural and entities.get("domain") == "light" and not isinstance(entities.get("name"), str)
+        # Chinese has no plural: 卧室的灯 ("the bedroom's light(s)") names no one light, so it is every light there,
+        # as Home Assistant reads an area and a domain; English "the office light" (singular) still asks which one.
+        room_plural = language == "zh" and isinstance(entities.get("area"), str)
+        every_light = ((plural or room_plural) and entities.get("domain") == "light"
+                       and not isinstance(entities.get("name"), str))
         if len(targets) > 1 and not every_light:
             choices = ", ".join(f"{device.name} ({device.id}{', ' + device.area if device.area else ''})"
                                 for device in targets)
-            return Unclear(vocabulary()["answers"][language]["which"].format(choices=choices))
+            return Unclear(vocabulary()["answers"][language]["which"].format(choices=choices), targets)
         actions = {self._action(intent, entities, device) for device in targets}
         if len(actions) != 1:  # one light cannot do what the others do (dim a relay): not simple after all
             return None

@@ -95,8 +95,9 @@ class LLMClient:
                     raise LLMError(f"the model server at {self.settings.base_url} failed {attempt} time(s); "
                                    f"last error: {_describe(exc)}") from exc
                 delay = _retry_delay(exc, attempt)
-                log.warning("model call failed (%s); retry %d of %d in %.1f s", _describe(exc), attempt,
-                            self.settings.max_retries, delay)
+                # Whoever gave on_retry shows the retry (the terminal, the page): a warning too would say it twice.
+                log.log(logging.INFO if on_retry else logging.WARNING, "model call failed (%s); retry %d of %d in "
+                        "%.1f s", _describe(exc), attempt, self.settings.max_retries, delay)
                 if on_retry:
                     on_retry(attempt, delay, _describe(exc))
                 await asyncio.sleep(delay)

@@ -119,7 +119,8 @@ class AgentLoop:
                 messages, stop=STOP,
                 on_delta=lambda text: emit(TaskEvent(task_id, "delta", {"turn": turn, "text": text})),
                 on_retry=lambda attempt, delay, why: emit(TaskEvent(
-                    task_id, "retry", {"turn": turn, "attempt": attempt, "delay_s": round(delay, 1), "error": why})))
+                    task_id, "retry", {"turn": turn, "attempt": attempt, "of": self.llm.settings.max_retries,
+                                       "delay_s": round(delay, 1), "error": why})))
             progress.turns = turn
             progress.prompt_tokens += completion.prompt_tokens
             progress.completion_tokens += completion.completion_tokens

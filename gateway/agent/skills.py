@@ -40,7 +40,7 @@ from gateway.errors import GatewayError
 log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{1,60}$")
-JOB_GLOBALS = {"devices", "sleep", "DeviceError", "final_answer"}
+JOB_GLOBALS = {"devices", "sleep", "DeviceError", "final_answer", "ask", "NoAnswer"}
 PARAMETER_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 TRUE_WORDS = ("true", "on", "yes", "1")
 FALSE_WORDS = ("false", "off", "no", "0")

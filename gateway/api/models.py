@@ -17,6 +17,11 @@ class PromptRequest(Strict):
     devices: list[str] | None = Field(None, max_length=200, description="limit the task to these device ids")
 
 
+class HelpText(Strict):
+    text: str = Field(description="what works without a model on this home, as the demo's `help` prints it")
+    examples: list[str] = Field(description="commands that work on the devices present, each taken without a model")
+
+
 class PromptPreview(Strict):
     messages: list[dict[str, str]] = Field(description="what the model would be sent: role and content")
     estimate: int = Field(description="their size, in tokens (estimated)")
@@ -86,6 +91,20 @@ class TaskPage(Strict):
     limit: int
 
 
+class Reading(Strict):
+    label: str
+    value: str
+
+
+class DeviceControls(Strict):
+    """What a tap on the device may do, as commands through the fast path ("turn off the …")."""
+
+    switch: bool = Field(description="it can be turned on and off")
+    is_on: bool | None = Field(description="whether it is on now; null when unknown")
+    dimmable: bool = Field(description="its level can be set, 0..100 %")
+    level: int | None = Field(description="its level now, in %; null when unknown")
+
+
 class Device(Strict):
     id: str
     name: str
@@ -99,6 +118,8 @@ class Device(Strict):
     source: str
     state: dict[str, Any]
     state_keys: list[str] = Field(description="the state fields worth showing first, from the device's doc")
+    display: list[Reading] = Field(description="those fields as people read them: power on, brightness 40 %")
+    controls: DeviceControls
 
 
 class Confirmation(Strict):
@@ -119,6 +140,24 @@ class ConfirmationAnswer(Strict):
 class Answered(Strict):
     id: str
     approved: bool
+
+
+class Question(Strict):
+    id: str
+    task_id: str
+    origin: str = Field(description="where the task came from: api, web, voice, cli")
+    question: str
+    choices: list[str] = Field(description="the answers to pick from; empty: any answer")
+    expires_at: float
+
+
+class QuestionAnswer(Strict):
+    answer: str = Field(min_length=1, max_length=2000, description="one of the choices (or its number, from 1)")
+
+
+class QuestionAnswered(Strict):
+    id: str
+    answer: str = Field(description="the choice taken")
 
 
 class Cancelled(Strict):

@@ -5,6 +5,8 @@
   pyuse/<id>/task/<task>/result    out: the result (or on reply_to), with the caller's "id" echoed
   pyuse/<id>/confirm/<request>     out: a dangerous call of such a task waits for a yes or no
   pyuse/<id>/confirm/<request>/set in:  yes | no | true | false | {"approve": bool}
+  pyuse/<id>/ask/<task>            out: such a task asks {"id", "question", "choices", "reply_to", ...}
+  pyuse/<id>/answer/<question>     in:  the answer (its reply_to): a choice, its number, or {"answer": "..."}
 The gateway's availability is pyuse/<id>/status (retained online, will offline). Whoever may publish on the
 broker may start tasks: use the broker's ACLs to decide who that is.
 """
@@ -20,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.policy import ConfirmationRequest, answered_elsewhere
+from gateway.questions import Question
 from gateway.runner import Busy, RunningTask, TaskRunner
 from gateway.tasks import TaskEvent
 from gateway.transports.mqtt import MqttTransport, Subscription
@@ -28,7 +31,7 @@ from gateway.untrusted import topic_matches, valid_topic
 
 log = logging.getLogger(__name__)
 
-PUBLISHED_EVENTS = ("queued", "started", "code", "observation", "confirmation", "answer", "finished")
+PUBLISHED_EVENTS = ("queued", "started", "code", "observation", "confirmation", "question", "answer", "finished")
 
 
 class MqttTask(BaseModel):
@@ -49,9 +52,11 @@ class MqttIntake:
 
     async def start(self) -> None:
         self._subscriptions = [await self.mqtt.subscribe(f"{self.prefix}/task", self._task),
-                               await self.mqtt.subscribe(f"{self.prefix}/confirm/+/set", self._answer)]
+                               await self.mqtt.subscribe(f"{self.prefix}/confirm/+/set", self._answer),
+                               await self.mqtt.subscribe(f"{self.prefix}/answer/+", self._reply)]
         self.runner.listeners.append(self._task_event)
         self.runner.gateway.watch_confirmations(self._confirmation)
+        self.runner.gateway.watch_questions(self._question)
 
     def stop(self) -> None:
         for subscription in self._subscriptions:
@@ -78,7 +83,7 @@ class MqttIntake:
             log.warning("ignored a task whose reply_to %r is not a topic the gateway may publish on", reply_to)
             return
         try:
-            task = self.runner.submit(request.text, "mqtt", confirm=answered_elsewhere)
+            task = self.runner.submit(request.text, "mqtt", confirm=answered_elsewhere, ask=answered_elsewhere)
         except Busy as exc:
             self._publish(reply_to or f"{self.prefix}/task/busy/result",
                           {"id": request.id, "status": "busy", "error": str(exc)})
@@ -114,3 +119,22 @@ class MqttIntake:
             log.warning("ignored an answer on %s: expected yes, no or {\"approve\": true|false}", message.topic)
             return
         self.runner.gateway.answer_confirmation(request_id, value, channel="mqtt")
+
+    def _question(self, what: str, question: Question, answer: str | None) -> None:
+        if what == "asked" and question.origin == "mqtt":
+            self._publish(f"{self.prefix}/ask/{question.task_id}",
+                          asdict(question) | {"reply_to": f"{self.prefix}/answer/{question.id}"})
+
+    def _reply(self, message: Message) -> None:
+        value = message.decoded()
+        if isinstance(value, dict):
+            value = value.get("answer")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            log.warning("ignored an answer on %s: expected text or {\"answer\": \"...\"}", message.topic)
+            return
+        try:
+            self.runner.gateway.answer_question(message.topic.split("/")[-1], value, channel="mqtt")
+        except ValueError as exc:
+            log.warning("ignored an answer on %s: %s", message.topic, exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from gateway.api import models
@@ -30,7 +31,9 @@ def device_json(view: DeviceView) -> dict[str, Any]:
     device = view.device
     return models.Device(id=device.id, name=device.name, kind=device.kind, transport=device.transport,
                          area=device.area, aliases=device.aliases, online=device.online, exposed=view.exposed,
-                         source=device.source, state=device.state, state_keys=view.state_keys).model_dump()
+                         source=device.source, state=device.state, state_keys=view.state_keys,
+                         display=[models.Reading(label=reading.label, value=reading.value) for reading in view.readings],
+                         controls=models.DeviceControls(**asdict(view.controls))).model_dump()
 
 
 def skill_json(entry: SkillEntry, source: bool = False) -> dict[str, Any]:

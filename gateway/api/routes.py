@@ -48,9 +48,11 @@ ROUTES = [
     Route("POST", "/api/tasks/{id}/cancel", "cancel_task", "Cancel a queued or running task",
           response=models.Cancelled),
     Route("GET", "/api/tasks/{id}/events", "task_events", "The task's trace as Server-Sent Events: queued, "
-          "started, delta, retry, code, observation, confirmation, answer, finished", stream=True),
+          "started, delta, retry, code, observation, confirmation, question, answer, finished", stream=True),
     Route("POST", "/api/prompt", "preview_prompt", "The exact messages a command would send to the model, without "
           "running it (`pyuse prompt`)", models.PromptRequest, models.PromptPreview),
+    Route("GET", "/api/help", "help", "What works without a model on this home, with example commands made from "
+          "the devices present", response=models.HelpText),
     Route("GET", "/api/devices", "list_devices", "Every device the gateway knows", response=models.Device,
           many=True),
     Route("GET", "/api/devices/{id}", "get_device", "One device", response=models.Device),
@@ -58,6 +60,11 @@ ROUTES = [
           response=models.Confirmation, many=True),
     Route("POST", "/api/confirmations/{id}", "answer_confirmation", "Approve or refuse a dangerous call",
           models.ConfirmationAnswer, models.Answered),
+    Route("GET", "/api/questions", "list_questions", "Questions of tasks waiting for an answer (which device, "
+          "what value)", response=models.Question, many=True),
+    Route("POST", "/api/questions/{id}", "answer_question", "Answer a task's question: the task goes on with it",
+          models.QuestionAnswer, models.QuestionAnswered,
+          errors=(("422", "the answer is none of the question's choices"),)),
     Route("GET", "/api/events", "events", "Device changes and task progress for the web page, as Server-Sent "
           "Events", stream=True),
     Route("POST", "/api/voice", "voice", "Upload audio (any format the transcription server takes); its "

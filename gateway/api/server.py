@@ -35,6 +35,7 @@ from gateway.automations import Automation, Automations
 from gateway.devices.model import Device
 from gateway.devices.registry import DeviceEvent
 from gateway.policy import ConfirmationRequest, ScopeError, answered_elsewhere
+from gateway.questions import Question
 from gateway.runner import Busy, RunningTask, TaskRunner
 from gateway.task_history import TaskRecord
 from gateway.tasks import Origin, TaskEvent, TaskOptions
@@ -81,6 +82,7 @@ class Api:
         self.gateway.watch_devices(self._device_event)
         self.runner.listeners.append(self._task_event)
         self.gateway.watch_confirmations(self._confirmation_event)
+        self.gateway.watch_questions(self._question_event)
         automations.listeners.append(self._automation_event)
         self.gateway.mqtt.on_connect.append(self._mqtt_event)
         self.gateway.mqtt.on_disconnect.append(self._mqtt_event)
@@ -109,6 +111,13 @@ class Api:
         if task is not None:
             self.runner.emit(task, TaskEvent(task.id, "confirmation", data))
 
+    def _question_event(self, what: str, question: Question, answer: str | None) -> None:
+        data = asdict(question) | {"state": what, "answer": answer}
+        self.broadcast.send("question", data)
+        task = self.runner.tasks.get(question.task_id)
+        if task is not None:
+            self.runner.emit(task, TaskEvent(task.id, "question", data))
+
     def _automation_event(self, what: str, automation: Automation) -> None:
         self.broadcast.send("automation", {"event": what, "automation": automation.summary()})
 
@@ -119,7 +128,8 @@ class Api:
     def _submit(self, text: str, origin: Origin, devices: list[Device] | None,
                 options: TaskOptions | None = None) -> web.Response:
         try:
-            task = self.runner.submit(text, origin, devices, confirm=answered_elsewhere, options=options)
+            task = self.runner.submit(text, origin, devices, confirm=answered_elsewhere, options=options,
+                                      ask=answered_elsewhere)
         except Busy as exc:
             raise ApiError(503, "busy", str(exc)) from None
         return web.json_response(models.TaskCreated(id=task.id, status="queued",
@@ -214,6 +224,9 @@ class Api:
             raise ApiError(400, "unknown_devices", str(exc)) from None
         return web.json_response(models.PromptPreview.model_validate(asdict(prompt)).model_dump())
 
+    async def help(self, request: web.Request) -> web.Response:
+        return web.json_response(asdict(await self.gateway.help()))
+
     async def list_devices(self, request: web.Request) -> web.Response:
         return web.json_response([self._device_json(device) for device in self.gateway.devices()])
 
@@ -234,6 +247,22 @@ class Api:
             raise ApiError(404, "not_found", f"no pending confirmation {request_id!r} for a task started here "
                                              "(answered, expired, or it belongs to another channel)")
         return web.json_response({"id": request_id, "approved": body.approve})
+
+    async def list_questions(self, request: web.Request) -> web.Response:
+        """Only the questions of tasks started through the API: the others are answered on their own channel."""
+        return web.json_response([asdict(pending) for pending in self.gateway.pending_questions("api")])
+
+    async def answer_question(self, request: web.Request) -> web.Response:
+        body = await read_body(request, models.QuestionAnswer)
+        question_id = request.match_info["id"]
+        try:
+            taken = self.gateway.answer_question(question_id, body.answer, channel="api")
+        except ValueError as exc:
+            raise ApiError(422, "invalid_answer", str(exc)) from None
+        if taken is None:
+            raise ApiError(404, "not_found", f"no pending question {question_id!r} for a task started here "
+                                             "(answered, expired, or it belongs to another channel)")
+        return web.json_response({"id": question_id, "answer": taken})
 
     async def voice(self, request: web.Request) -> web.Response:
         audio = await read_limited(request, AUDIO_LIMIT)

@@ -13,6 +13,7 @@ from gateway.console import Console
 from gateway.lock import DataDirBusy, holder
 from gateway.logs import setup_logging
 from gateway.policy import Confirmer
+from gateway.questions import Asker
 from gateway.remote import DaemonClient
 from gateway.tasks import EventSink, TaskResult
 
@@ -25,10 +26,11 @@ def load(args: argparse.Namespace, level: str | None = None) -> tuple[Config, st
     return config, str(path) if path else "defaults"
 
 
-async def follow(client: DaemonClient, task_id: str, on_event: EventSink, confirm: Confirmer | None) -> TaskResult:
+async def follow(client: DaemonClient, task_id: str, on_event: EventSink, confirm: Confirmer | None,
+                 ask: Asker | None = None) -> TaskResult:
     """Follow a task in the daemon; Ctrl-C here cancels it there, as it would a local one."""
     try:
-        return await client.follow_task(task_id, on_event, confirm)
+        return await client.follow_task(task_id, on_event, confirm, ask)
     except asyncio.CancelledError:
         await client.call("POST", f"/api/tasks/{task_id}/cancel")
         raise
@@ -43,13 +45,20 @@ def own_gateway(config: Config, command: str) -> None:
                           "one may use a data dir: stop the other first")
 
 
-async def terminal_confirmer(out: TextIO) -> Confirmer | None:
-    """Ask at the terminal when there is one; otherwise nobody can confirm, and dangerous calls are denied."""
+async def terminal(out: TextIO) -> Console | None:
+    """The person at the terminal, when there is one; otherwise nobody can be asked: dangerous calls are denied,
+    and a task with a question ends needing input."""
     if not sys.stdin.isatty():
         return None
     console = Console(out)
     await console.start()
-    return console.confirm
+    return console
+
+
+async def terminal_confirmer(out: TextIO) -> Confirmer | None:
+    """Ask at the terminal when there is one; otherwise nobody can confirm, and dangerous calls are denied."""
+    console = await terminal(out)
+    return console.confirm if console else None
 
 
 def key_values(items: list[str], what: str) -> dict[str, str]:

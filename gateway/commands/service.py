@@ -50,4 +50,4 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
     config, _ = load(args)
-    return asyncio.run(run_demo(config))
+    return asyncio.run(run_demo(config, args.data_dir))

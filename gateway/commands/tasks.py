@@ -13,7 +13,7 @@ from typing import Any
 from gateway.agent.llm import NOT_CONFIGURED
 from gateway.agent.prompt import Prompt
 from gateway.app import Gateway
-from gateway.commands.common import follow, load, own_gateway, terminal_confirmer
+from gateway.commands.common import follow, load, own_gateway, terminal, terminal_confirmer
 from gateway.console import TracePrinter, print_prompt, print_result
 from gateway.errors import GatewayError
 from gateway.remote import DaemonUnavailable, RemoteError, running_daemon
@@ -27,15 +27,16 @@ def cmd_ask(args: argparse.Namespace) -> int:
     trace_out = sys.stderr if args.json else sys.stdout
 
     async def run() -> TaskResult:
-        confirm = await terminal_confirmer(trace_out)
+        console = await terminal(trace_out)
+        confirm, ask = (console.confirm, console.ask) if console else (None, None)
         client = await running_daemon(config)
         if client is not None:  # the daemon owns the data dir: the task runs there, and is shown here
             task = await client.call("POST", "/api/tasks", {"text": args.text, "devices": args.device,
                                                             "origin": "cli"})
-            return await follow(client, task["id"], TracePrinter(trace_out), confirm)
+            return await follow(client, task["id"], TracePrinter(trace_out), confirm, ask)
         async with Gateway(config, source) as gateway:
             return await gateway.run_task(args.text, origin="cli", device_ids=args.device,
-                                          on_event=TracePrinter(trace_out), confirm=confirm)
+                                          on_event=TracePrinter(trace_out), confirm=confirm, ask=ask)
 
     try:
         result = asyncio.run(run())
@@ -130,7 +131,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
         return 0
     if not devices:
         print("no devices yet: declare some with [[devices]] in the config, or run a discovery source "
-              "(see [discovery] in config.example.toml)")
+              "(see [discovery] in config.reference.toml)")
         return 0
     rows = [(device["id"], device["name"], device["area"] or "-", device["kind"], device["transport"],
              "online" if device["online"] else "OFFLINE", state_summary(device["state"])) for device in devices]

@@ -14,6 +14,7 @@ from gateway.config.sections import (
     DeviceEntry,
     DiscoverySection,
     GatewaySection,
+    HomeAssistantSection,
     LLMSection,
     MqttSection,
     PolicyRule,
@@ -25,6 +26,6 @@ from gateway.config.sections import (
 )
 
 __all__ = ["AgentSection", "ApiSection", "AutomationEntry", "AutomationTrigger", "Config", "ConfigError",
-           "DeviceEntry", "DiscoverySection", "GatewaySection", "LLMSection", "MqttSection", "PolicyRule",
-           "PolicySection", "SandboxSection", "SkillsSection", "SttSection", "default_data_dir", "find_config_file",
-           "load_config"]
+           "DeviceEntry", "DiscoverySection", "GatewaySection", "HomeAssistantSection", "LLMSection", "MqttSection",
+           "PolicyRule", "PolicySection", "SandboxSection", "SkillsSection", "SttSection", "default_data_dir",
+           "find_config_file", "load_config"]

@@ -167,14 +167,27 @@ def _did_you_mean(word: str, choices: set[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+SYSTEM_CONFIG = Path("/etc/pyuse/pyuse.toml")
+
+
 def find_config_file(explicit: Path | None, env: dict[str, str] | None = None) -> Path | None:
-    """-c wins, then $PYUSE_CONFIG, then ./pyuse.toml, then ~/.config/pyuse/pyuse.toml; None means defaults."""
+    """-c wins, then $PYUSE_CONFIG, then the first of ./pyuse.toml, the user's file
+    ($XDG_CONFIG_HOME/pyuse/pyuse.toml, else ~/.config/pyuse/pyuse.toml) and the system's (/etc/pyuse/pyuse.toml)
+    that exists; None means defaults."""
     env = dict(os.environ) if env is None else env
     if explicit is not None:
         return explicit
     if env.get("PYUSE_CONFIG"):
         return Path(env["PYUSE_CONFIG"])
-    for candidate in (Path("pyuse.toml"), Path.home() / ".config" / "pyuse" / "pyuse.toml"):
-        if candidate.is_file():
+    for candidate in (Path("pyuse.toml"), _user_config_dir(env) / "pyuse" / "pyuse.toml", SYSTEM_CONFIG):
+        if os.path.isfile(candidate):  # False, not an error, for a home this user may not look into
             return candidate
     return None
+
+
+def _user_config_dir(env: dict[str, str]) -> Path:
+    """$XDG_CONFIG_HOME when it is an absolute path (the XDG spec says to ignore a relative one), else ~/.config."""
+    xdg = env.get("XDG_CONFIG_HOME", "")
+    if os.path.isabs(xdg):
+        return Path(xdg)
+    return (Path(env["HOME"]) if env.get("HOME") else Path.home()) / ".config"

@@ -184,7 +184,8 @@ class PolicyRule(DangerRule):
 class PolicySection(Section):
     expose: list[str] = Field(["*"], description='device ids, "area:<area>", "kind:<kind>", or "*"')
     hide: list[str] = Field([], description="same forms as expose; wins over it")
-    confirm_timeout_s: float = Field(30.0, gt=0, description="an unanswered confirmation is a denial")
+    confirm_timeout_s: float = Field(30.0, gt=0, description="an unanswered confirmation is a denial; an "
+                                     "unanswered question ends its task needing input")
     rate_limit_per_minute: int = Field(60, gt=0, description="calls per minute to one device (a doc may lower it)")
     rules: list[PolicyRule] = Field([], description="danger rules on top of the device docs'; checked first")
 
@@ -225,10 +226,28 @@ class DiscoverySection(Section):
                                   "patterns in any case (the demo adopts only its own simulators': '*-<suffix>')")
     mqtt: bool = True
     ha_prefix: str = Field("homeassistant", description="Home Assistant MQTT discovery prefix")
-    zigbee2mqtt_topic: str = Field("zigbee2mqtt", description="Zigbee2MQTT base topic")
+    zigbee2mqtt_topic: str = Field("zigbee2mqtt", description="the first Zigbee2MQTT bridge's base topic (bridges "
+                                   "on other base topics are found by their bridge/info)")
+    instruments: bool = Field(True, description="find SCPI instruments on the LAN by mDNS (_lxi._tcp, "
+                              "_scpi-raw._tcp) and *IDN?")
     serial_ports: list[str] = Field([], description="ports probed with *IDN? (and the Korad form)")
     poll_s: float = Field(30.0, ge=0, description="read HTTP devices' state this often (0: only after calls)")
     areas: list[str] = Field([], description="area names to recognise at the start of device names")
+
+
+class HomeAssistantSection(Section):
+    """The gateway as a Home Assistant device over MQTT (gateway/api/homeassistant.py)."""
+
+    discovery: bool = Field(False, description="announce a text entity for commands, sensors for the latest task "
+                                               "and buttons to answer its confirmations by MQTT discovery")
+    prefix: str = Field("", description="Home Assistant's discovery prefix; empty: [discovery] ha_prefix")
+
+    @field_validator("prefix")
+    @classmethod
+    def _topic_prefix(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[^/#+]+(/[^/#+]+)*", value):
+            raise ValueError("expected topic levels without + or #, and no empty level, such as homeassistant")
+        return value
 
 
 class SkillsSection(Section):
@@ -307,6 +326,7 @@ class Config(Section):
     mqtt: MqttSection = MqttSection()
     policy: PolicySection = PolicySection()
     discovery: DiscoverySection = DiscoverySection()
+    homeassistant: HomeAssistantSection = HomeAssistantSection()
     api: ApiSection = ApiSection()
     stt: SttSection = SttSection()
     skills: SkillsSection = SkillsSection()

@@ -1,5 +1,6 @@
 """mDNS discovery: browse the service types the docs' match rules name, resolve each instance, check it with the
-doc's probe (a GET that must answer the right JSON), and record it as an HTTP device.
+doc's probe (a GET that must answer the right JSON), and record it as an HTTP device. SCPI instruments
+(`_lxi._tcp`, `_scpi-raw._tcp`) go to gateway/discovery/instruments.py, which asks them who they are.
 
 Interfaces come from `[discovery] mdns_interfaces`; the default, 127.0.0.1, keeps every packet on this machine.
 Only instances whose name `[discovery] mdns_names` selects are adopted: two simulated homes on one machine share
@@ -22,12 +23,14 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 from gateway.devices.docs import DeviceDoc, DocLibrary, MatchRule
 from gateway.devices.model import Device
 from gateway.devices.registry import ClaimRefused, DeviceLimit, Registry
+from gateway.discovery.instruments import INSTRUMENT_TYPES, InstrumentDiscovery
 from gateway.transports.http import HttpTransport
 from gateway.untrusted import one_line
 
 log = logging.getLogger(__name__)
 
 RESOLVE_TIMEOUT_MS = 3000
+AT_ONCE = 16  # services resolved and probed at a time: a LAN full of devices is not asked all at once
 PROBE_TIMEOUT_S = 5.0
 MAX_REFUSED_LOGGED = 1000  # forged announcements under ever new names cannot flood the log
 
@@ -39,14 +42,15 @@ def instance_of(name: str, service_type: str) -> str:
 
 class MdnsDiscovery:
     def __init__(self, registry: Registry, docs: DocLibrary, http: HttpTransport, interfaces: list[str],
-                 names: list[str] | None = None) -> None:
+                 names: list[str] | None = None, instruments: InstrumentDiscovery | None = None) -> None:
         self.registry = registry
         self.docs = docs
         self.http = http
         self.interfaces = interfaces
         self.names = [pattern.casefold() for pattern in names or ["*"]]
         self.types = sorted({rule.type for doc in docs.docs.values() for rule in doc.match
-                             if rule.source == "mdns" and rule.type})
+                             if rule.source == "mdns" and rule.type} | set(INSTRUMENT_TYPES if instruments else ()))
+        self.instruments = instruments
         self._zeroconf: AsyncZeroconf | None = None
         self._browser: AsyncServiceBrowser | None = None
         self._work: set[asyncio.Task[None]] = set()
@@ -54,6 +58,7 @@ class MdnsDiscovery:
         self._instances: dict[str, str] = {}  # instance name -> key, for goodbyes
         self._refused: set[str] = set()  # instances whose refusal was logged
         self._started = 0.0
+        self._in_turn = asyncio.Semaphore(AT_ONCE)
 
     async def start(self) -> None:
         if not self.types:
@@ -88,9 +93,13 @@ class MdnsDiscovery:
             if key is not None:
                 self.registry.set_online(key, False)
             return
-        work = asyncio.ensure_future(self._found(service_type, name))
+        work = asyncio.ensure_future(self._found_in_turn(service_type, name))
         self._work.add(work)
         work.add_done_callback(self._work.discard)
+
+    async def _found_in_turn(self, service_type: str, name: str) -> None:
+        async with self._in_turn:
+            await self._found(service_type, name)
 
     async def _found(self, service_type: str, name: str) -> None:
         assert self._zeroconf is not None
@@ -102,6 +111,11 @@ class MdnsDiscovery:
         if not addresses or not info.port:
             return
         instance = instance_of(name, service_type)
+        if self.instruments is not None and service_type in INSTRUMENT_TYPES:
+            key = await self.instruments.found(service_type, instance, addresses[0], info.port)
+            if key is not None:
+                self._instances[instance] = key
+            return
         txt = {key.decode("utf-8", "replace"): (value or b"").decode("utf-8", "replace")
                for key, value in info.properties.items()}
         found = self.docs.match("mdns", {"type": service_type, "name": instance, "txt": txt})

@@ -8,18 +8,27 @@ Every payload is untrusted: it is size-limited, validated, its text cleaned, and
 per topic and changes nothing. Each device's record carries the topics it owns, which become its handle's
 allowlist, so discovery decides what a handle can reach: a device owns only topics in its own namespace. Only
 the bridge's devices own topics under the Zigbee2MQTT base topic; `<base>/bridge` is the bridge's own.
+Every Zigbee2MQTT instance on the broker is followed: `[discovery] zigbee2mqtt_topic` is the one expected from the
+start, and any other base topic becomes a bridge once it shows itself as one (its retained `bridge/info`, or a
+`bridge/devices` listing a coordinator) on a base topic nothing else holds; its devices' keys carry its base topic,
+so devices of two bridges never share a key, and its topics become its devices' alone like the first one's.
 The registry refuses what is already another device's or reserved (the gateway's `pyuse/` topics, `$` topics,
 the discovery prefixes, the Zigbee2MQTT base topic for all but the bridge's devices); such a config is logged
 once and changes nothing. Zigbee2MQTT also publishes Home Assistant configs for its devices; those are skipped
 in favour of the native record, as are configs for a Tasmota device that announced itself natively.
+
+One module, past 400 lines, because the three protocols' handlers share one listener's state: the topic owners,
+the paced state requests, the refusal log and removal, and Home Assistant configs that defer to native records.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
@@ -30,7 +39,7 @@ from gateway.devices.model import Device
 from gateway.devices.registry import ClaimRefused, DeviceLimit, Registry
 from gateway.discovery.homeassistant import HA_COMPONENTS, HA_TOPICS, expand, ha_entity, with_base
 from gateway.discovery.tasmota import TASMOTA_GROUP, TasmotaConfig, tasmota_topic, tasmota_topics
-from gateway.discovery.zigbee2mqtt import Z2mDevice, z2m_device, z2m_exposes, z2m_readable
+from gateway.discovery.zigbee2mqtt import Z2mDevice, check_bridge, z2m_device, z2m_exposes, z2m_readable
 from gateway.transports.mqtt import MqttTransport, Subscription
 from gateway.transports.mqtt_message import Message
 from gateway.untrusted import one_line, valid_topic
@@ -40,6 +49,9 @@ log = logging.getLogger(__name__)
 MAX_PAYLOAD = 256 * 1024
 MAX_ENTITIES = 64
 MAX_LOGGED = 1000  # topics whose refusal is logged: forged configs on ever new topics cannot flood the log
+ASK_INTERVAL_S = 0.01
+MAX_BRIDGES = 32  # forged bridges cannot reserve topics without end
+NOT_BRIDGES = ("tele", "stat", "cmnd", "tasmota")  # Tasmota's: a forged bridge there would shut its devices out
 
 
 class MqttDiscovery:
@@ -59,13 +71,15 @@ class MqttDiscovery:
         registry.reserve(f"{self.z2m}/#", "the Zigbee2MQTT bridge's devices", keys=("z2m:", "static:"))
         self._subscriptions: list[Subscription] = []
         self._tasmota_topics: dict[str, tuple[str, TasmotaConfig]] = {}  # device topic -> (key, config)
-        self._z2m_names: dict[str, str] = {}  # friendly name -> key
+        self._bridges: dict[str, dict[str, str]] = {self.z2m: {}}  # base topic -> friendly name -> key
         self._ha_entities: dict[str, dict[str, dict[str, Any]]] = {}  # device key -> config topic -> entity
         self._ha_watch: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}  # topic -> [(key, role, entity)]
         self._ha_listened: set[str] = set()
         self._logged: set[str] = set()
         self._last_message = 0.0
-        self._pending: set[asyncio.Future[None]] = set()
+        self._asks: asyncio.Queue[tuple[str, Any, str | None]] = asyncio.Queue()
+        self._asker: asyncio.Task[None] | None = None
+        self._heard: set[str] = set()  # Zigbee devices that reported their state: no need to ask them
 
     async def settle(self, quiet_s: float = 0.25, limit_s: float = 3.0) -> None:
         """Wait until the burst of retained discovery messages is over (for one-shot commands)."""
@@ -81,8 +95,13 @@ class MqttDiscovery:
     async def start(self) -> None:
         prefix = self.settings.ha_prefix.rstrip("/")
         handlers = [("tasmota/discovery/+/config", self._tasmota_config), ("tele/+/+", self._tasmota_message),
-                    ("stat/+/RESULT", self._tasmota_message), (f"{self.z2m}/#", self._z2m_message),
+                    ("stat/+/RESULT", self._tasmota_message),
+                    (f"{self.z2m}/#", partial(self._z2m_message, self.z2m)), ("+/bridge/info", self._z2m_bridge),
+                    ("+/bridge/devices", self._z2m_bridge), ("+/bridge/state", self._z2m_bridge),
                     (f"{prefix}/+/+/config", self._ha_config), (f"{prefix}/+/+/+/config", self._ha_config)]
+        if "/" in self.z2m:  # a base topic of more than one level, which `+/bridge/...` does not match
+            handlers += [(f"{self.z2m}/bridge/{leaf}", self._z2m_bridge) for leaf in ("devices", "state")]
+        self._asker = asyncio.create_task(self._ask_in_turn())
         for topic_filter, handler in handlers:
             self._subscriptions.append(await self.mqtt.subscribe(topic_filter, self._guarded(handler)))
 
@@ -90,16 +109,23 @@ class MqttDiscovery:
         for subscription in self._subscriptions:
             subscription.cancel()
         self._subscriptions.clear()
-        for pending in self._pending:
-            pending.cancel()
+        if self._asker is not None:
+            self._asker.cancel()
 
-    def _ask(self, topic: str, payload: Any) -> None:
-        """Ask a device for its state, as Home Assistant's integrations do when a device appears."""
-        if not self.mqtt.connected:
-            return
-        pending = asyncio.ensure_future(self.mqtt.publish(topic, payload))
-        self._pending.add(pending)
-        pending.add_done_callback(self._pending.discard)
+    def _ask(self, topic: str, payload: Any, key: str | None = None) -> None:
+        """Ask a device for its state, as Home Assistant's integrations do when a device appears; not asked if the
+        device `key` has reported meanwhile."""
+        self._asks.put_nowait((topic, payload, key))
+
+    async def _ask_in_turn(self) -> None:
+        """A few asks at a time: a bridge's whole list at once would bury it (and its radio) while it starts."""
+        while True:
+            topic, payload, key = await self._asks.get()
+            if key in self._heard or not self.mqtt.connected:
+                continue
+            with contextlib.suppress(ConnectionError):
+                await self.mqtt.publish(topic, payload)
+            await asyncio.sleep(ASK_INTERVAL_S)
 
     def _guarded(self, handler: Any) -> Any:
         def handle(message: Message) -> None:
@@ -180,24 +206,59 @@ class MqttDiscovery:
                 self.registry.update_state(key, changes)
 
     # Zigbee2MQTT
-    def _z2m_message(self, message: Message) -> None:
-        rest = message.topic[len(self.z2m) + 1:]
-        if rest == "bridge/devices":
-            self._z2m_devices(message)
-        elif rest == "bridge/state":
-            self._z2m_bridge_state(message)
-        elif rest.endswith("/availability") and rest[:-13] in self._z2m_names:
+    def _z2m_bridge(self, message: Message) -> None:
+        """A bridge's own topics, whatever its base topic."""
+        base, _, leaf = message.topic.rpartition("/bridge/")
+        if base not in self._bridges and not self._z2m_adopt(base, leaf, message.payload):
+            return
+        if leaf == "devices":
+            self._z2m_devices(base, message)
+        elif leaf == "state":
+            self._z2m_bridge_state(base, message)
+
+    def _z2m_adopt(self, base: str, leaf: str, payload: bytes) -> bool:
+        """Follow the bridge on another base topic, once it shows itself as a Zigbee2MQTT bridge."""
+        if leaf == "state":
+            return False
+        check_bridge(leaf, payload)
+        if base in NOT_BRIDGES or not valid_topic(base) or base.startswith("$"):
+            raise ValueError(f"{base!r} cannot be a Zigbee2MQTT base topic here")
+        if len(self._bridges) >= MAX_BRIDGES:
+            raise ValueError(f"more than {MAX_BRIDGES} Zigbee2MQTT bridges: this one is not followed")
+        whole = Device(key=f"z2m:{base}:", name=base, kind="zigbee2mqtt", transport="mqtt", topics=[f"{base}/#"],
+                       source="mqtt")
+        reason = self.registry.conflict(whole)
+        if reason:
+            raise ClaimRefused(f"its base topic is taken: {reason}")
+        self.registry.reserve(f"{base}/bridge/#", f"the Zigbee2MQTT bridge at {base}")
+        self.registry.reserve(f"{base}/#", f"the devices of the Zigbee2MQTT bridge at {base}",
+                              keys=(f"z2m:{base}:", "static:"))
+        self._bridges[base] = {}
+        self._subscriptions.append(self.mqtt.subscribe_soon(f"{base}/#",
+                                                            self._guarded(partial(self._z2m_message, base))))
+        log.info("following the Zigbee2MQTT bridge at %s", base)
+        return True
+
+    def _z2m_key(self, base: str, ieee_address: str) -> str:
+        return f"z2m:{ieee_address}" if base == self.z2m else f"z2m:{base}:{ieee_address}"
+
+    def _z2m_message(self, base: str, message: Message) -> None:
+        """A bridge's devices' states and availability (its own topics come through `_z2m_bridge`)."""
+        rest = message.topic[len(base) + 1:]
+        names = self._bridges[base]
+        if rest.endswith("/availability") and rest[:-13] in names:
             state = message.decoded()
             state = state.get("state") if isinstance(state, dict) else state
             if state in ("online", "offline"):
-                self.registry.set_online(self._z2m_names[rest[:-13]], state == "online")
-        elif rest in self._z2m_names:
+                self.registry.set_online(names[rest[:-13]], state == "online")
+        elif rest in names:
             data = message.decoded()
             if isinstance(data, dict):
-                self.registry.update_state(self._z2m_names[rest], {
+                self._heard.add(names[rest])
+                self.registry.update_state(names[rest], {
                     name: value for name, value in data.items() if isinstance(value, (str, int, float, bool))})
 
-    def _z2m_devices(self, message: Message) -> None:
+    def _z2m_devices(self, base: str, message: Message) -> None:
         """The bridge's whole list. A device disappears only when a list of nothing but devices leaves it out: an
         entry that is not one could stand for any device, so a list holding one removes nothing."""
         entries = json.loads(message.payload)
@@ -208,25 +269,26 @@ class MqttDiscovery:
         if unreadable:
             self._reject(message.topic, f"{unreadable} of {len(entries)} entries are not devices, so the devices "
                                         "it leaves out are kept")
-        records = self._z2m_records(message.topic, listed)
+        records = self._z2m_records(base, message.topic, listed)
         refused = self.registry.upsert_all([record for record, _ in records])
+        known = self._bridges[base]
         names: dict[str, str] = {}
         for record, device in records:
             if record.key in refused:
                 self._reject(f"{message.topic} ({device.friendly_name})", refused[record.key])
             elif self.registry.by_key(record.key) is not None:  # not past the registry's limit
                 names[device.friendly_name] = record.key
-                self._z2m_read(device, record)
-        for name, key in self._z2m_names.items():
+                self._z2m_read(device, record, known)
+        for name, key in known.items():
             if key in names.values():
                 continue
             if unreadable:
                 names.setdefault(name, key)
             else:
                 self._remove(key)
-        self._z2m_names = names
+        self._bridges[base] = names
 
-    def _z2m_records(self, topic: str, listed: list[Z2mDevice]) -> list[tuple[Device, Z2mDevice]]:
+    def _z2m_records(self, base: str, topic: str, listed: list[Z2mDevice]) -> list[tuple[Device, Z2mDevice]]:
         """The records of the listed devices a doc knows (not the coordinator, nor one still being interviewed)."""
         records = []
         for device in listed:
@@ -238,26 +300,26 @@ class MqttDiscovery:
                 self._reject(f"{topic} ({device.friendly_name})", "no device doc matches its exposes")
                 continue
             doc, _ = found
-            base = f"{self.z2m}/{device.friendly_name}"
+            device_topic = f"{base}/{device.friendly_name}"
             definition = device.definition
             records.append((Device(
-                key=f"z2m:{device.ieee_address}", name=one_line(device.friendly_name), kind=doc.kind,
-                transport="mqtt", base_topic=base, topics=doc.owned_topics(base), source="mqtt",
+                key=self._z2m_key(base, device.ieee_address), name=one_line(device.friendly_name), kind=doc.kind,
+                transport="mqtt", base_topic=device_topic, topics=doc.owned_topics(device_topic), source="mqtt",
                 api={"model": one_line(definition.get("model", "")),
                      "vendor": one_line(definition.get("vendor", ""))}), device))
         return records
 
-    def _z2m_read(self, device: Z2mDevice, record: Device) -> None:
+    def _z2m_read(self, device: Z2mDevice, record: Device, known: dict[str, str]) -> None:
         """Ask a device that is new (or newly named) for what it can tell."""
         readable = z2m_readable(device.definition or {})
-        if readable and device.friendly_name not in self._z2m_names:
-            self._ask(f"{record.base_topic}/get", {name: "" for name in readable})
+        if readable and device.friendly_name not in known:
+            self._ask(f"{record.base_topic}/get", {name: "" for name in readable}, record.key)
 
-    def _z2m_bridge_state(self, message: Message) -> None:
+    def _z2m_bridge_state(self, base: str, message: Message) -> None:
         state = message.decoded()
         state = state.get("state") if isinstance(state, dict) else state
         if state == "offline":
-            for key in self._z2m_names.values():
+            for key in self._bridges[base].values():
                 self.registry.set_online(key, False)
 
     # Home Assistant
@@ -277,6 +339,8 @@ class MqttDiscovery:
         identifiers = [identifiers] if isinstance(identifiers, str) else [str(item) for item in identifiers][:8]
         if origin.get("name") == "Zigbee2MQTT" or any(item.startswith("zigbee2mqtt_") for item in identifiers):
             return  # the native Zigbee2MQTT record covers it
+        if origin.get("name") == "pyuse":
+            return  # a pyuse gateway's own entities (gateway/api/homeassistant.py): its pyuse/ topics are reserved
         if any(self.registry.by_key(f"tasmota:{item.upper()}") for item in identifiers):
             return
         if component not in HA_COMPONENTS:

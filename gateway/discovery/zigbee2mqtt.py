@@ -1,4 +1,5 @@
-"""Zigbee2MQTT's device list (`<base>/bridge/devices`): its entries validated, and what their definitions expose.
+"""Zigbee2MQTT's device list (`<base>/bridge/devices`): its entries validated, and what their definitions expose;
+whether a base topic's `bridge/info` or `bridge/devices` is a bridge's.
 
 A bridge's device owns `<base>/<friendly name>` and everything below it, so a friendly name must itself be a
 concrete topic: no wildcards, nothing unsafe.
@@ -6,6 +7,7 @@ concrete topic: no wildcards, nothing unsafe.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -26,6 +28,17 @@ class Z2mDevice(BaseModel):
         if not valid_topic(value):
             raise ValueError("not usable in a topic")
         return value
+
+
+def check_bridge(leaf: str, payload: bytes) -> None:
+    """Raises ValueError unless `<base>/bridge/<leaf>` looks like a Zigbee2MQTT bridge's: a `bridge/info` with its
+    version, or a `bridge/devices` listing its coordinator."""
+    data = json.loads(payload)
+    if leaf == "info" and not (isinstance(data, dict) and isinstance(data.get("version"), str)):
+        raise ValueError("a bridge/info without a version is no Zigbee2MQTT bridge's")
+    if leaf == "devices" and not (isinstance(data, list) and any(
+            isinstance(entry, dict) and entry.get("type") == "Coordinator" for entry in data)):
+        raise ValueError("a device list without a coordinator is no Zigbee2MQTT bridge's")
 
 
 def z2m_device(entry: Any) -> Z2mDevice | None:

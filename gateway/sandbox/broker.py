@@ -17,10 +17,9 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Literal
-from urllib.parse import unquote
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
@@ -35,18 +34,33 @@ from gateway.policy import (
     describe,
     operation_for,
 )
+from gateway.policy.confirmations import SAID_NO
 from gateway.policy.rates import RateLimiter
-from gateway.sandbox.messages import CallRequest
+from gateway.questions import Asker, NoAnswer, Questions
+from gateway.sandbox.call_args import (
+    CallArgs,
+    HttpGet,
+    HttpPost,
+    HttpRpc,
+    MqttPublish,
+    MqttRequest,
+    MqttWait,
+    SerialQuery,
+    SerialWrite,
+    call_target,
+    check_serial_command,
+    normalize_http_path,
+    validation_message,
+)
+from gateway.sandbox.messages import AskRequest, CallRequest, JobRequest
 from gateway.store import AuditRecord, Store
 from gateway.transports.http import HttpTransport
+from gateway.transports.lines import TcpLines
 from gateway.transports.mqtt import MqttTransport
 from gateway.transports.serial import SerialPorts
-from gateway.untrusted import escaped, safe_char, topic_matches
+from gateway.untrusted import escaped, one_line, safe_char, topic_matches
 
 log = logging.getLogger(__name__)
-
-Scalar = str | int | float | bool | None
-
 
 class CallDenied(Exception):
     """A policy refusal; reaches the model as PermissionError."""
@@ -60,53 +74,6 @@ class DeviceOffline(ConnectionError):
     """The gateway knows the device is offline: the call is not even tried (it would only wait for a reply)."""
 
 
-class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class HttpGet(_Args):
-    path: str = Field(max_length=2000)
-    params: dict[str, Scalar | list[Any] | dict[str, Any]] = {}
-
-
-class HttpPost(_Args):
-    path: str = Field(max_length=2000)
-    json_body: Any = Field(None, alias="json")
-
-
-class HttpRpc(_Args):
-    rpc_method: str = Field(max_length=100, pattern=r"^[A-Za-z0-9_.]+$")
-    params: dict[str, Any] = {}
-
-
-class MqttPublish(_Args):
-    topic: str = Field(min_length=1, max_length=500)
-    payload: Any = ""
-    qos: Literal[0, 1, 2] = 0
-    retain: bool = False
-
-
-class MqttRequest(_Args):
-    topic: str = Field(min_length=1, max_length=500)
-    payload: Any = ""
-    reply_topic: str = Field(min_length=1, max_length=500)
-    timeout: float = Field(5, gt=0, le=60)
-
-
-class MqttWait(_Args):
-    topic: str = Field(min_length=1, max_length=500)
-    timeout: float = Field(5, gt=0, le=60)
-
-
-class SerialQuery(_Args):
-    cmd: str = Field(max_length=1000)
-    timeout: float = Field(2, gt=0, le=30)
-
-
-class SerialWrite(_Args):
-    cmd: str = Field(max_length=1000)
-
-
 @dataclass
 class JobContext:
     task_id: str
@@ -115,6 +82,7 @@ class JobContext:
     origin: str = "cli"
     # Stops the execution's time limit while a person is asked (the job's session sets it).
     hold: Callable[[], AbstractAsyncContextManager[None]] = contextlib.nullcontext
+    ask: Asker | None = None  # how to put the model's questions to that person; None: nobody can be asked
 
 
 # Models offered a refusal tend to try a near miss (2 A when 3 A was refused): the refusal says not to.
@@ -129,19 +97,22 @@ Handler = Callable[[Device, Any], Awaitable[Any]]
 
 class Broker:
     def __init__(self, docs: DocLibrary, policy: Policy, confirmations: Confirmations, store: Store,
-                 http: HttpTransport, mqtt: MqttTransport, serial: SerialPorts, rpc_source: str) -> None:
+                 http: HttpTransport, mqtt: MqttTransport, serial: SerialPorts, rpc_source: str,
+                 questions: Questions | None = None, lines: TcpLines | None = None) -> None:
         self.docs = docs
+        self.questions = questions or Questions(policy.settings.confirm_timeout_s)
         self.policy = policy
         self.confirmations = confirmations
         self.store = store
         self.http = http
         self.mqtt = mqtt
         self.serial = serial
+        self.lines = lines or TcpLines()  # instruments on the LAN: serial calls to a device with an address
         self.rpc_source = rpc_source
         self._rpc_ids = itertools.count(1)
         # told of a job's HTTP call that may have changed the device (anything but GET): the state poller's cue
         self.change_listeners: Listeners[Device] = Listeners("device change")
-        self._methods: dict[str, dict[str, tuple[type[_Args], Handler]]] = {
+        self._methods: dict[str, dict[str, tuple[type[CallArgs], Handler]]] = {
             "http": {"get": (HttpGet, self._http_get), "post": (HttpPost, self._http_post),
                      "put": (HttpPost, self._http_put), "rpc": (HttpRpc, self._http_rpc)},
             "mqtt": {"publish": (MqttPublish, self._mqtt_publish), "request": (MqttRequest, self._mqtt_request),
@@ -149,11 +120,13 @@ class Broker:
             "serial": {"query": (SerialQuery, self._serial_query), "write": (SerialWrite, self._serial_write)},
         }
 
-    async def handle(self, context: JobContext, request: CallRequest) -> dict[str, Any]:
+    async def handle(self, context: JobContext, request: JobRequest) -> dict[str, Any]:
         """Answer one call from a job: {"id", "ok", "result"} or {"id", "ok": false, "error": {type, message}}."""
+        if isinstance(request, AskRequest):
+            return await self.ask(context, request)
         started = time.perf_counter()
         device = context.devices.get(request.device)
-        target = _target(request.args)
+        target = call_target(request.args)
         note: str | None = None
         reading: Reading | None = None
         try:
@@ -167,7 +140,7 @@ class Broker:
             try:
                 args = schema.model_validate(request.args)
             except ValidationError as exc:
-                raise ValueError(_validation_message(request.method, exc)) from None
+                raise ValueError(validation_message(request.method, exc)) from None
             self._precheck(device, args)
             if device.transport == "mqtt" and not device.online:
                 why = "its availability topic says so" if self.mqtt.connected else "the MQTT broker is unreachable"
@@ -214,7 +187,19 @@ class Broker:
         self._audit(context, request, target, "ok", note, started, reading)
         return {"id": request.id, "ok": True, "result": result}
 
-    async def _call_device(self, handler: Handler, device: Device, args: _Args) -> Any:
+    async def ask(self, context: JobContext, request: AskRequest) -> dict[str, Any]:
+        """The model's question, put to the task's person while the execution's time limit stands still; the
+        job raises NoAnswer when nobody answers. Its text is the model's: one clean line each, for every channel."""
+        choices = [choice for choice in dict.fromkeys(one_line(choice) for choice in request.choices) if choice]
+        try:
+            async with context.hold():
+                answer = await self.questions.ask(context.task_id, context.origin, one_line(request.question, 500),
+                                                  choices, context.ask)
+        except NoAnswer as exc:
+            return {"id": request.id, "ok": False, "error": {"type": "NoAnswer", "message": exc.why}}
+        return {"id": request.id, "ok": True, "result": answer}
+
+    async def _call_device(self, handler: Handler, device: Device, args: CallArgs) -> Any:
         """Perform the call; a timeout names the device and the limit, the call's own or the transport's."""
         try:
             return await handler(device, args)
@@ -224,7 +209,7 @@ class Broker:
                 raise TimeoutError(f"no message on {args.topic} within {limit:g} s") from None
             raise TimeoutError(f"{device.id} did not answer within {limit:g} s") from None
 
-    def _precheck(self, device: Device, args: _Args) -> None:
+    def _precheck(self, device: Device, args: CallArgs) -> None:
         """What the call names must be well-formed before anyone is asked about it (or shown it)."""
         if isinstance(args, (HttpGet, HttpPost)):
             args.path = normalize_http_path(args.path)
@@ -234,7 +219,7 @@ class Broker:
         if isinstance(args, (SerialQuery, SerialWrite)):
             check_serial_command(args.cmd)
 
-    def _operation(self, device: Device, method: str, args: _Args) -> Operation:
+    def _operation(self, device: Device, method: str, args: CallArgs) -> Operation:
         doc = self.docs.get(device.kind)
         return operation_for(device, method, args.model_dump(by_alias=True), doc.rpc_path if doc else "/rpc")
 
@@ -252,6 +237,9 @@ class Broker:
             approved, why = await self.confirmations.ask(context.task_id, context.origin, device, operation,
                                                          decision.reason, context.confirm)
         if not approved:
+            if why == SAID_NO:
+                declined = f"{describe(reading.actions)} on {device.name}"
+                self.confirmations.declined.setdefault(context.task_id, declined)
             raise CallDenied(f"denied: {operation.summary()} on {device.id!r} needs a person's confirmation "
                              f"({decision.reason}), and {why}. {REFUSED_HINT}")
         return f"confirmed ({decision.reason}): {why}"
@@ -327,38 +315,18 @@ class Broker:
         return doc.line_terminator if doc else "\n"
 
     async def _serial_query(self, device: Device, args: SerialQuery) -> str:
-        assert device.serial_port
+        if device.serial_port is None:
+            assert device.host and device.port
+            return await self.lines.query(device.host, device.port, args.cmd, self._terminator(device), args.timeout)
         return await self.serial.query(device.serial_port, device.baudrate, args.cmd, self._terminator(device),
                                        args.timeout)
 
     async def _serial_write(self, device: Device, args: SerialWrite) -> None:
-        assert device.serial_port
+        if device.serial_port is None:
+            assert device.host and device.port
+            await self.lines.write(device.host, device.port, args.cmd, self._terminator(device))
+            return
         await self.serial.write(device.serial_port, device.baudrate, args.cmd, self._terminator(device))
-
-
-def normalize_http_path(path: str) -> str:
-    """The one spelling of a path on the device that is checked, matched by danger rules and sent: the path part
-    percent-decoded (so /rpc/Shelly%2EReboot is /rpc/Shelly.Reboot), absolute, without scheme, authority, dot
-    segments, fragments, spaces or control characters; the query string is kept as given."""
-    bare, mark, query = path.partition("?")
-    try:
-        decoded = unquote(bare, errors="strict")
-    except UnicodeDecodeError:
-        raise ValueError(f"path {escaped(path)}: percent-encoding that is not UTF-8") from None
-    if not decoded.startswith("/") or decoded.startswith("//") or "\\" in decoded or "%" in decoded:
-        raise ValueError(f"path {escaped(path)}: expected a path on the device such as '/rpc/Shelly.GetStatus'")
-    if any(segment in ("..", ".") for segment in decoded.split("/")) or "#" in path:
-        raise ValueError(f"path {escaped(path)}: dot segments and fragments are not allowed")
-    if any(not safe_char(char) or char == " " for char in decoded + query):
-        raise ValueError(f"path {escaped(path)}: control characters and spaces are not allowed (URL-encode them)")
-    return decoded + mark + query
-
-
-def check_serial_command(command: str) -> None:
-    if any(char in command for char in "\r\n\x00"):
-        raise ValueError("a serial command is one line: no CR, LF or NUL inside")
-    if not all(" " <= char <= "~" for char in command):
-        raise ValueError(f"serial command {escaped(command)}: only printable ASCII is sent to an instrument")
 
 
 def _rate_message(device: Device, limit: int, cost: int) -> str:
@@ -366,22 +334,6 @@ def _rate_message(device: Device, limit: int, cost: int) -> str:
         return f"rate limit: more than {limit} calls a minute to {device.id!r}; slow down"
     return (f"rate limit: this call does {cost} things, and {device.id!r} takes at most {limit} a minute (in bursts "
             f"of {RateLimiter.capacity(limit):g}); slow down or do fewer at once")
-
-
-def _target(args: dict[str, Any]) -> str | None:
-    for key in ("path", "topic", "rpc_method", "cmd"):
-        value = args.get(key)
-        if isinstance(value, str):
-            return value[:500]
-    return None
-
-
-def _validation_message(method: str, exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        name = ".".join(str(part) for part in error["loc"]) or "arguments"
-        parts.append(f"{name}: {error['msg'].lower()}")
-    return f"{method}(): " + "; ".join(parts)
 
 
 def _os_message(exc: BaseException) -> str:

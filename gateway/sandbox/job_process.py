@@ -20,7 +20,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gateway.sandbox.messages import MAX_MESSAGE, CallRequest, DoneMessage, JobFailed, ProbeReport, parse_job_message
+from gateway.sandbox.messages import (
+    MAX_MESSAGE,
+    DoneMessage,
+    JobFailed,
+    JobRequest,
+    ProbeReport,
+    parse_job_message,
+)
 from gateway.sandbox.zygote_client import ExitStatus, SandboxError, ZygoteProcess
 
 KILL_GRACE_S = 1.0
@@ -30,7 +37,7 @@ MAX_EXEC_BYTES = 192 * 1024  # one exec message: under the ~208 KiB a SEQPACKET 
 CALLS_IN_FLIGHT = 8  # a job past this waits (blocked on its own send) instead of flooding the gateway
 MAX_REFUSED_CALLS = 200  # a job that keeps making refused calls is stopped
 
-CallHandler = Callable[[CallRequest], Awaitable[dict[str, Any]]]
+CallHandler = Callable[[JobRequest], Awaitable[dict[str, Any]]]
 
 
 @dataclass
@@ -272,7 +279,7 @@ class JobProcess:
         finally:
             await self._on_channel_closed()
 
-    async def _answer(self, request: CallRequest) -> None:
+    async def _answer(self, request: JobRequest) -> None:
         reply = await self.on_call(request)
         if not reply.get("ok"):
             self._refused += 1

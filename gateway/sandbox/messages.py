@@ -22,6 +22,19 @@ class CallRequest(BaseModel):
     args: dict[str, Any]
 
 
+class AskRequest(BaseModel):
+    """The model's ask(): a question for the person the task came from, answered like a call."""
+
+    model_config = ConfigDict(extra="forbid")
+    op: Literal["ask"]
+    id: int = Field(ge=0)
+    question: str = Field(min_length=1, max_length=2000)
+    choices: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=20)
+
+
+JobRequest = CallRequest | AskRequest  # what a job waits on an answer for
+
+
 class DoneMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     op: Literal["done"]
@@ -46,7 +59,7 @@ class JobFailed(BaseModel):
     reason: str = Field(max_length=2000)
 
 
-JobMessage = CallRequest | DoneMessage | ProbeReport | JobFailed
+JobMessage = CallRequest | AskRequest | DoneMessage | ProbeReport | JobFailed
 _JOB_MESSAGE: TypeAdapter[JobMessage] = TypeAdapter(Annotated[JobMessage, Field(discriminator="op")])
 
 

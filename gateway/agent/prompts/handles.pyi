@@ -50,6 +50,10 @@ class DeviceError(Exception):
 def final_answer(value: Any) -> NoReturn:
     """Finish the task; value is the answer to the user."""
 
+def ask(question: str, choices: list[str] | None = None) -> str:
+    """Ask the user; returns their answer (one of choices, if given). Raises NoAnswer (an Exception) when nobody
+    answers."""
+
 def sleep(seconds: float) -> None:
     """Pause; must end before this execution's time limit."""
 

@@ -2,23 +2,28 @@
 // gateway to transcribe. Either way it starts a task that the task panel follows.
 
 import { api } from "./api.js";
-import { $, say } from "./dom.js";
+import { $, el, say } from "./dom.js";
 import { follow } from "./trace.js";
 
 const RECORDING_LIMIT_MS = 30_000;
 
-async function run(text) {
-  $("send").disabled = true;
+/** Starts a task for `text` and follows it in the task panel; false (and the reason said) when it was refused. */
+export async function submit(text) {
   try {
     const created = await api("/api/tasks", { method: "POST", json: { text } });
-    $("command-text").value = "";
     say("");
     follow(created.id, text);
+    return true;
   } catch (error) {
     say(error.message, "error");
-  } finally {
-    $("send").disabled = false;
+    return false;
   }
+}
+
+async function run(text) {
+  $("send").disabled = true;
+  if (await submit(text)) $("command-text").value = "";
+  $("send").disabled = false;
 }
 
 $("command-form").addEventListener("submit", (event) => {
@@ -26,6 +31,19 @@ $("command-form").addEventListener("submit", (event) => {
   const text = $("command-text").value.trim();
   if (text) run(text);
 });
+
+/** The placeholder and a few examples, from what works on the devices present (GET /api/help). A tap on one puts
+ * it in the box, to send as it is or changed. */
+export function showExamples(examples) {
+  $("command-text").placeholder = examples[0] ?? "";
+  $("examples").replaceChildren(...examples.slice(0, 4).map((example) => el("button", {
+    type: "button", class: "example", onclick: () => {
+      $("command-text").value = example;
+      $("command-text").focus();
+    },
+  }, example)));
+  $("examples").hidden = examples.length === 0;
+}
 
 const Recognition = window.SpeechRecognition ?? window.webkitSpeechRecognition;
 let recognitionWorks = Boolean(Recognition);

@@ -71,6 +71,7 @@ export const trace = {
   },
 
   observation(turn, text, status, calls = []) {
+    if (!text && !calls.length) return; // nothing printed, no device called: no empty box
     const label = el("div", { class: "observation-head" }, "Observation", status ? chip(status) : null);
     (this.steps.get(turn) ?? this.step(turn)).append(el("div", { class: "observation" }, label, callList(calls),
       text ? el("pre", {}, text) : null));

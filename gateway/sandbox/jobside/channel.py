@@ -25,7 +25,12 @@ class DeviceTimeout(DeviceError, TimeoutError):
     """The device did not answer in time: caught by `except DeviceError` and by `except TimeoutError`."""
 
 
+class NoAnswer(Exception):
+    """ask() found nobody to ask, or nobody answered in time."""
+
+
 ERRORS: dict[str, type[Exception]] = {
+    "NoAnswer": NoAnswer,
     "PermissionError": PermissionError,
     "TimeoutError": DeviceTimeout,
     "ValueError": ValueError,
@@ -57,9 +62,13 @@ class Channel:
 
     def call(self, device: str, method: str, args: dict[str, Any]) -> Any:
         ACTIVITY.touched += 1
+        return self.request({"op": "call", "device": device, "method": method, "args": args})
+
+    def request(self, message: dict[str, Any]) -> Any:
+        """Send a request that the gateway answers (a call, a question) and wait for its answer."""
         self._last_id += 1
         call_id = self._last_id
-        self.send({"op": "call", "id": call_id, "device": device, "method": method, "args": args})
+        self.send({**message, "id": call_id})
         held: tuple[float, float] | None = None  # (time limit left, since): the gateway is asking a person
         while True:
             reply = self.receive()

@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any
 
 from .capabilities import KindClasses
-from .channel import ACTIVITY, Channel, DeviceError
+from .channel import ACTIVITY, Channel, DeviceError, NoAnswer
 from .handles import DOMAIN_CLASSES, Device, Devices, describe
 from .isolation import LayerFailed, lockdown
 
@@ -87,6 +87,8 @@ class Job:
             "final_answer": self.final_answer,
             "sleep": self.sleep,
             "DeviceError": DeviceError,
+            "ask": self.ask,
+            "NoAnswer": NoAnswer,
             "help": self.help,
             "doc": self.doc,
             **{cls.__name__: cls for cls in DOMAIN_CLASSES.values()},
@@ -96,6 +98,14 @@ class Job:
     def final_answer(value: Any) -> None:
         """End the task with `value` as the answer to the user."""
         raise FinalAnswer(value)
+
+    def ask(self, question: str, choices: list[str] | None = None) -> str:
+        """Ask the person the task came from; returns their answer (one of `choices` when given). Raises
+        NoAnswer when nobody can be asked or nobody answers in time."""
+        ACTIVITY.touched += 1  # an answer may stand on what the person said, or on nobody being there to say it
+        answer = self.channel.request({"op": "ask", "question": str(question),
+                                       "choices": [str(choice) for choice in choices or []]})
+        return str(answer)
 
     def sleep(self, seconds: float) -> None:
         """Pause, in the gateway's clock (which runs faster for simulations); refuses to sleep past the end of
