@@ -34,8 +34,10 @@ log = logging.getLogger(__name__)
 
 
 class Daemon:
-    def __init__(self, config: Config, source: str = "defaults") -> None:
+    def __init__(self, config: Config, source: str = "defaults", any_port_if_taken: bool = False) -> None:
+        """`any_port_if_taken`: when [api] port is in use, serve on any free one (the demo) instead of failing."""
         self.config = config
+        self.any_port_if_taken = any_port_if_taken
         self.gateway = Gateway(config, source, role="daemon")
         self.runner: TaskRunner | None = None
         self.automations: Automations | None = None
@@ -58,14 +60,13 @@ class Daemon:
         self.access = Access.for_bind(config.api.host, token, tuple(config.api.names))
         self.automations = Automations(self.gateway, self.runner)
         await self.automations.start()
-        self.server = ApiServer(self.runner, self.automations, config.api.host, config.api.port, self.access,
-                                Transcriber(config.stt), Limits(config.api.max_connections,
-                                                                config.api.max_event_streams))
         try:
-            await self.server.start()
+            self.server = await self._serve(config.api.port)
         except OSError as exc:
-            raise ConfigError([listen_problem(self.gateway.config_source, config.api.host, config.api.port,
-                                              exc)]) from None
+            if not (self.any_port_if_taken and exc.errno == errno.EADDRINUSE):
+                raise ConfigError([listen_problem(self.gateway.config_source, config.api.host, config.api.port,
+                                                  exc)]) from None
+            self.server = await self._serve(0)  # free a moment ago, taken since: a demo starting alongside
         if config.api.mqtt_intake:
             self.intake = MqttIntake(self.gateway.mqtt, self.runner, config.gateway.id)
             await self.intake.start()
@@ -75,6 +76,18 @@ class Daemon:
             await self.home_assistant.start()
         log.info("ready: web page and API at %s; sandbox layers: %s", self.server.url,
                  ", ".join(self.gateway.health().sandbox_layers) or "none")
+
+    async def _serve(self, port: int) -> ApiServer:
+        assert self.runner is not None and self.automations is not None and self.access is not None
+        api = self.config.api
+        server = ApiServer(self.runner, self.automations, api.host, port, self.access, Transcriber(self.config.stt),
+                           Limits(api.max_connections, api.max_event_streams))
+        try:
+            await server.start()
+        except OSError:
+            await server.close()
+            raise
+        return server
 
     async def close(self) -> None:
         if self.automations:

@@ -94,7 +94,7 @@ async def demo_world(config: Config) -> AsyncIterator[tuple[Daemon, SimHome]]:
             home = await stack.enter_async_context(running_home(specs, broker.host, broker.port))
         except RuntimeError as exc:  # SimHome.start names the device and why
             raise DemoError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-        daemon = Daemon(demo_config(config, specs, home, broker), "demo")
+        daemon = Daemon(demo_config(config, specs, home, broker), "demo", any_port_if_taken=True)
         stack.push_async_callback(daemon.close)
         await daemon.start()
         await daemon.gateway.settle_discovery()

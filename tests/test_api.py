@@ -11,9 +11,10 @@ from typing import Any
 import aiohttp
 import paho.mqtt.client as paho
 import pytest
+from conftest import code_reply, make_config, psu_entry, shelly_entry
+from event_stream import events_of
 from openapi_spec_validator import validate
 
-from conftest import code_reply, make_config, psu_entry, shelly_entry
 from gateway.api.auth import TOKEN_FILE
 from gateway.api.routes import ROUTES
 from gateway.daemon import Daemon
@@ -37,18 +38,11 @@ def sign_in(http: aiohttp.ClientSession, daemon: Daemon) -> str:
     return daemon.server.url
 
 
-async def read_events(http: aiohttp.ClientSession, url: str) -> list[tuple[str, dict[str, Any]]]:
+async def read_events(http: aiohttp.ClientSession, url: str) -> list[tuple[str | None, dict[str, Any]]]:
     """A Server-Sent Events stream, read to its end."""
-    events = []
     async with http.get(url) as response:
         assert response.headers["Content-Type"].startswith("text/event-stream")
-        kind = None
-        async for raw in response.content:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                events.append((kind, json.loads(line[6:])))
+        events = [event async for event in events_of(response)]
     return events
 
 

@@ -16,6 +16,7 @@ import aiohttp
 import paho.mqtt.client as paho
 import pytest
 from conftest import code_reply, make_config, shelly_entry
+from event_stream import events_of
 from test_web import COMMAND as COMMAND_BOX
 from test_web import assert_accessible, browser, expect, open_tab, screenshot  # noqa: F401 (fixtures)
 
@@ -55,22 +56,16 @@ async def answer_over_api(http: aiohttp.ClientSession, base: str, task_id: str, 
     """Follow a task's events; answer its question (when `answer` is given); (the question, the finished event)."""
     asked: dict[str, Any] = {}
     async with http.get(f"{base}/api/tasks/{task_id}/events") as response:
-        kind = None
-        async for raw in response.content:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                data = json.loads(line[6:])
-                if kind == "question" and data["state"] == "asked":
-                    asked = data
-                    if answer is not None:
-                        async with http.get(f"{base}/api/questions") as listed:
-                            assert [item["id"] for item in await listed.json()] == [data["id"]]
-                        async with http.post(f"{base}/api/questions/{data['id']}", json={"answer": answer}) as reply:
-                            assert reply.status == 200, await reply.text()
-                elif kind == "finished":
-                    return asked, data
+        async for kind, data in events_of(response):
+            if kind == "question" and data["state"] == "asked":
+                asked = data
+                if answer is not None:
+                    async with http.get(f"{base}/api/questions") as listed:
+                        assert [item["id"] for item in await listed.json()] == [data["id"]]
+                    async with http.post(f"{base}/api/questions/{data['id']}", json={"answer": answer}) as reply:
+                        assert reply.status == 200, await reply.text()
+            elif kind == "finished":
+                return asked, data
     raise AssertionError("the event stream ended before the task finished")
 
 
