@@ -7,15 +7,23 @@ import logging
 
 import paho.mqtt.client as paho
 import pytest
+from conftest import code_reply, make_config, until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import code_reply, make_config, until
 from gateway.app import Gateway
+from gateway.config import DeviceEntry
 from simulators.base import SimContext
 from simulators.tasmota import TasmotaDimmer, TasmotaPlug
-from simulators.zigbee2mqtt import Bulb, ClimateSensor, ContactSensor, DoorLock, MotionSensor, Thermostat, \
-    Zigbee2MqttBridge
+from simulators.zigbee2mqtt import (
+    Bulb,
+    ClimateSensor,
+    ContactSensor,
+    DoorLock,
+    MotionSensor,
+    Thermostat,
+    Zigbee2MqttBridge,
+)
 
 
 def publisher(broker) -> paho.Client:
@@ -219,6 +227,30 @@ async def test_serial_ports_are_identified_scpi_and_korad(tmp_path, gateway_fact
     finally:
         for instrument in instruments:
             await instrument.stop()
+
+
+async def test_a_serial_instrument_keeps_its_id_and_area_when_its_port_changes(tmp_path):
+    """Known by its serial number, not its port: after a restart on another port it is the same device (so the
+    area the config gives its id still holds), and no second copy; the port that no longer answers is logged."""
+    from simulators.scpi import ScpiPowerSupply
+
+    only_serial = {"mqtt": False, "mdns": False, "instruments": False}
+    before = ScpiPowerSupply("psu")
+    await before.start()
+    async with Gateway(make_config(tmp_path, discovery={**only_serial, "serial_ports": [before.port]})) as gateway:
+        [found] = gateway.registry.all()
+    supply = ScpiPowerSupply("psu")  # the same instrument (same serial number), on the next free pty
+    await supply.start()
+    await before.stop()
+    try:
+        assert supply.port != before.port
+        config = make_config(tmp_path, discovery={**only_serial, "serial_ports": [before.port, supply.port]},
+                             devices=[DeviceEntry(id=found.id, area="bench")])
+        async with Gateway(config) as gateway:
+            [again] = gateway.registry.all()
+            assert (again.id, again.area, again.serial_port, again.online) == (found.id, "bench", supply.port, True)
+    finally:
+        await supply.stop()
 
 
 async def test_mdns_devices_are_found_probed_and_named_by_themselves(tmp_path, gateway_factory):

@@ -13,7 +13,7 @@ from zeroconf import ServiceBrowser, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncZeroconf
 
 from gateway.app import Gateway
-from gateway.discovery.instruments import instrument_key
+from gateway.discovery.idn import instrument_key
 from gateway.transports.lines import TcpLines
 from simulators.base import SimContext
 from simulators.scpi import ScpiMultimeter, ScpiPowerSupply
@@ -44,10 +44,10 @@ def scpi_devices(gateway: Gateway) -> dict[str, object]:
 
 
 def test_the_key_comes_from_the_identity_or_else_the_address():
-    assert instrument_key("Keysight Technologies,E36313A,MY5912,2.1", "10.0.0.5", 5025) == \
+    assert instrument_key("Keysight Technologies,E36313A,MY5912,2.1", "10.0.0.5:5025") == \
         "scpi:keysight technologies,e36313a,my5912"
-    assert instrument_key("ACME,PSU1,0,1.0", "10.0.0.5", 5025) == "scpi:10.0.0.5:5025"
-    assert instrument_key("garbage", "10.0.0.5", 5025) == "scpi:10.0.0.5:5025"
+    assert instrument_key("ACME,PSU1,0,1.0", "10.0.0.5:5025") == "scpi:10.0.0.5:5025"
+    assert instrument_key("garbage", "10.0.0.5:5025") == "scpi:10.0.0.5:5025"
 
 
 async def test_instruments_announce_both_lxi_services_with_their_identity(instruments):
@@ -80,8 +80,8 @@ async def test_instruments_are_found_by_mdns_and_identified_once_each(tmp_path, 
     await gateway.settle_discovery()
     found = scpi_devices(gateway)
     assert len(found) == 2  # each announced twice (_lxi._tcp and _scpi-raw._tcp): one record each
-    supply = found[instrument_key(psu.identity, psu.host, psu.tcp_port)]
-    meter = found[instrument_key(dmm.identity, dmm.host, dmm.tcp_port)]
+    supply = found[instrument_key(psu.identity, f"{psu.host}:{psu.tcp_port}")]
+    meter = found[instrument_key(dmm.identity, f"{dmm.host}:{dmm.tcp_port}")]
     assert (supply.kind, supply.transport, supply.serial_port) == ("scpi_psu", "serial", None)
     assert (supply.host, supply.port) == (psu.host, psu.tcp_port)
     assert supply.name == f"Bench Supply-{SUFFIX}" and supply.api["idn"] == psu.identity

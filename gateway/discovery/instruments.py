@@ -15,7 +15,7 @@ import logging
 from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
 from gateway.devices.registry import ClaimRefused, DeviceLimit, Registry
-from gateway.discovery.serial import name_from_idn
+from gateway.discovery.idn import instrument_key, name_from_idn
 from gateway.transports.lines import TcpLines
 from gateway.untrusted import one_line
 
@@ -27,15 +27,6 @@ INSTRUMENT_TYPES = (LXI_TYPE, SCPI_RAW_TYPE)
 SCPI_RAW_PORT = 5025
 IDN_TIMEOUT_S = 3.0
 MAX_LOGGED = 1000  # addresses whose failure is logged: forged announcements cannot flood the log
-
-
-def instrument_key(idn: str, host: str, port: int) -> str:
-    """'Keysight Technologies,E36313A,MY123,2.1' -> 'scpi:keysight technologies,e36313a,my123'; an instrument
-    that gives no serial number is known by its address."""
-    fields = [field.strip().casefold() for field in idn.split(",")]
-    if len(fields) < 3 or fields[2] in ("", "0"):
-        return f"scpi:{host}:{port}"
-    return "scpi:" + ",".join(fields[:3])
 
 
 class InstrumentDiscovery:
@@ -76,7 +67,7 @@ class InstrumentDiscovery:
                                          "idn rule)", one_line(instance), host, port, idn)
             return None
         doc, _ = found
-        key = instrument_key(idn, host, port)
+        key = instrument_key(idn, f"{host}:{port}")
         name = one_line(instance) or name_from_idn(idn)
         try:
             self.registry.upsert(Device(key=key, name=name, kind=doc.kind, transport="serial", host=host, port=port,

@@ -1,5 +1,8 @@
 """Serial discovery: ask each configured port who it is (*IDN?), first as SCPI with a line ending, then in the
-Korad form without one, and match the reply against the docs' `idn` rules."""
+Korad form without one, and match the reply against the docs' `idn` rules.
+
+An instrument is known by its serial number (`instrument_key`), not by the port it is on: ports are renumbered
+(a pty, a USB adapter plugged elsewhere), and an instrument keeps its id and area wherever it turns up."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import logging
 from gateway.devices.docs import DocLibrary
 from gateway.devices.model import Device
 from gateway.devices.registry import ClaimRefused, DeviceLimit, Registry
+from gateway.discovery.idn import instrument_key, name_from_idn
 from gateway.transports.serial import SerialPorts
 from gateway.untrusted import one_line
 
@@ -28,20 +32,16 @@ async def identify(serial: SerialPorts, port: str) -> str | None:
     return None
 
 
-def name_from_idn(idn: str) -> str:
-    """'Keysight Technologies,E36313A,MY123,2.1' -> 'Keysight Technologies E36313A'."""
-    fields = [field.strip() for field in idn.split(",")]
-    return " ".join(fields[:2]) if len(fields) >= 2 else idn
-
-
 async def discover_serial(ports: list[str], serial: SerialPorts, docs: DocLibrary, registry: Registry) -> None:
     for port in ports:
-        key = f"serial:{port}"
         idn = await identify(serial, port)
         if idn is None:
             log.warning("serial port %s did not answer *IDN?", port)
-            registry.set_online(key, False)
+            for device in registry.all():
+                if device.source == "serial" and device.serial_port == port:
+                    registry.set_online(device.key, False)
             continue
+        key = instrument_key(idn, port)
         found = docs.match("serial", {"idn": idn})
         if found is None:
             log.warning("serial port %s answered %r, and no device doc matches it (add one with an idn rule)",
