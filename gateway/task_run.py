@@ -68,7 +68,8 @@ async def run_task(gateway: Gateway, text: str, origin: str = "cli", device_ids:
         async with asyncio.timeout(task_timeout):
             plan = options.work or (plan_without_model(gateway, text, devices)
                                     if options.plan and gateway.config.agent.fast_path else None)
-            while isinstance(plan, Unclear) and plan.choices and (ask is not None or gateway.llm is None):
+            while (isinstance(plan, Unclear) and (plan.choices or plan.follow_up)
+                   and (ask is not None or gateway.llm is None)):
                 plan = await _clarify(gateway, record.id, origin, text, devices, plan, ask)
             if isinstance(plan, ModelFree):
                 skill_name = plan.skill
@@ -77,8 +78,8 @@ async def run_task(gateway: Gateway, text: str, origin: str = "cli", device_ids:
                 if plan.skill:
                     gateway.store.skill_ran(plan.skill, progress.error)
             elif isinstance(plan, Unclear) and gateway.llm is None:
-                raise NoAnswer(plan.question, "the command does not say which device, and no model is "
-                               "configured to work it out")
+                raise NoAnswer(plan.question, "the command leaves this open, and no model is configured to "
+                               "work it out")
             elif gateway.llm is None:
                 raise LLMError("this is not a command the gateway understands without a model, and "
                                f"{NOT_CONFIGURED}")
@@ -135,8 +136,12 @@ async def run_task(gateway: Gateway, text: str, origin: str = "cli", device_ids:
 
 async def _clarify(gateway: Gateway, task_id: str, origin: str, text: str, devices: list[Device],
                    unclear: Unclear, ask: Asker | None) -> ModelFree | Unclear | None:
-    """Ask which of the devices the command fits it meant, and plan again without the others; raises
-    NoAnswer."""
+    """Ask which of the devices the command fits it meant, and plan again without the others; or ask the value
+    it lacks, and plan the command with it. Raises NoAnswer."""
+    if unclear.follow_up is not None:
+        answer = await gateway.questions.ask(task_id, origin, unclear.question, None, ask)
+        return plan_without_model(gateway, unclear.follow_up.format(answer=answer.strip().rstrip("%").strip()),
+                                  devices)
     labels = choice_labels(unclear.choices)
     chosen = labels[await gateway.questions.ask(task_id, origin, unclear.question, list(labels), ask)]
     others = {device.id for device in unclear.choices} - {chosen.id}

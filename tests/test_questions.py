@@ -262,3 +262,26 @@ async def test_the_page_offers_a_button_per_lamp_and_the_chosen_one_goes_on(tmp_
     assert lamps["office"].output is True and lamps["bedroom"].output is False
     tab.assert_clean()
 
+
+
+async def test_a_command_that_names_a_light_but_no_level_asks_how_bright_and_sets_the_answer(tmp_path):
+    """The demo's world: "set the floor lamp" asks how bright (a question without choices); "30" sets it to 30%.
+    With nobody to ask, the task ends needs_input with that question."""
+    from gateway.demo import demo_world
+
+    asked: list[Question] = []
+
+    async def thirty(question: Question) -> str:
+        asked.append(question)
+        return "30"
+
+    async with demo_world(make_config(tmp_path, api={"port": 0})) as (daemon, home):
+        result = await daemon.gateway.run_task("set the floor lamp", origin="demo", ask=thirty)
+        dimmer = home.state()["living_room_floor_lamp"]
+        unanswered = await daemon.gateway.run_task("把落地灯调一下", origin="demo")
+
+    assert [(question.question, question.choices) for question in asked] == [
+        ("How bright should Living Room Floor Lamp be (0-100%)?", [])]
+    assert (result.status, result.answer) == ("done", "Living Room Floor Lamp is at 30%.")
+    assert dimmer["dimmer"] == 30 and dimmer["power"] is True
+    assert (unanswered.status, unanswered.answer) == ("needs_input", "Living Room Floor Lamp要调到多少（0-100%）？")

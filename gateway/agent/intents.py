@@ -99,6 +99,8 @@ class Unclear:
 
     question: str
     choices: list[Device] = field(default_factory=list)  # the devices it may mean: the person picks one
+    # or the command to plan once the person has said the value it lacks ("set the floor lamp to {answer}%")
+    follow_up: str | None = None
 
 
 class LocalIntents:
@@ -221,6 +223,10 @@ class LocalIntents:
             choices = ", ".join(f"{device.name} ({device.id}{', ' + device.area if device.area else ''})"
                                 for device in targets)
             return Unclear(vocabulary()["answers"][language]["which"].format(choices=choices), targets)
+        if intent == "PyuseAskLevel":
+            answers = vocabulary()["answers"][language]
+            return Unclear(answers["how_much"].format(name=targets[0].name),
+                           follow_up=answers["set_to"].format(name=targets[0].name, answer="{answer}"))
         actions = {self._action(intent, entities, device) for device in targets}
         if len(actions) != 1:  # one light cannot do what the others do (dim a relay): not simple after all
             return None
