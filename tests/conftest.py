@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as paho
 import pytest
 from aiohttp import web
 
@@ -44,6 +47,26 @@ def _wait_for_port(host: str, port: int, timeout: float = 5.0) -> None:
 
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+
+
+@contextmanager
+def mqtt_listener(broker: BrokerAddress, *topic_filters: str) -> Iterator[tuple[paho.Client, asyncio.Queue[Any]]]:
+    """A paho client on the test's broker, subscribed to `topic_filters`, putting each (topic, payload) it receives
+    on a queue (a JSON object decoded, anything else as bytes); disconnected on leaving."""
+    received: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    client.on_message = lambda c, u, m: loop.call_soon_threadsafe(
+        received.put_nowait, (m.topic, json.loads(m.payload) if m.payload.startswith(b"{") else m.payload))
+    client.connect(broker.host, broker.port)
+    for topic_filter in topic_filters:
+        client.subscribe(topic_filter)
+    client.loop_start()
+    try:
+        yield client, received
+    finally:
+        client.disconnect()  # first: it wakes the network thread, which loop_stop() would wait up to 1 s for
+        client.loop_stop()
 
 
 @pytest.fixture

@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import paho.mqtt.client as paho
 import pytest
-from conftest import code_reply, make_config, psu_entry, shelly_entry
+from conftest import code_reply, make_config, mqtt_listener, psu_entry, shelly_entry
 from event_stream import events_of
 from openapi_spec_validator import validate
 
@@ -168,16 +167,7 @@ async def test_tasks_and_confirmations_over_mqtt(tmp_path, scripted_llm, mqtt_br
     llm = await scripted_llm({"conversations": [{"match": "output on", "replies": [code_reply(
         'psu = devices["bench_psu"]\npsu.write("OUTP ON")\nfinal_answer(psu.query("OUTP?"))')]}]})
     daemon = await daemon_factory(make_config(tmp_path, llm, [psu_entry(psu)], broker=mqtt_broker))
-    received: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-    loop = asyncio.get_running_loop()
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
-    client.on_message = lambda c, u, m: loop.call_soon_threadsafe(
-        received.put_nowait, (m.topic, json.loads(m.payload) if m.payload.startswith(b"{") else m.payload))
-    client.connect(mqtt_broker.host, mqtt_broker.port)
-    client.subscribe("pyuse/pyuse/#")
-    client.subscribe("my/results")
-    client.loop_start()
-    try:
+    with mqtt_listener(mqtt_broker, "pyuse/pyuse/#", "my/results") as (client, received):
         async with asyncio.timeout(10):
             while (await received.get())[0] != "pyuse/pyuse/status":  # retained: online
                 pass
@@ -195,9 +185,6 @@ async def test_tasks_and_confirmations_over_mqtt(tmp_path, scripted_llm, mqtt_br
         assert psu.output is True
         events = [item for item in daemon.runner.tasks[payload["task_id"]].events]
         assert "confirmation" in [event.kind for event in events]
-    finally:
-        client.disconnect()  # first: it wakes the network thread, which loop_stop() would wait up to 1 s for
-        client.loop_stop()
 
 
 async def test_a_device_names_the_state_fields_worth_showing_first(tmp_path, shelly, daemon_factory, http):

@@ -13,9 +13,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import paho.mqtt.client as paho
 import pytest
-from conftest import code_reply, make_config, shelly_entry
+from conftest import code_reply, make_config, mqtt_listener, shelly_entry
 from event_stream import events_of
 from test_web import COMMAND as COMMAND_BOX
 from test_web import assert_accessible, browser, expect, open_tab, screenshot  # noqa: F401 (fixtures)
@@ -102,15 +101,7 @@ async def test_a_question_over_mqtt_is_answered_on_the_reply_topic_it_names(tmp_
                                                                               daemon_factory):
     daemon = await daemon_factory(make_config(tmp_path, devices=lamp_entries(lamps), broker=mqtt_broker))
     prefix = f"pyuse/{daemon.config.gateway.id}"
-    received: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-    loop = asyncio.get_running_loop()
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
-    client.on_message = lambda c, u, m: loop.call_soon_threadsafe(
-        received.put_nowait, (m.topic, json.loads(m.payload) if m.payload.startswith(b"{") else m.payload))
-    client.connect(mqtt_broker.host, mqtt_broker.port)
-    client.subscribe(f"{prefix}/#")
-    client.loop_start()
-    try:
+    with mqtt_listener(mqtt_broker, f"{prefix}/#") as (client, received):
         async with asyncio.timeout(10):
             while (await received.get())[0] != f"{prefix}/status":
                 pass
@@ -126,8 +117,6 @@ async def test_a_question_over_mqtt_is_answered_on_the_reply_topic_it_names(tmp_
                     break
         assert payload["id"] == "q1" and payload["status"] == "done", payload
         assert lamps["bedroom"].output is True and lamps["office"].output is False
-    finally:
-        client.loop_stop()
 
 
 async def test_the_cli_answers_a_daemons_question_at_its_terminal(tmp_path, lamps, daemon_factory):
