@@ -90,7 +90,7 @@ async def test_a_broken_model_reply_ends_the_task_failed_everywhere(tmp_path, mo
     record = daemon.gateway.task(task.id)
     assert (record.status, record.error) == ("failed", error)
     assert record.finished_at is not None
-    assert any(error in line.getMessage() for line in caplog.records if line.name == "gateway.app")
+    assert any(error in line.getMessage() for line in caplog.records if line.name == "gateway.task_run")
     if body != "not json":  # the unplanned case leaves its trace, at ERROR
         assert any(line.levelno == logging.ERROR and line.exc_info for line in caplog.records)
 
