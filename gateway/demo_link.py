@@ -38,10 +38,18 @@ def announced(user_data_dir: Path, demo_data_dir: Path, port: int) -> Iterator[N
     try:
         yield
     finally:
-        path.unlink(missing_ok=True)
+        if _names(path, demo_data_dir):  # a second demo started meanwhile owns the file now: CLI commands reach it
+            path.unlink(missing_ok=True)
         if made:
             with contextlib.suppress(OSError):  # only if still empty: something else may have put files there
                 user_data_dir.rmdir()
+
+
+def _names(path: Path, demo_data_dir: Path) -> bool:
+    try:
+        return bool(json.loads(path.read_text("utf-8")).get("data_dir") == str(demo_data_dir))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def running_demo(config: Config) -> Config | None:

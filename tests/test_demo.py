@@ -51,3 +51,20 @@ async def test_a_model_retry_is_shown_once_at_the_console_with_its_count(tmp_pat
     shown = [line for line in console.getvalue().splitlines() if "model call failed" in line]
     assert [line.split("; ")[1].split(" in ")[0] for line in shown] == ["retry 1 of 3", "retry 2 of 3"]
     assert not [record for record in caplog.records if "model call failed" in record.getMessage()]  # not twice
+
+
+def test_a_demo_ending_leaves_the_link_of_a_demo_started_after_it(tmp_path):
+    """Two demos for one user: the first to end must not take away the file through which the CLI reaches the
+    other."""
+    import json
+
+    from gateway.demo_link import DEMO_FILE, announced
+
+    user = tmp_path / "user"
+    first, second = announced(user, tmp_path / "first", 1001), announced(user, tmp_path / "second", 1002)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert json.loads((user / DEMO_FILE).read_text())["port"] == 1002
+    second.__exit__(None, None, None)
+    assert not (user / DEMO_FILE).exists()
