@@ -55,6 +55,9 @@ async def start_automations(tmp_path, mqtt_broker, hallway, gateway_factory):
         automations = Automations(gateway, TaskRunner(gateway))
         await automations.start()
         engines.append(automations)
+        # The triggers' subscriptions are sent but not yet acknowledged; the broker takes a connection's packets in
+        # order, so once a later one is acknowledged they hold too, and a message published now is not lost.
+        (await gateway.mqtt.subscribe("test/triggers-ready", lambda message: None)).cancel()
         return automations
 
     yield start
